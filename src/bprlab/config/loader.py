@@ -1,0 +1,138 @@
+"""Load a run config: schema <- `extends:` files <- experiment YAML <- command-line `key=value`.
+
+Every layer is merged into the typed schema, so an unknown key or a value of the wrong type fails at once with
+the file (or the command-line argument) and the dotted key named.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from bprlab.config.schema import CandidateLoss, Estimator, IndexKind, Method, RunConfig
+from bprlab.errors import ConfigError
+
+EXTENDS = "extends"
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Resolve an experiment file plus overrides into a validated `RunConfig`."""
+    cfg = OmegaConf.structured(RunConfig)
+    if path is not None:
+        for layer_path, layer in _layers(Path(path), chain=()):
+            cfg = _merge(cfg, layer, source=str(layer_path))
+    cfg = _merge(cfg, parse_overrides(overrides), source="command line")
+    try:
+        run = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as exc:  # e.g. a missing mandatory value
+        raise ConfigError(f"config: {exc.full_key or ''}: {_reason(exc)}") from None
+    validate(run)
+    return run
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    """Plain, YAML-safe dict of a config (enums as their names)."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def from_dict(data: dict, source: str = "saved config") -> RunConfig:
+    cfg = _merge(OmegaConf.structured(RunConfig), OmegaConf.create(data), source=source)
+    return OmegaConf.to_object(cfg)
+
+
+def parse_overrides(overrides: Iterable[str]) -> DictConfig:
+    """`a.b=1 c=[1,2]` -> DictConfig; values are parsed as YAML scalars/lists."""
+    merged = OmegaConf.create({})
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"command line: '{item}': expected key=value (e.g. train.max_steps=100)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"command line: '{item}': value is not valid YAML ({exc})") from None
+        OmegaConf.update(merged, key.strip(), value, force_add=True)
+    return merged
+
+
+def _layers(path: Path, chain: tuple[Path, ...]) -> list[tuple[Path, DictConfig]]:
+    """The file and, first, everything it extends (depth first, in order)."""
+    path = path.resolve()
+    if path in chain:
+        raise ConfigError(f"{path}: `extends` cycle: {' -> '.join(str(p) for p in (*chain, path))}")
+    if not path.is_file():
+        where = f" (extended from {chain[-1]})" if chain else ""
+        raise ConfigError(f"{path}: config file not found{where}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(raw).__name__}")
+    parents = raw.pop(EXTENDS, None) or []
+    if isinstance(parents, str):
+        parents = [parents]
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        raise ConfigError(f"{path}: key '{EXTENDS}': expected a path or a list of paths")
+    layers: list[tuple[Path, DictConfig]] = []
+    for parent in parents:
+        layers += _layers(path.parent / parent, chain=(*chain, path))
+    layers.append((path, OmegaConf.create(raw)))
+    return layers
+
+
+def _merge(cfg: DictConfig, layer: DictConfig, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(cfg, layer)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{source}: key '{exc.full_key}': {_reason(exc)}") from None
+
+
+def _reason(exc: OmegaConfBaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def validate(cfg: RunConfig) -> None:
+    """Combinations the schema's types cannot express (DESIGN, house style 3)."""
+    problems: list[str] = []
+    if cfg.loss.candidate_weight < 0 or cfg.loss.rerank_weight < 0:
+        problems.append("loss.*_weight: weights must be >= 0")
+    if cfg.method is Method.bpr and cfg.loss.candidate_weight == 0 and cfg.loss.rerank_weight == 0:
+        problems.append("loss: candidate_weight and rerank_weight are both 0: nothing to train")
+    if cfg.hash.estimator is Estimator.fixed and cfg.hash.fixed_beta <= 0:
+        problems.append("hash.fixed_beta: must be > 0")
+    if cfg.loss.candidate_kind is CandidateLoss.margin and cfg.loss.margin < 0:
+        problems.append("loss.margin: must be >= 0")
+    if cfg.model.passage_text_token_type not in (None, 0, 1):
+        problems.append("model.passage_text_token_type: expected 0, 1 or null")
+    if cfg.model.projection_dim is not None and cfg.model.projection_dim <= 0:
+        problems.append("model.projection_dim: must be positive")
+    if cfg.index.kind is not IndexKind.flat and (cfg.model.projection_dim or 8) % 8:
+        problems.append("model.projection_dim: binary codes are packed in bytes: use a multiple of 8")
+    if not 1 <= cfg.index.hash_bits <= 64:
+        problems.append("index.hash_bits: faiss hash tables key on 1..64 bits")
+    if cfg.index.hash_flips < 0 or cfg.index.hash_tables < 1:
+        problems.append("index.hash_flips >= 0 and index.hash_tables >= 1 are required")
+    if not cfg.eval.top_k or min(cfg.eval.top_k) < 1:
+        problems.append("eval.top_k: a non-empty list of positive integers")
+    elif cfg.index.kind is not IndexKind.flat and cfg.index.candidate_generation:
+        if cfg.index.num_candidates < max(cfg.eval.top_k):
+            problems.append(
+                f"index.num_candidates={cfg.index.num_candidates} is below max(eval.top_k)={max(cfg.eval.top_k)}"
+            )
+    if cfg.data.num_hard_negatives < 0 or cfg.data.num_other_negatives < 0:
+        problems.append("data.num_*_negatives: must be >= 0")
+    if cfg.train.batch_size < 1:
+        problems.append("train.batch_size: must be >= 1")
+    if not 0 <= cfg.optim.warmup_ratio < 1:
+        problems.append("optim.warmup_ratio: expected 0 <= ratio < 1")
+    if problems:
+        raise ConfigError("config: " + "; ".join(problems))

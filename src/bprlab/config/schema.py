@@ -1,0 +1,195 @@
+"""The typed config schema: the one place where every key and default is spelled.
+
+Defaults follow the paper recipe (SPEC §3) except two that make a fresh laptop work offline: the encoder is
+the packaged MiniLM (`model.name: minilm`) and the dataset is the embedded `squad` task. Experiment YAMLs hold
+only the deltas from here (DESIGN, house style 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, List, Optional
+
+
+class Method(str, Enum):
+    dpr = "dpr"
+    bpr = "bpr"
+
+
+class Checkpoint(str, Enum):
+    best = "best"  # lowest val/avg_rank from train.select_from_epoch on (the paper's model selection)
+    last = "last"
+    pretrained = "pretrained"  # the untrained encoder: the zero-shot row
+
+
+class DatasetName(str, Enum):
+    squad = "squad"
+    nq = "nq"
+    trivia = "trivia"
+    custom = "custom"  # every path given explicitly
+
+
+class AnswerMatch(str, Enum):
+    string = "string"
+    regex = "regex"  # CuratedTREC
+
+
+class Estimator(str, Enum):
+    scaled_tanh = "scaled_tanh"  # tanh(beta * e), beta = sqrt(1 + gamma * step): the paper
+    ste = "ste"  # forward sign(e), backward the gradient of tanh(e) (official code)
+    fixed = "fixed"  # tanh(hash.fixed_beta * e), no schedule
+
+
+class CandidateLoss(str, Enum):
+    margin = "margin"  # the paper: ranking hinge over all (positive, negative) pairs
+    ce = "ce"  # cross-entropy over the tanh codes' scores
+
+
+class IndexKind(str, Enum):
+    flat = "flat"  # exact inner product over float vectors (faiss IndexFlatIP): DPR
+    binary_flat = "binary_flat"  # Hamming linear scan over packed codes (IndexBinaryFlat) + rerank: BPR
+    binary_hash = "binary_hash"  # Hamming hash-table lookup (IndexBinary[Multi]Hash) + rerank: BPR
+
+
+class LoggerKind(str, Enum):
+    csv = "csv"
+    wandb = "wandb"
+    none = "none"
+
+
+@dataclass
+class SquadConfig:
+    """How `bprlab prepare` builds the embedded `squad` task from SQuAD v1.1 (SPEC §8)."""
+
+    source: str = "../shared/data/squad/dev-v1.1.json"
+    words_per_passage: int = 100
+    dev_articles: int = 4
+    test_articles: int = 8
+    bm25_depth: int = 100  # BM25 passages examined per question when mining hard negatives
+    hard_negatives: int = 30  # stored per question (DPR's files keep up to 30 + 30)
+    other_negatives: int = 30  # random answer-free passages (DPR's `negative_ctxs`)
+    seed: int = 13
+
+
+@dataclass
+class DataConfig:
+    dataset: DatasetName = DatasetName.squad
+    root: str = "data"  # prepared and downloaded files live under root/<dataset>/
+    # Empty means the dataset's conventional file under root/<dataset>/ (see bprlab.data.registry).
+    train_file: Optional[str] = None
+    dev_file: Optional[str] = None
+    test_file: Optional[str] = None
+    passages_file: Optional[str] = None
+    answer_match: AnswerMatch = AnswerMatch.string
+    num_hard_negatives: int = 1  # per question per step; re-sampled every epoch
+    num_other_negatives: int = 0
+    shuffle_negatives: bool = True
+    strip_question_mark: bool = True  # training questions only (SPEC §3)
+    max_question_length: int = 256
+    max_passage_length: int = 256
+    num_workers: int = 0
+    # Validation average rank: each dev question brings its positive, these negatives, into one pool per device.
+    val_hard_negatives: int = 30
+    val_other_negatives: int = 30
+    max_val_questions: Optional[int] = None
+    squad: SquadConfig = field(default_factory=SquadConfig)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "minilm"  # `minilm` = the packaged all-MiniLM-L6-v2; the paper uses bert-base-uncased
+    projection_dim: Optional[int] = None  # a linear layer on [CLS] sets the code length; None keeps hidden size
+    # Token type of the passage text segment in `[CLS] title [SEP] text [SEP]`; None: 1 for bpr, 0 for dpr.
+    passage_text_token_type: Optional[int] = None
+
+
+@dataclass
+class HashConfig:
+    estimator: Estimator = Estimator.scaled_tanh
+    gamma: float = 0.1  # beta = sqrt(1 + gamma * step) (HashNet)
+    fixed_beta: float = 1.0  # used by estimator=fixed only
+
+
+@dataclass
+class LossConfig:
+    candidate_weight: float = 1.0
+    rerank_weight: float = 1.0
+    candidate_kind: CandidateLoss = CandidateLoss.margin
+    # Official BPR code uses 0.1; a later port cites the paper's appendix for 2.0. We follow the code.
+    margin: float = 0.1
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2.0e-5
+    eps: float = 1.0e-6  # BPR; DPR uses 1e-8 (experiments/*/dpr.yaml)
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06
+    warmup_steps: Optional[int] = None  # overrides warmup_ratio (DPR: 1237)
+    max_grad_norm: float = 2.0
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 16  # questions per device per step
+    epochs: int = 40
+    max_steps: int = -1  # -1: epochs decide
+    accelerator: str = "auto"
+    devices: Any = "auto"  # int, list of ids or "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # "ddp" on clusters
+    precision: str = "32-true"
+    accumulate_grad_batches: int = 1
+    select_from_epoch: int = 30  # best checkpoint is chosen among epochs >= this (SPEC §3)
+    val_every_n_epochs: int = 1
+    val_check_interval: Any = None  # int: every n training batches; float: a fraction of an epoch
+    checkpoint_every_n_steps: Optional[int] = None  # also refresh last.ckpt every n steps
+    log_every_n_steps: int = 10
+    resume: bool = True  # continue from <run_dir>/checkpoints/last.ckpt when it exists
+    deterministic: bool = False
+
+
+@dataclass
+class EncodeConfig:
+    batch_size: int = 128
+    shard_size: int = 1_000_000  # rows per shard file; each rank writes its own shards
+
+
+@dataclass
+class IndexConfig:
+    kind: IndexKind = IndexKind.binary_flat
+    num_candidates: int = 1000  # l: Hamming candidates reranked by <e_q, sign(e_p)>
+    rerank: bool = True  # false: return candidates in Hamming order (ablation)
+    candidate_generation: bool = True  # false: score every passage with <e_q, sign(e_p)> (ablation)
+    hash_bits: int = 16  # bucket key = first b bits (b <= 64); honest sizes only (SPEC §4)
+    hash_flips: int = 2  # probe every bucket within this Hamming radius of the query's key
+    hash_tables: int = 1  # > 1: several tables on disjoint b-bit slices (IndexBinaryMultiHash)
+    search_batch_size: int = 32  # questions per search call; ms_per_query is measured at this size
+    name: Optional[str] = None  # folder name under <run_dir>/index/; None derives one from the settings
+
+
+@dataclass
+class EvalConfig:
+    top_k: List[int] = field(default_factory=lambda: [1, 5, 20, 50, 100])
+    question_batch_size: int = 64
+    max_questions: Optional[int] = None
+
+
+@dataclass
+class RunConfig:
+    name: str = "default"
+    method: Method = Method.bpr
+    seed: int = 42
+    runs_root: str = "runs"  # the run directory is runs_root/name
+    checkpoint: Checkpoint = Checkpoint.best  # which weights encode / evaluate use
+    logger: LoggerKind = LoggerKind.csv
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    hash: HashConfig = field(default_factory=HashConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)

@@ -1,0 +1,22 @@
+"""Scores shared by training-time validation and search (SPEC §1 table)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def average_rank(question: torch.Tensor, passage: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+    """Mean number of pool passages scored strictly above each question's gold passage (0 = ranked first).
+
+    question (Q, D), passage (N, D) = the pooled dev passages, gold (Q,) = column of each question's positive.
+    The dev model-selection metric of SPEC §3, computed as the official BPR code does (studio-ousia/bpr,
+    bpr/biencoder.py, `_compute_average_rank`, at af29763).
+    """
+    scores = question @ passage.T  # (Q, N)
+    gold_scores = scores.gather(1, gold[:, None])  # (Q, 1)
+    return (scores > gold_scores).sum(dim=1).float().mean()
+
+
+def inner_product_from_hamming(hamming, dim: int):
+    """For +-1 vectors of length d: <h_q, h_p> = d - 2 * Hamming(h_q, h_p)."""
+    return dim - 2 * hamming

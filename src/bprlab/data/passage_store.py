@@ -1,0 +1,99 @@
+"""The passage corpus as a memory-mapped Arrow table (Hugging Face `datasets`), never held in RAM.
+
+Built once from a passages TSV (psgs_w100: 21M rows, ~13 GB) and rebuilt only when the TSV changes. Row numbers
+are the passage keys used everywhere downstream (encoding shards, index rows); the TSV's `id` column is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from torch.utils.data import Dataset
+
+from bprlab.artifacts import atomic_dir, read_json, write_json
+from bprlab.data.readers import iter_passages
+from bprlab.data.records import Passage
+from bprlab.errors import DataFormatError
+
+log = logging.getLogger(__name__)
+SOURCE = "source.json"
+
+
+def _rows(path: str) -> Iterator[dict]:
+    for passage in iter_passages(path):
+        yield {"id": passage.id, "title": passage.title, "text": passage.text}
+
+
+def _source_stamp(tsv: Path) -> dict:
+    stat = tsv.stat()
+    return {"path": str(tsv.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+class PassageStore:
+    def __init__(self, table):
+        self.table = table  # datasets.Dataset with columns id, title, text
+
+    @classmethod
+    def open(cls, tsv: str | Path, store_dir: str | Path | None = None) -> "PassageStore":
+        import datasets
+
+        tsv = Path(tsv)
+        store_dir = Path(store_dir) if store_dir else tsv.with_name(tsv.name + ".arrow")
+        stamp = _source_stamp(iter_passages_checked(tsv))
+        if (store_dir / SOURCE).is_file() and read_json(store_dir / SOURCE) == stamp:
+            return cls(datasets.load_from_disk(str(store_dir)))
+        log.info("building the passage store %s from %s (once)", store_dir, tsv)
+        features = datasets.Features({k: datasets.Value("string") for k in ("id", "title", "text")})
+        with tempfile.TemporaryDirectory(dir=store_dir.parent) as cache, atomic_dir(store_dir) as tmp:
+            try:
+                table = datasets.Dataset.from_generator(
+                    _rows, gen_kwargs={"path": str(tsv)}, features=features, cache_dir=cache
+                )
+            except Exception as exc:  # datasets wraps our reader's error: surface the record it names
+                raise _data_error_in(exc) or exc
+            table.save_to_disk(str(tmp))
+            write_json(tmp / SOURCE, stamp)
+        return cls(datasets.load_from_disk(str(store_dir)))
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, row: int) -> Passage:
+        item = self.table[int(row)]
+        return Passage(title=item["title"], text=item["text"], id=item["id"])
+
+    def texts(self, rows: Sequence[int]) -> list[str]:
+        return self.table[[int(r) for r in rows]]["text"] if len(rows) else []
+
+    def ids(self, rows: Sequence[int]) -> list[str]:
+        return self.table[[int(r) for r in rows]]["id"] if len(rows) else []
+
+
+def _data_error_in(exc: BaseException) -> DataFormatError | None:
+    while exc is not None:
+        if isinstance(exc, DataFormatError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def iter_passages_checked(tsv: Path) -> Path:
+    """Fail early, with the file named, when the TSV is missing or its header is wrong."""
+    next(iter_passages(tsv), None)
+    return tsv
+
+
+class IndexedPassages(Dataset):
+    """(row, passage) pairs for encoding the corpus."""
+
+    def __init__(self, store: PassageStore):
+        self.store = store
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, row: int) -> tuple[int, Passage]:
+        return row, self.store[row]

@@ -1,0 +1,66 @@
+"""Where each dataset's files live. DPR's names are kept so that downloaded files drop straight in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bprlab.config.schema import AnswerMatch, DataConfig, DatasetName
+from bprlab.errors import ConfigError
+
+# DPR's public release (facebookresearch/DPR, dpr/data/download_data.py): used by `bprlab download`.
+DPR_URL = "https://dl.fbaipublicfiles.com/dpr"
+DOWNLOADS = {
+    "nq": {
+        "biencoder-nq-train.json.gz": f"{DPR_URL}/data/retriever/biencoder-nq-train.json.gz",
+        "biencoder-nq-dev.json.gz": f"{DPR_URL}/data/retriever/biencoder-nq-dev.json.gz",
+        "nq-test.qa.csv": f"{DPR_URL}/data/retriever/nq-test.qa.csv",
+    },
+    "trivia": {
+        "biencoder-trivia-train.json.gz": f"{DPR_URL}/data/retriever/biencoder-trivia-train.json.gz",
+        "biencoder-trivia-dev.json.gz": f"{DPR_URL}/data/retriever/biencoder-trivia-dev.json.gz",
+        "trivia-test.qa.csv.gz": f"{DPR_URL}/data/retriever/trivia-test.qa.csv.gz",
+    },
+    "wikipedia": {"psgs_w100.tsv.gz": f"{DPR_URL}/wikipedia_split/psgs_w100.tsv.gz"},
+}
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    train: Path
+    dev: Path
+    test: Path
+    passages: Path
+    answer_match: AnswerMatch
+
+
+def _defaults(cfg: DataConfig) -> dict[str, Path]:
+    root = Path(cfg.root)
+    name = cfg.dataset.value
+    if cfg.dataset is DatasetName.squad:
+        base = root / "squad"
+        return {
+            "train": base / "biencoder-squad-train.json",
+            "dev": base / "biencoder-squad-dev.json",
+            "test": base / "squad-test.qa.csv",
+            "passages": base / "psgs_w100.tsv",
+        }
+    if cfg.dataset in (DatasetName.nq, DatasetName.trivia):
+        base = root / name
+        return {
+            "train": base / f"biencoder-{name}-train.json",
+            "dev": base / f"biencoder-{name}-dev.json",
+            "test": base / f"{name}-test.qa.csv",
+            "passages": root / "wikipedia" / "psgs_w100.tsv",
+        }
+    return {}
+
+
+def data_paths(cfg: DataConfig) -> DataPaths:
+    defaults = _defaults(cfg)
+    given = {"train": cfg.train_file, "dev": cfg.dev_file, "test": cfg.test_file, "passages": cfg.passages_file}
+    paths = {key: Path(value) if value else defaults.get(key) for key, value in given.items()}
+    missing = [f"data.{key}_file" for key, value in paths.items() if value is None]
+    if missing:
+        raise ConfigError(f"config: data.dataset=custom needs {', '.join(missing)}")
+    return DataPaths(answer_match=cfg.answer_match, **paths)

@@ -1,0 +1,74 @@
+"""Training and validation samples from biencoder records (SPEC §2-3).
+
+Each training question brings its first positive and `num_hard` hard negatives (+ `num_other` other negatives),
+re-shuffled every epoch from a seed, so a run is reproducible and a resumed epoch draws the same negatives.
+A record with too few negatives is topped up by drawing again from its own pool, as the official BPR code does
+(studio-ousia/bpr, bpr/biencoder.py, `_collate_fn`, at af29763); records without a positive, or without any
+negative when negatives are asked for, cannot form a sample and are dropped (and counted).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Sequence
+
+from torch.utils.data import Dataset
+
+from bprlab.data.collate import Sample
+from bprlab.data.records import BiencoderRecord, Passage
+
+log = logging.getLogger(__name__)
+
+
+def normalize_question(question: str) -> str:
+    """Strip one trailing "?" (and surrounding blanks), as BPR does for its biencoder questions."""
+    question = question.strip()
+    return question[:-1].rstrip() if question.endswith("?") else question
+
+
+def usable_records(records: Sequence[BiencoderRecord], needs_negatives: bool, source: str) -> list[BiencoderRecord]:
+    kept = [r for r in records if r.positives and (r.hard_negatives or r.negatives or not needs_negatives)]
+    if len(kept) < len(records):
+        log.warning("%s: dropped %d of %d records without a positive%s", source, len(records) - len(kept),
+                    len(records), " or any negative" if needs_negatives else "")
+    return kept
+
+
+class BiencoderSamples(Dataset):
+    """Samples for one epoch: `epoch` and `seed` fix every random choice (train: shuffle=True; dev: False)."""
+
+    def __init__(
+        self,
+        records: Sequence[BiencoderRecord],
+        num_hard: int,
+        num_other: int,
+        shuffle: bool,
+        seed: int,
+        epoch: int = 0,
+        strip_question_mark: bool = True,
+    ):
+        self.records = list(records)
+        self.num_hard, self.num_other = num_hard, num_other
+        self.shuffle, self.seed, self.epoch = shuffle, seed, epoch
+        self.strip_question_mark = strip_question_mark
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> Sample:
+        record = self.records[i]
+        rng = random.Random(f"{self.seed}/{self.epoch}/{i}")  # str seeds hash deterministically
+        question = normalize_question(record.question) if self.strip_question_mark else record.question
+        return Sample(question, [record.positives[0], *self._negatives(record, rng)])
+
+    def _negatives(self, record: BiencoderRecord, rng: random.Random) -> list[Passage]:
+        hard, other = list(record.hard_negatives), list(record.negatives)
+        if self.shuffle:
+            rng.shuffle(hard)
+            rng.shuffle(other)
+        chosen = hard[: self.num_hard] + other[: self.num_other]
+        pool = hard + other
+        while len(chosen) < self.num_hard + self.num_other:
+            chosen.append(rng.choice(pool))
+        return chosen

@@ -1,0 +1,132 @@
+"""One index protocol for every method (SPEC §4; DESIGN, house style 5).
+
+An index is built from the passage representation its kind consumes (`input_kind`: "emb" = float32 (N, D),
+"code" = packed uint8 (N, D/8)), searched with continuous question embeddings (Q, D), saved to a directory
+and loaded back. Rows returned are passage-store row numbers; -1 marks "no result" (a hash lookup can find
+fewer than k passages).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from bprlab.artifacts import atomic_dir, read_json, write_json
+from bprlab.config.schema import IndexConfig, IndexKind
+from bprlab.errors import StageError
+
+META = "index.json"
+
+
+@dataclass
+class SearchResult:
+    scores: np.ndarray  # (Q, k) float32, higher is better; -inf where rows == -1
+    rows: np.ndarray  # (Q, k) int64
+
+
+@dataclass
+class SearchStats:
+    """What the last searches cost: the share of stored codes each query had to scan (SPEC §4)."""
+
+    queries: int = 0
+    codes_scanned: int = 0
+    ntotal: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def scanned_fraction(self) -> float:
+        return self.codes_scanned / max(1, self.queries * self.ntotal)
+
+
+class RetrievalIndex(Protocol):
+    input_kind: ClassVar[str]  # "emb" or "code"
+    stats: SearchStats
+
+    def build(self, vectors: np.ndarray) -> None:
+        """Train (where the kind needs it) on `vectors`, then add them."""
+
+    def add(self, vectors: np.ndarray) -> None: ...
+
+    def search(self, question_emb: np.ndarray, k: int) -> SearchResult: ...
+
+    def save_files(self, directory: Path) -> None:
+        """Write the index's own files into an (empty, temporary) directory."""
+
+    @property
+    def ntotal(self) -> int: ...
+
+    @property
+    def bytes_per_passage(self) -> int:
+        """Bytes of one stored passage representation (the code size)."""
+
+
+def create_index(cfg: IndexConfig, dim: int) -> RetrievalIndex:
+    from bprlab.index.binary import BinaryIndex
+    from bprlab.index.dense import FlatIndex
+
+    if cfg.kind is IndexKind.flat:
+        return FlatIndex(dim)
+    if cfg.kind in (IndexKind.binary_flat, IndexKind.binary_hash):
+        return BinaryIndex.create(cfg, dim)
+    raise ValueError(f"unknown index kind {cfg.kind!r}")
+
+
+def input_kind(cfg: IndexConfig) -> str:
+    """Which passage representation the encode stage must produce for this index kind."""
+    return "emb" if cfg.kind is IndexKind.flat else "code"
+
+
+def save_index(index: RetrievalIndex, cfg: IndexConfig, dim: int, directory: str | Path, **extra) -> dict:
+    """Atomically write the index and its metadata; index_bytes counts every file search needs."""
+    directory = Path(directory)
+    with atomic_dir(directory) as tmp:
+        index.save_files(tmp)
+        nbytes = sum(f.stat().st_size for f in tmp.iterdir())
+        meta = {"kind": cfg.kind.value, "dim": dim, "ntotal": index.ntotal, "index_bytes": nbytes,
+                "bytes_per_passage": index.bytes_per_passage, **extra}
+        write_json(tmp / META, meta)
+    return meta
+
+
+def load_index(cfg: IndexConfig, directory: str | Path) -> tuple[RetrievalIndex, dict]:
+    """Load an index saved by `save_index`, configured for search by `cfg` (candidates, rerank, flips)."""
+    from bprlab.index.binary import BinaryIndex
+    from bprlab.index.dense import FlatIndex
+
+    directory = Path(directory)
+    if not (directory / META).is_file():
+        raise StageError(f"{directory}: no index here; run `bprlab index` first")
+    meta = read_json(directory / META)
+    if meta["kind"] != cfg.kind.value:
+        raise StageError(f"{directory}: holds a {meta['kind']} index, config asks for {cfg.kind.value}")
+    if cfg.kind is IndexKind.flat:
+        return FlatIndex.load_files(directory), meta
+    return BinaryIndex.load_files(cfg, meta["dim"], directory), meta
+
+
+def top_k(scores: np.ndarray, rows: np.ndarray, k: int) -> SearchResult:
+    """Keep the k best of each row of `scores` (Q, M), highest first; rows == -1 never win."""
+    scores = np.where(rows < 0, -np.inf, scores).astype(np.float32)
+    if scores.shape[1] > k:
+        candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (Q, k), unordered
+    else:
+        candidates = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+    order = np.argsort(-np.take_along_axis(scores, candidates, axis=1), axis=1, kind="stable")
+    best = np.take_along_axis(candidates, order, axis=1)  # (Q, k) columns, best first
+    out_scores = np.take_along_axis(scores, best, axis=1)
+    out_rows = np.where(np.isinf(out_scores), -1, np.take_along_axis(rows, best, axis=1))
+    return _pad(SearchResult(out_scores, out_rows.astype(np.int64)), k)
+
+
+def _pad(result: SearchResult, k: int) -> SearchResult:
+    missing = k - result.rows.shape[1]
+    if missing <= 0:
+        return result
+    q = result.rows.shape[0]
+    return SearchResult(
+        np.hstack([result.scores, np.full((q, missing), -np.inf, np.float32)]),
+        np.hstack([result.rows, np.full((q, missing), -1, np.int64)]),
+    )

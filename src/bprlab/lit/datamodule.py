@@ -1,0 +1,62 @@
+"""`RetrieverDataModule`: DPR-format biencoder files for training/validation, the passage store for encoding."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from bprlab.config.schema import RunConfig
+from bprlab.data.collate import Collator
+from bprlab.data.ordering import LengthOrderSampler, text_lengths
+from bprlab.data.passage_store import IndexedPassages, PassageStore
+from bprlab.data.readers import read_biencoder
+from bprlab.data.registry import data_paths
+from bprlab.data.sampling import BiencoderSamples, usable_records
+
+
+class RetrieverDataModule(pl.LightningDataModule):
+    """The train loader is rebuilt every epoch (Trainer(reload_dataloaders_every_n_epochs=1)) so that each epoch
+    draws its own hard negatives from (seed, epoch), on every rank and after a resume alike."""
+
+    def __init__(self, cfg: RunConfig, collator: Collator):
+        super().__init__()
+        self.cfg, self.collator = cfg, collator
+        self.paths = data_paths(cfg.data)
+        self.train_records = self.dev_records = None
+        self.store = None
+
+    def setup(self, stage: str | None = None) -> None:
+        data = self.cfg.data
+        if stage in ("fit", "validate", None) and self.train_records is None:
+            needs = data.num_hard_negatives + data.num_other_negatives > 0
+            self.train_records = usable_records(read_biencoder(self.paths.train), needs, str(self.paths.train))
+            dev = usable_records(read_biencoder(self.paths.dev), True, str(self.paths.dev))
+            self.dev_records = dev[: data.max_val_questions] if data.max_val_questions else dev
+        if stage == "predict" and self.store is None:
+            self.store = PassageStore.open(self.paths.passages)
+
+    def _loader(self, dataset, batch_size: int, shuffle: bool, drop_last: bool, collate_fn, sampler=None):
+        workers = self.cfg.data.num_workers
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, sampler=sampler,
+                          collate_fn=collate_fn, num_workers=workers, persistent_workers=False,
+                          pin_memory=self.cfg.train.accelerator != "cpu")
+
+    def train_dataloader(self) -> DataLoader:
+        data = self.cfg.data
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        samples = BiencoderSamples(self.train_records, data.num_hard_negatives, data.num_other_negatives,
+                                   shuffle=data.shuffle_negatives, seed=self.cfg.seed, epoch=epoch,
+                                   strip_question_mark=data.strip_question_mark)
+        # drop_last: every step has a full batch, so all ranks gather equal shapes
+        return self._loader(samples, self.cfg.train.batch_size, True, True, self.collator)
+
+    def val_dataloader(self) -> DataLoader:
+        data = self.cfg.data
+        samples = BiencoderSamples(self.dev_records, data.val_hard_negatives, data.val_other_negatives,
+                                   shuffle=False, seed=self.cfg.seed, strip_question_mark=data.strip_question_mark)
+        return self._loader(samples, self.cfg.train.batch_size, False, False, self.collator)
+
+    def predict_dataloader(self) -> DataLoader:
+        sampler = LengthOrderSampler(text_lengths(self.store.table))  # batches of similar length pad less
+        return self._loader(IndexedPassages(self.store), self.cfg.encode.batch_size, False, False,
+                            self.collator.indexed_passages, sampler=sampler)

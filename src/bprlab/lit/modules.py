@@ -1,0 +1,145 @@
+"""LightningModules for DPR and BPR on one shared base. The math lives in `bprlab.core`; this is the glue:
+encoders -> cross-device gather -> loss; validation average rank; AdamW with linear warmup and decay;
+passage encoding for the index (predict)."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from transformers import get_linear_schedule_with_warmup
+
+from bprlab.config.loader import from_dict
+from bprlab.config.schema import Estimator, Method, RunConfig
+from bprlab.core.encoder import BiEncoder
+from bprlab.core.hashing import hash_beta, pack_codes, sign_code
+from bprlab.core.losses import BPRLoss, DPRLoss
+from bprlab.core.scoring import average_rank
+from bprlab.lit.gather import gather_positive_idx, gather_with_local_grad
+
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "projection.1.weight")
+RANK_CHUNK = 1024  # questions scored at a time for val/avg_rank (bounds the (Q, N) score matrix)
+
+
+class RetrieverModule(pl.LightningModule):
+    """Shared by DPR and BPR; subclasses choose the loss and how passages are scored at search time."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.save_hyperparameters({"config": config})  # the resolved config travels inside every checkpoint
+        self.cfg: RunConfig = from_dict(config)
+        # from_pretrained returns eval mode; training uses the checkpoint's dropout, as DPR and BPR do
+        self.model = BiEncoder.from_pretrained(self.cfg.model.name, self.cfg.model.projection_dim).train()
+        self.loss_fn = self.make_loss()
+        self.predict_representation = "emb"  # or "code": set by the encode stage
+        self._val_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def make_loss(self):
+        raise NotImplementedError
+
+    @property
+    def beta(self) -> float:
+        return 1.0
+
+    def passage_search_repr(self, passage_emb: torch.Tensor) -> torch.Tensor:
+        """What a passage looks like to the reranker: e_p for DPR, sign(e_p) for BPR (SPEC §1 table)."""
+        return passage_emb
+
+    # ------------------------------------------------------------------------------------------ training
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        question = self.model.encode_question(**batch["question"])  # (B, D)
+        passage = self.model.encode_passage(**batch["passage"])  # (B * (1 + n), D)
+        positive_idx = gather_positive_idx(batch["positive_idx"], passage.shape[0])  # (world * B,)
+        question, passage = gather_with_local_grad(question), gather_with_local_grad(passage)
+        out = self.loss_fn(question, passage, positive_idx, beta=self.beta)
+        self.log("train/loss", out.loss, prog_bar=True, batch_size=len(positive_idx))
+        self.log_dict({f"train/{k}": v for k, v in out.terms.items()}, batch_size=len(positive_idx))
+        return out.loss
+
+    def configure_optimizers(self):
+        optim = self.cfg.optim
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                (no_decay if name.endswith(NO_DECAY) else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=optim.lr, eps=optim.eps,
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = optim.warmup_steps if optim.warmup_steps is not None else int(optim.warmup_ratio * total)
+        schedule = get_linear_schedule_with_warmup(optimizer, warmup, total)  # as DPR and the official BPR code
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # ------------------------------------------------------------------------------------------ validation
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        question = self.model.encode_question(**batch["question"])
+        passage = self.passage_search_repr(self.model.encode_passage(**batch["passage"]))
+        self._val_batches.append((question, passage, batch["positive_idx"]))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_batches:
+            return
+        question, passage, gold = _pool(self._val_batches)
+        self._val_batches.clear()
+        gold = gather_positive_idx(gold, passage.shape[0])  # one pool over all ranks, as the official BPR code
+        question, passage = gather_with_local_grad(question), gather_with_local_grad(passage)
+        ranks = [
+            average_rank(question[i : i + RANK_CHUNK], passage, gold[i : i + RANK_CHUNK]) * len(gold[i : i + RANK_CHUNK])
+            for i in range(0, len(gold), RANK_CHUNK)
+        ]
+        self.log("val/avg_rank", torch.stack(ranks).sum() / len(gold), prog_bar=True, sync_dist=False)
+
+    # ------------------------------------------------------------------------------------------ encoding
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        emb = self.model.encode_passage(**batch["passage"]).float()  # (B, D)
+        values = pack_codes(emb) if self.predict_representation == "code" else emb.cpu().numpy()
+        return {"rows": batch["rows"].cpu().numpy(), "values": values}
+
+
+class DPRModule(RetrieverModule):
+    def make_loss(self):
+        return DPRLoss()
+
+
+class BPRModule(RetrieverModule):
+    def make_loss(self):
+        loss, hashing = self.cfg.loss, self.cfg.hash
+        return BPRLoss(estimator=hashing.estimator, candidate_kind=loss.candidate_kind, margin=loss.margin,
+                       candidate_weight=loss.candidate_weight, rerank_weight=loss.rerank_weight,
+                       fixed_beta=hashing.fixed_beta)
+
+    @property
+    def beta(self) -> float:
+        """beta = sqrt(1 + gamma * optimizer steps taken); global_step is restored on resume, so is beta."""
+        if self.cfg.hash.estimator is Estimator.fixed:
+            return self.cfg.hash.fixed_beta
+        return hash_beta(self.global_step, self.cfg.hash.gamma)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self.log("train/beta", self.beta, batch_size=len(batch["positive_idx"]))
+        return super().training_step(batch, batch_idx)
+
+    def passage_search_repr(self, passage_emb: torch.Tensor) -> torch.Tensor:
+        return sign_code(passage_emb)
+
+
+MODULES = {Method.dpr: DPRModule, Method.bpr: BPRModule}
+
+
+def module_class(method: Method) -> type[RetrieverModule]:
+    return MODULES[method]
+
+
+def _pool(batches) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Concatenate validation batches; each batch's positive columns shift by the passages before it."""
+    offsets, shift = [], 0
+    for _, passage, _ in batches:
+        offsets.append(shift)
+        shift += passage.shape[0]
+    question = torch.cat([q for q, _, _ in batches])
+    passage = torch.cat([p for _, p, _ in batches])
+    gold = torch.cat([g + off for (_, _, g), off in zip(batches, offsets)])
+    return question, passage, gold

@@ -1,0 +1,138 @@
+"""`train(cfg)`: fit DPR or BPR, resuming from last.ckpt when a previous run stopped part-way."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_only
+
+from bprlab.artifacts import fingerprint, read_json, write_json, write_text
+from bprlab.config.loader import to_dict
+from bprlab.config.schema import RunConfig
+from bprlab.core.encoder import load_tokenizer
+from bprlab.data.collate import Collator
+from bprlab.lit.callbacks import SelectionCheckpoint
+from bprlab.lit.datamodule import RetrieverDataModule
+from bprlab.lit.loggers import make_logger
+from bprlab.lit.modules import RetrieverModule, module_class
+from bprlab.runs import RunPaths
+
+log = logging.getLogger(__name__)
+
+
+def make_collator(cfg: RunConfig, tokenizer=None) -> Collator:
+    token_type = cfg.model.passage_text_token_type
+    if token_type is None:  # SPEC §1: BPR gives the passage text token type 1, DPR 0 everywhere
+        token_type = 1 if cfg.method.value == "bpr" else 0
+    return Collator(tokenizer or load_tokenizer(cfg.model.name), cfg.data.max_question_length,
+                    cfg.data.max_passage_length, token_type)
+
+
+def make_trainer(cfg: RunConfig, callbacks: list, logger=False, **overrides) -> pl.Trainer:
+    train = cfg.train
+    options = dict(
+        accelerator=train.accelerator, devices=train.devices, num_nodes=train.num_nodes, strategy=train.strategy,
+        precision=train.precision, max_epochs=train.epochs, max_steps=train.max_steps,
+        gradient_clip_val=cfg.optim.max_grad_norm, gradient_clip_algorithm="norm",
+        accumulate_grad_batches=train.accumulate_grad_batches, check_val_every_n_epoch=train.val_every_n_epochs,
+        val_check_interval=train.val_check_interval, log_every_n_steps=train.log_every_n_steps,
+        reload_dataloaders_every_n_epochs=1, deterministic=train.deterministic, callbacks=callbacks, logger=logger,
+        default_root_dir=str(RunPaths(cfg).root), num_sanity_val_steps=0,
+    )
+    options.update(overrides)
+    return pl.Trainer(**options)
+
+
+def checkpoint_callbacks(cfg: RunConfig, paths: RunPaths) -> tuple[pl.Callback, SelectionCheckpoint]:
+    last = pl.callbacks.ModelCheckpoint(dirpath=paths.checkpoints, filename="step{step}", save_top_k=0,
+                                        save_last=True, every_n_train_steps=cfg.train.checkpoint_every_n_steps,
+                                        auto_insert_metric_name=False)
+    best = SelectionCheckpoint(start_epoch=cfg.train.select_from_epoch, dirpath=paths.checkpoints,
+                               filename="best-epoch{epoch}-step{step}", monitor="val/avg_rank", mode="min",
+                               save_top_k=1, auto_insert_metric_name=False)
+    return last, best
+
+
+NOT_TRAINING_KEYS = ("name", "runs_root", "checkpoint", "logger", "encode", "index", "eval")
+STAMP = "fingerprint.txt"
+
+
+def train_fingerprint(cfg: RunConfig) -> str:
+    """What decides the trained weights (search, encoding and logging settings do not)."""
+    config = to_dict(cfg)
+    for key in NOT_TRAINING_KEYS:
+        config.pop(key)
+    config["train"].pop("resume")
+    return fingerprint(config)
+
+
+def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = None) -> dict:
+    """Fit the model; returns (and writes to train.json) which checkpoints the later stages can use.
+
+    Skipped when train.json records the same training config. Otherwise resumes from last.ckpt when that was
+    written under the same training config; checkpoints of a different config are moved aside, never mixed.
+    """
+    paths = RunPaths(cfg)
+    stamp = train_fingerprint(cfg)
+    if not force and paths.train_summary.is_file() and read_json(paths.train_summary).get("fingerprint") == stamp:
+        log.info("%s is already trained with this config (use --force to retrain)", paths.root)
+        return read_json(paths.train_summary)
+    if rank_zero_only.rank == 0:  # every DDP/SLURM rank runs this script; one of them tidies up
+        _set_aside_stale(paths, stamp, force)
+    pl.seed_everything(cfg.seed, workers=True)
+    module = module_class(cfg.method)(to_dict(cfg))
+    datamodule = RetrieverDataModule(cfg, make_collator(cfg))
+    last, best = checkpoint_callbacks(cfg, paths)
+    callbacks = [last, best, pl.callbacks.LearningRateMonitor("step"), *(extra_callbacks or [])]
+    trainer = make_trainer(cfg, callbacks, logger=make_logger(cfg, paths.root))
+    resume = paths.last_checkpoint if cfg.train.resume and paths.last_checkpoint.is_file() else None
+    if resume:
+        log.info("resuming from %s", resume)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    finally:
+        _finish_logger(trainer)
+    summary = {
+        "last_checkpoint": paths.last_checkpoint.name,  # names inside checkpoints/: the run dir may move
+        "best_checkpoint": Path(best.best_model_path).name if best.best_model_path else None,
+        "best_val_avg_rank": float(best.best_model_score) if best.best_model_score is not None else None,
+        "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        "resumed_from": str(resume) if resume else None,
+        "fingerprint": stamp,
+    }
+    if trainer.is_global_zero:
+        write_json(paths.train_summary, summary)
+    return summary
+
+
+def load_module(cfg: RunConfig, checkpoint: Path | None) -> RetrieverModule:
+    """The trained module (its own saved config decides the architecture), or the pretrained encoder."""
+    cls = module_class(cfg.method)
+    if checkpoint is None:
+        return cls(to_dict(cfg))
+    return cls.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=False)
+
+
+def _set_aside_stale(paths: RunPaths, stamp: str, force: bool) -> None:
+    """Move checkpoints written under another training config (or all, with force) out of the way."""
+    stamp_file = paths.checkpoints / STAMP
+    stale = paths.checkpoints.is_dir() and (force or not stamp_file.is_file() or stamp_file.read_text() != stamp)
+    if stale and any(paths.checkpoints.iterdir()):
+        aside = paths.root / f"checkpoints.stale-{time.strftime('%Y%m%d-%H%M%S')}"
+        log.warning("moving checkpoints of a different training config to %s", aside)
+        paths.checkpoints.rename(aside)
+        paths.train_summary.unlink(missing_ok=True)
+    paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    write_text(stamp_file, stamp)
+
+
+def _finish_logger(trainer: pl.Trainer) -> None:
+    for logger in trainer.loggers:
+        if type(logger).__name__ == "WandbLogger":
+            import wandb
+
+            wandb.finish()

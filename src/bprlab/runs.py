@@ -1,0 +1,100 @@
+"""The run directory: where each stage reads and writes (stages talk only through these files).
+
+runs/<name>/
+  config.yaml, provenance.json       resolved config, git revision, seed, library versions (every stage)
+  checkpoints/last.ckpt, best-*.ckpt train
+  train.json                         train: which checkpoint is best, steps, val/avg_rank
+  passages/<weights>-<emb|code>/     encode: one shard set per rank + manifest.json
+  index/<weights>-<index>/           index: faiss files + index.json
+  eval/<weights>-<index+search>/     evaluate: metrics.json, retrieval.npz
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from bprlab.artifacts import provenance, read_json, write_json, write_text
+from bprlab.config.loader import to_dict, to_yaml
+from bprlab.config.schema import Checkpoint, IndexConfig, IndexKind, RunConfig
+from bprlab.errors import StageError
+
+log = logging.getLogger(__name__)
+
+
+def index_build_tag(cfg: IndexConfig) -> str:
+    """Names what is built (search-time switches are not part of it)."""
+    if cfg.name:
+        return cfg.name
+    if cfg.kind is IndexKind.binary_hash:
+        return f"binary_hash-b{cfg.hash_bits}x{cfg.hash_tables}"
+    return cfg.kind.value
+
+
+def search_tag(cfg: IndexConfig) -> str:
+    """Names a search setting over a built index: one eval folder per setting."""
+    tag = index_build_tag(cfg)
+    if cfg.kind is IndexKind.flat:
+        return tag
+    if cfg.kind is IndexKind.binary_hash:
+        tag += f"-flip{cfg.hash_flips}"
+    if not cfg.candidate_generation:
+        return tag + "-exhaustive"
+    return tag + (f"-l{cfg.num_candidates}" if cfg.rerank else "-norerank")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    cfg: RunConfig
+
+    @property
+    def root(self) -> Path:
+        return Path(self.cfg.runs_root) / self.cfg.name
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.ckpt"
+
+    @property
+    def train_summary(self) -> Path:
+        return self.root / "train.json"
+
+    @property
+    def weights_tag(self) -> str:
+        return self.cfg.checkpoint.value
+
+    def passages(self, representation: str) -> Path:
+        return self.root / "passages" / f"{self.weights_tag}-{representation}"
+
+    @property
+    def index(self) -> Path:
+        return self.root / "index" / f"{self.weights_tag}-{index_build_tag(self.cfg.index)}"
+
+    @property
+    def eval(self) -> Path:
+        return self.root / "eval" / f"{self.weights_tag}-{search_tag(self.cfg.index)}"
+
+    def record(self) -> None:
+        """Write the resolved config and provenance beside the run's artifacts."""
+        write_text(self.root / "config.yaml", to_yaml(self.cfg))
+        write_json(self.root / "provenance.json", provenance(to_dict(self.cfg), self.cfg.seed))
+
+    def checkpoint(self) -> Path | None:
+        """The weights `cfg.checkpoint` names: None for the pretrained (zero-shot) encoder."""
+        if self.cfg.checkpoint is Checkpoint.pretrained:
+            return None
+        if not self.train_summary.is_file():
+            raise StageError(f"{self.root}: no finished training here (train.json missing); run `bprlab train` first")
+        summary = read_json(self.train_summary)
+        name = summary.get("best_checkpoint") if self.cfg.checkpoint is Checkpoint.best else None
+        if self.cfg.checkpoint is Checkpoint.best and not name:
+            log.warning("%s: no checkpoint was selected (train.select_from_epoch not reached); using last", self.root)
+        path = self.checkpoints / (name or summary["last_checkpoint"])
+        if not path.is_file():
+            raise StageError(f"{path}: checkpoint named in {self.train_summary} is missing")
+        return path

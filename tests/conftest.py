@@ -1,0 +1,94 @@
+"""Shared fixtures: a tiny BERT built in-process (offline, seconds), and a tiny DPR-format dataset on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    """A 2-layer, 32-wide BERT with the packaged MiniLM's uncased WordPiece tokenizer, saved to a directory."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from bprlab.core.encoder import resolve_model_name
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    source = Path(resolve_model_name("minilm"))
+    for name in TOKENIZER_FILES:
+        if (source / name).exists():
+            shutil.copy(source / name, out / name)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config, add_pooling_layer=False).save_pretrained(out)
+    return str(out)
+
+
+PASSAGES = [
+    ("Paris", "Paris is the capital and most populous city of France."),
+    ("Berlin", "Berlin is the capital and largest city of Germany."),
+    ("Rome", "Rome is the capital city of Italy and a special comune."),
+    ("Madrid", "Madrid is the capital and most populous city of Spain."),
+    ("Lisbon", "Lisbon is the capital and largest city of Portugal."),
+    ("Vienna", "Vienna is the capital and largest city of Austria."),
+    ("Athens", "Athens is the capital and largest city of Greece."),
+    ("Oslo", "Oslo is the capital and most populous city of Norway."),
+]
+QUESTIONS = [(f"What is the capital of {text.split(' of ')[-1].rstrip('.')}?", [title]) for title, text in PASSAGES]
+
+
+def _ctx(i: int) -> dict:
+    title, text = PASSAGES[i]
+    return {"title": title, "text": text, "passage_id": str(i + 1)}
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> dict[str, Path]:
+    """DPR-format files: passages TSV, biencoder train/dev JSON, test qa TSV (answers as list literals)."""
+    root = tmp_path / "data"
+    root.mkdir()
+    with open(root / "psgs.tsv", "w") as f:
+        f.write("id\ttext\ttitle\n")
+        for i, (title, text) in enumerate(PASSAGES):
+            f.write(f"{i + 1}\t{text}\t{title}\n")
+    n = len(PASSAGES)
+    entries = [
+        {"question": q, "answers": a, "positive_ctxs": [_ctx(i)],
+         "hard_negative_ctxs": [_ctx((i + 1) % n), _ctx((i + 2) % n)], "negative_ctxs": [_ctx((i + 3) % n)]}
+        for i, (q, a) in enumerate(QUESTIONS)
+    ]
+    (root / "train.json").write_text(json.dumps(entries))
+    (root / "dev.json").write_text(json.dumps(entries[:4]))
+    with open(root / "test.qa.csv", "w") as f:
+        for q, a in QUESTIONS:
+            f.write(f"{q}\t{a!r}\n")
+    return {"root": root, "passages": root / "psgs.tsv", "train": root / "train.json", "dev": root / "dev.json",
+            "test": root / "test.qa.csv"}
+
+
+@pytest.fixture
+def tiny_overrides(tiny_bert, tiny_data, tmp_path) -> list[str]:
+    """Config overrides that run the whole pipeline on the tiny model and data in seconds."""
+    return [
+        f"model.name={tiny_bert}", "data.dataset=custom",
+        f"data.train_file={tiny_data['train']}", f"data.dev_file={tiny_data['dev']}",
+        f"data.test_file={tiny_data['test']}", f"data.passages_file={tiny_data['passages']}",
+        "data.val_hard_negatives=2", "data.val_other_negatives=1", "data.max_question_length=32",
+        "data.max_passage_length=48", "train.batch_size=4", "train.accelerator=cpu", "train.devices=1",
+        "train.epochs=2", "train.select_from_epoch=0", "train.log_every_n_steps=1",
+        "train.checkpoint_every_n_steps=1", "encode.batch_size=4", "index.num_candidates=8",
+        "eval.top_k=[1,2,5]", "logger=none", f"runs_root={tmp_path / 'runs'}",
+    ]

@@ -1,0 +1,125 @@
+"""Every index against numpy brute force on synthetic vectors (the faiss test-suite habit)."""
+
+import numpy as np
+import pytest
+
+from bprlab.config.schema import IndexConfig, IndexKind
+from bprlab.core.hashing import pack_codes, unpack_codes
+from bprlab.index.base import create_index, load_index, save_index
+
+N, D, Q, K = 400, 64, 9, 10
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((N, D)).astype(np.float32), rng.standard_normal((Q, D)).astype(np.float32)
+
+
+def brute_top(scores: np.ndarray, k: int) -> np.ndarray:
+    return -np.sort(-scores, axis=1)[:, :k]
+
+
+def build(cfg: IndexConfig, data: np.ndarray):
+    index = create_index(cfg, D)
+    index.build(pack_codes(data) if index.input_kind == "code" else data)
+    return index
+
+
+def test_flat_is_exact_inner_product(vectors):
+    passages, questions = vectors
+    result = build(IndexConfig(kind=IndexKind.flat), passages).search(questions, K)
+    truth = questions @ passages.T
+    assert np.allclose(result.scores, brute_top(truth, K), atol=1e-4)
+    assert np.allclose(np.take_along_axis(truth, result.rows, 1), result.scores, atol=1e-4)
+
+
+def test_binary_linear_scan_reranks_by_question_dot_sign(vectors):
+    passages, questions = vectors
+    truth = questions @ unpack_codes(pack_codes(passages), D).T  # <e_q, sign(e_p)>
+    result = build(IndexConfig(kind=IndexKind.binary_flat, num_candidates=N), passages).search(questions, K)
+    assert np.allclose(result.scores, brute_top(truth, K), atol=1e-4)
+    assert np.allclose(np.take_along_axis(truth, result.rows, 1), result.scores, atol=1e-4)
+
+
+def test_binary_candidates_are_the_l_nearest_in_hamming(vectors):
+    passages, questions = vectors
+    l = 50
+    signs_p, signs_q = unpack_codes(pack_codes(passages), D), unpack_codes(pack_codes(questions), D)
+    hamming = (signs_q[:, None, :] != signs_p[None]).sum(-1)  # (Q, N)
+    result = build(IndexConfig(kind=IndexKind.binary_flat, num_candidates=l), passages).search(questions, K)
+    cutoff = np.sort(hamming, axis=1)[:, l - 1 : l]  # the l-th smallest distance
+    assert (np.take_along_axis(hamming, result.rows, 1) <= cutoff).all()
+    rerank = questions @ signs_p.T
+    within = np.where(hamming < cutoff, rerank, -np.inf)  # passages surely among the candidates
+    assert (result.scores[:, 0] >= within.max(axis=1) - 1e-4).all()
+
+
+def test_no_rerank_returns_hamming_order(vectors):
+    passages, questions = vectors
+    signs_p, signs_q = unpack_codes(pack_codes(passages), D), unpack_codes(pack_codes(questions), D)
+    hamming = (signs_q[:, None, :] != signs_p[None]).sum(-1)
+    result = build(IndexConfig(kind=IndexKind.binary_flat, rerank=False), passages).search(questions, K)
+    assert np.array_equal(result.scores, D - 2 * np.sort(hamming, axis=1)[:, :K])
+
+
+def test_no_candidate_generation_scores_every_passage(vectors):
+    passages, questions = vectors
+    truth = questions @ unpack_codes(pack_codes(passages), D).T
+    index = build(IndexConfig(kind=IndexKind.binary_flat, candidate_generation=False), passages)
+    result = index.search(questions, K)
+    assert np.allclose(result.scores, brute_top(truth, K), atol=1e-4)
+    assert index.stats.scanned_fraction == 1.0
+
+
+def test_hash_lookup_probing_every_bucket_equals_linear_scan(vectors):
+    passages, questions = vectors
+    exhaustive = IndexConfig(kind=IndexKind.binary_hash, hash_bits=4, hash_flips=4, num_candidates=N)
+    linear = IndexConfig(kind=IndexKind.binary_flat, num_candidates=N)
+    a, b = build(exhaustive, passages).search(questions, K), build(linear, passages).search(questions, K)
+    assert np.allclose(a.scores, b.scores, atol=1e-4)
+
+
+def test_hash_lookup_scans_a_share_and_only_returns_scanned_codes(vectors):
+    passages, questions = vectors
+    index = build(IndexConfig(kind=IndexKind.binary_hash, hash_bits=8, hash_flips=1, num_candidates=N), passages)
+    result = index.search(questions, K)
+    assert 0 < index.stats.scanned_fraction < 0.2  # radius 1 around an 8-bit key: 9 of 256 buckets
+    keys_p = pack_codes(passages)[:, 0]
+    keys_q = pack_codes(questions)[:, 0]
+    for i in range(Q):
+        found = result.rows[i][result.rows[i] >= 0]
+        flips = np.unpackbits((keys_p[found] ^ keys_q[i])[:, None], axis=1).sum(1)
+        assert (flips <= 1).all()
+
+
+def test_multi_table_hash(vectors):
+    passages, questions = vectors
+    cfg = IndexConfig(kind=IndexKind.binary_hash, hash_bits=8, hash_flips=1, hash_tables=3, num_candidates=N)
+    single = IndexConfig(kind=IndexKind.binary_hash, hash_bits=8, hash_flips=1, num_candidates=N)
+    many, one = build(cfg, passages), build(single, passages)
+    many.search(questions, K)
+    one.search(questions, K)
+    assert many.stats.scanned_fraction > one.stats.scanned_fraction
+
+
+@pytest.mark.parametrize("cfg", [
+    IndexConfig(kind=IndexKind.flat),
+    IndexConfig(kind=IndexKind.binary_flat, num_candidates=100),
+    IndexConfig(kind=IndexKind.binary_hash, hash_bits=6, hash_flips=2, num_candidates=100),
+])
+def test_save_load_roundtrip(vectors, tmp_path, cfg):
+    passages, questions = vectors
+    index = build(cfg, passages)
+    meta = save_index(index, cfg, D, tmp_path / "idx")
+    loaded, loaded_meta = load_index(cfg, tmp_path / "idx")
+    before, after = index.search(questions, K), loaded.search(questions, K)
+    assert np.array_equal(before.rows, after.rows)
+    assert meta["index_bytes"] == loaded_meta["index_bytes"] > 0
+
+
+def test_binary_code_is_one_32nd_of_float(vectors):
+    passages, _ = vectors
+    flat = build(IndexConfig(kind=IndexKind.flat), passages)
+    binary = build(IndexConfig(kind=IndexKind.binary_flat), passages)
+    assert binary.bytes_per_passage * 32 == flat.bytes_per_passage == D * 4

@@ -1,0 +1,34 @@
+from bprlab.data.readers import read_biencoder
+from bprlab.data.records import BiencoderRecord, Passage
+from bprlab.data.sampling import BiencoderSamples, normalize_question, usable_records
+
+
+def test_question_mark_stripped():
+    assert normalize_question("Who wrote Hamlet? ") == "Who wrote Hamlet"
+    assert normalize_question("Who?  ?") == "Who?"
+    assert normalize_question("no mark") == "no mark"
+
+
+def test_negatives_are_deterministic_per_epoch_and_change_across_epochs(tiny_data):
+    records = read_biencoder(tiny_data["train"])
+    titles = lambda epoch: [[p.title for p in BiencoderSamples(records, 1, 0, True, seed=1, epoch=epoch)[i].passages]
+                            for i in range(len(records))]
+    assert titles(0) == titles(0)
+    assert titles(0) != titles(1)  # 8 records x 2 hard negatives: identical draws are (1/2)^8 unlikely, seeded
+    for i, sample in enumerate(titles(3)):
+        assert sample[0] == records[i].positives[0].title  # the first positive, always first
+
+
+def test_short_pools_are_topped_up_from_the_record_itself():
+    p = [Passage(f"t{i}", "x") for i in range(3)]
+    record = BiencoderRecord("q", ["a"], [p[0]], hard_negatives=[p[1]], negatives=[p[2]])
+    sample = BiencoderSamples([record], num_hard=3, num_other=2, shuffle=True, seed=0)[0]
+    assert len(sample.passages) == 6
+    assert {x.title for x in sample.passages[1:]} <= {"t1", "t2"}
+
+
+def test_records_without_positive_or_negatives_are_dropped():
+    p = Passage("t", "x")
+    records = [BiencoderRecord("a", [], [p], [p]), BiencoderRecord("b", [], []), BiencoderRecord("c", [], [p])]
+    assert [r.question for r in usable_records(records, needs_negatives=True, source="x")] == ["a"]
+    assert [r.question for r in usable_records(records, needs_negatives=False, source="x")] == ["a", "c"]

@@ -1,0 +1,68 @@
+import json
+
+import pytest
+
+from bprlab.config.schema import SquadConfig
+from bprlab.data.readers import iter_passages, read_biencoder, read_qa
+from bprlab.data.squad import prepare_squad
+from bprlab.eval.answers import has_answer
+
+WORDS = " ".join(f"w{i}" for i in range(150))  # one paragraph -> passages of 100 and 50 words
+
+
+def _squad(path, n_articles=6):
+    data = []
+    for a in range(n_articles):
+        context = f"Article {a} says the answer{a} is here. " + WORDS + f" Late fact{a} appears at the end."
+        qas = [
+            {"id": f"{a}-1", "question": f"What is answer{a}?", "answers": [{"text": f"answer{a}", "answer_start": context.index(f"answer{a}")}]},
+            {"id": f"{a}-2", "question": f"Which late fact{a}?", "answers": [{"text": f"fact{a}", "answer_start": context.index(f"fact{a}")}]},
+        ]
+        data.append({"title": f"Topic_{a}", "paragraphs": [{"context": context, "qas": qas}]})
+    path.write_text(json.dumps({"version": "1.1", "data": data}))
+    return path
+
+
+@pytest.fixture
+def squad_cfg(tmp_path):
+    return SquadConfig(source=str(_squad(tmp_path / "dev.json")), dev_articles=1, test_articles=2,
+                       hard_negatives=3, other_negatives=2)
+
+
+def test_builds_dpr_format_task_split_by_article(tmp_path, squad_cfg):
+    manifest = prepare_squad(squad_cfg, tmp_path / "squad")
+    passages = list(iter_passages(tmp_path / "squad" / "psgs_w100.tsv"))
+    assert len(passages) == 12 and max(len(p.text.split()) for p in passages) == 100
+    assert passages[0].title == "Topic 0"  # underscores become spaces, as in DPR's titles
+    train = read_biencoder(tmp_path / "squad" / "biencoder-squad-train.json")
+    dev = read_biencoder(tmp_path / "squad" / "biencoder-squad-dev.json")
+    test = read_qa(tmp_path / "squad" / "squad-test.qa.csv")
+    assert (len(train), len(dev), len(test)) == (6, 2, 4)
+    split_titles = manifest["articles"]
+    assert not set(split_titles["test"]) & (set(split_titles["train"]) | set(split_titles["dev"]))
+    test_topics = {t.replace("_", " ") for t in split_titles["test"]}
+    for record in train + dev:
+        assert has_answer(record.answers, record.positives[0].text)
+        assert record.positives[0].title not in test_topics  # no test passage is a training positive
+        assert all(not has_answer(record.answers, p.text) for p in record.hard_negatives + record.negatives)
+        assert record.hard_negatives
+
+
+def test_is_deterministic_and_skips_when_current(tmp_path, squad_cfg):
+    prepare_squad(squad_cfg, tmp_path / "a")
+    prepare_squad(squad_cfg, tmp_path / "b")
+    for name in ("psgs_w100.tsv", "biencoder-squad-train.json", "squad-test.qa.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    stamp = (tmp_path / "a" / "psgs_w100.tsv").stat().st_mtime_ns
+    prepare_squad(squad_cfg, tmp_path / "a")
+    assert (tmp_path / "a" / "psgs_w100.tsv").stat().st_mtime_ns == stamp
+
+
+def test_malformed_source_fails_without_output(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"data": [{"title": "T", "paragraphs": [{"qas": []}]}]}))
+    from bprlab.errors import DataFormatError
+
+    with pytest.raises(DataFormatError, match="article 0, paragraph 0"):
+        prepare_squad(SquadConfig(source=str(bad)), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

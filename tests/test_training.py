@@ -1,0 +1,81 @@
+"""The Lightning path on a tiny BERT: train -> encode -> index -> evaluate, resume, and CLI errors."""
+
+import json
+
+import pytest
+import pytorch_lightning as pl
+
+from bprlab.cli import stages
+from bprlab.cli.main import main
+from bprlab.config import load_config
+from bprlab.core.hashing import hash_beta
+from bprlab.eval.metrics import METRICS_KEYS
+from bprlab.lit.train import train
+from bprlab.runs import RunPaths
+
+
+@pytest.mark.parametrize("method, kind, bytes_per_passage", [("bpr", "binary_flat", 4), ("dpr", "flat", 128)])
+def test_pipeline_end_to_end(tiny_overrides, method, kind, bytes_per_passage):
+    cfg = load_config(None, [*tiny_overrides, f"name=e2e-{method}", f"method={method}", f"index.kind={kind}"])
+    metrics = stages.run(cfg)
+    assert set(METRICS_KEYS) - {"top20", "top50", "top100"} <= set(metrics) | {"top1", "top5"}
+    assert {"top1", "top2", "top5"} <= set(metrics) and 0 <= metrics["top1"] <= metrics["top5"] <= 100
+    assert metrics["bytes_per_passage"] == bytes_per_passage  # 32-d tiny BERT: 32 bits = 4 bytes vs 128
+    assert metrics["num_passages"] == 8 and metrics["num_questions"] == 8
+    paths = RunPaths(cfg)
+    assert json.loads((paths.eval / "metrics.json").read_text())["top1"] == metrics["top1"]
+    assert (paths.root / "provenance.json").is_file() and (paths.root / "config.yaml").is_file()
+    summary = json.loads(paths.train_summary.read_text())
+    assert summary["global_step"] == 4 and summary["best_checkpoint"]  # 8 questions / 4 per step x 2 epochs
+
+
+class Recorder(pl.Callback):
+    def __init__(self, crash_at=None):
+        self.seen, self.crash_at = [], crash_at
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == self.crash_at:
+            raise RuntimeError("simulated crash")
+        self.seen.append((trainer.global_step, module.beta))
+
+
+def test_killed_run_resumes_from_last_with_beta_continuing(tiny_overrides):
+    cfg = load_config(None, [*tiny_overrides, "name=resume", "method=bpr", "train.epochs=3", "hash.gamma=0.5"])
+    first = Recorder(crash_at=3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, extra_callbacks=[first])
+    assert [s for s, _ in first.seen] == [0, 1, 2]
+    assert RunPaths(cfg).last_checkpoint.is_file() and not RunPaths(cfg).train_summary.exists()
+    second = Recorder()
+    summary = train(cfg, extra_callbacks=[second])
+    assert summary["resumed_from"].endswith("last.ckpt")
+    assert second.seen[0] == (3, pytest.approx(hash_beta(3, 0.5)))  # beta is not reset by the resume
+    assert [s for s, _ in second.seen] == [3, 4, 5] and summary["global_step"] == 6
+
+
+def test_config_typo_exits_2_with_one_line(capsys, tmp_path):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("train:\n  max_stepz: 3\n")
+    assert main(["train", str(exp)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(exp) in err and "train.max_stepz" in err
+
+
+def test_malformed_passages_exit_2_without_partial_store(capsys, tiny_overrides, tiny_data):
+    with open(tiny_data["passages"], "a") as f:
+        f.write("99\tno title field\n")
+    cfg_file = tiny_data["root"] / "exp.yaml"
+    cfg_file.write_text("name: bad-passages\n")
+    assert main(["prepare", str(cfg_file), *tiny_overrides]) == 2
+    err = capsys.readouterr().err
+    assert f"{tiny_data['passages']}: record line 10: expected 3 tab-separated fields" in err
+    assert not any(p.name.endswith(".arrow") for p in tiny_data["root"].iterdir())
+
+
+def test_answer_field_not_a_list_exits_2(capsys, tiny_overrides, tiny_data):
+    tiny_data["test"].write_text("What is the capital of France?\t'Paris'\n")
+    cfg_file = tiny_data["root"] / "exp.yaml"
+    cfg_file.write_text("name: bad-answers\nmethod: dpr\ncheckpoint: pretrained\nindex:\n  kind: flat\n")
+    assert main(["run", str(cfg_file), *tiny_overrides]) == 2
+    err = capsys.readouterr().err
+    assert f"{tiny_data['test']}: record line 1: field 'answers' must be a list of strings, got str" in err

@@ -45,7 +45,11 @@ def reproduce(table_path: str, overrides: list[str]) -> list[dict]:
     for row, cfg in zip(rows, configs):  # all configs validated before any work starts
         log.info("=== %s (%s)", row["method"], cfg.name)
         metrics = stages.run(cfg)
+        if metrics is None:  # a non-zero DDP rank: rank 0 evaluates and writes the summary
+            continue
         results.append(summary_row(row["method"], metrics, run=cfg.name))
+    if not results:
+        return results
     out = Path(configs[0].runs_root) / name
     table = markdown_table(results)
     write_json(out / "summary.json", results)

@@ -48,23 +48,35 @@ def encode(cfg: RunConfig, force: bool = False) -> None:
     log.info("encoded passages: %s", run_encode(cfg, force=force))
 
 
+def _is_rank_zero() -> bool:
+    """Under DDP or SLURM every rank runs the command; the single-process stages run on rank 0 only."""
+    from pytorch_lightning.utilities import rank_zero_only
+
+    return rank_zero_only.rank == 0
+
+
 def index(cfg: RunConfig, force: bool = False) -> None:
     from bprlab.index.build import build_index
 
+    if not _is_rank_zero():
+        return
     log.info("index: %s", build_index(cfg, force=force))
 
 
-def evaluate(cfg: RunConfig, force: bool = False) -> dict:
+def evaluate(cfg: RunConfig, force: bool = False) -> dict | None:
     from bprlab.eval.retrieval import evaluate as run_evaluate
 
+    if not _is_rank_zero():
+        return None
     metrics = run_evaluate(cfg)
     log.info("%s %s: %s", cfg.name, metrics["search"],
              " ".join(f"{k}={metrics[k]:.1f}" for k in metrics if k.startswith("top")))
     return metrics
 
 
-def run(cfg: RunConfig, force: bool = False) -> dict:
-    prepare(cfg)
+def run(cfg: RunConfig, force: bool = False) -> dict | None:
+    if _is_rank_zero():  # other ranks wait for rank 0 when the process group forms in `train`
+        prepare(cfg)
     train(cfg, force=force)
     encode(cfg, force=force)
     index(cfg, force=force)

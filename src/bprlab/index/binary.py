@@ -148,8 +148,7 @@ class BinaryIndex:
         index = faiss.read_index_binary(str(directory / FILE))
         if cfg.kind is IndexKind.binary_flat:
             return cls(index, cfg)
-        built_bits = faiss.downcast_IndexBinary(index).b
-        if built_bits != cfg.hash_bits:
-            raise StageError(f"{directory}: built with hash_bits={built_bits}, config asks {cfg.hash_bits}; rebuild it")
-        index = faiss.downcast_IndexBinary(index)
+        # read_index_binary already returns the concrete class (IndexBinaryHash / IndexBinaryMultiHash)
+        if index.b != cfg.hash_bits:
+            raise StageError(f"{directory}: built with hash_bits={index.b}, config asks {cfg.hash_bits}; rebuild it")
         return cls(index, cfg, codes=np.load(directory / CODES))

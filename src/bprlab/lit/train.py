@@ -86,8 +86,9 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     module = module_class(cfg.method)(to_dict(cfg))
     datamodule = RetrieverDataModule(cfg, make_collator(cfg))
     last, best = checkpoint_callbacks(cfg, paths)
-    callbacks = [last, best, pl.callbacks.LearningRateMonitor("step"), *(extra_callbacks or [])]
-    trainer = make_trainer(cfg, callbacks, logger=make_logger(cfg, paths.root))
+    logger = make_logger(cfg, paths.root)
+    callbacks = [last, best, *([pl.callbacks.LearningRateMonitor("step")] if logger else []), *(extra_callbacks or [])]
+    trainer = make_trainer(cfg, callbacks, logger=logger)
     resume = paths.last_checkpoint if cfg.train.resume and paths.last_checkpoint.is_file() else None
     if resume:
         log.info("resuming from %s", resume)
@@ -106,6 +107,7 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     }
     if trainer.is_global_zero:
         write_json(paths.train_summary, summary)
+    trainer.strategy.barrier()  # later stages on every rank read train.json
     return summary
 
 

@@ -123,3 +123,70 @@ def test_binary_code_is_one_32nd_of_float(vectors):
     flat = build(IndexConfig(kind=IndexKind.flat), passages)
     binary = build(IndexConfig(kind=IndexKind.binary_flat), passages)
     assert binary.bytes_per_passage * 32 == flat.bytes_per_passage == D * 4
+
+
+# ------------------------------------------------------------------------------------- post-hoc baselines
+
+
+def test_lsh_without_rotation_is_hamming_on_the_sign_of_dpr_embeddings(vectors):
+    from bprlab.config.schema import Rotation
+
+    passages, questions = vectors
+    signs_p, signs_q = unpack_codes(pack_codes(passages), D), unpack_codes(pack_codes(questions), D)
+    hamming = (signs_q[:, None, :] != signs_p[None]).sum(-1)
+    index = build(IndexConfig(kind=IndexKind.lsh, rotation=Rotation.none), passages)
+    result = index.search(questions, K)
+    assert np.array_equal(-result.scores, np.sort(hamming, axis=1)[:, :K])
+    assert index.bytes_per_passage == D // 8
+
+
+def test_lsh_random_rotation_is_sign_of_a_fixed_orthogonal_projection(vectors):
+    import faiss
+
+    passages, questions = vectors
+    index = build(IndexConfig(kind=IndexKind.lsh, code_bits=D), passages)
+    rotation = faiss.vector_to_array(index.index.rrot.A).reshape(D, D)  # faiss's random rotation
+    assert np.allclose(rotation @ rotation.T, np.eye(D), atol=1e-4)
+    codes_p = pack_codes(passages @ rotation.T)
+    codes_q = pack_codes(questions @ rotation.T)
+    hamming = (unpack_codes(codes_q, D)[:, None] != unpack_codes(codes_p, D)[None]).sum(-1)
+    result = index.search(questions, K)
+    assert np.array_equal(-result.scores, np.sort(hamming, axis=1)[:, :K])
+
+
+def test_lsh_itq_learns_a_rotation_at_the_bit_budget(vectors):
+    from bprlab.config.schema import Rotation
+
+    passages, questions = vectors
+    index = build(IndexConfig(kind=IndexKind.lsh, rotation=Rotation.itq, code_bits=32), passages)
+    assert index.bytes_per_passage == 4
+    result = index.search(questions, K)
+    assert (result.rows >= 0).all() and (np.diff(result.scores, axis=1) <= 0).all()
+
+
+def test_pq_scores_are_inner_products_with_reconstructed_passages(vectors):
+    passages, questions = vectors
+    index = build(IndexConfig(kind=IndexKind.pq, pq_subquantizers=8, pq_bits=4), passages)
+    assert index.bytes_per_passage == 4  # 8 sub-quantisers x 4 bits
+    decoded = index.index.sa_decode(index.index.sa_encode(passages))  # what the index holds per passage
+    truth = questions @ decoded.T
+    result = index.search(questions, K)
+    assert np.allclose(result.scores, brute_top(truth, K), atol=1e-3)
+
+
+def test_pq_default_budget_matches_bpr_bytes(vectors):
+    passages, _ = vectors
+    assert build(IndexConfig(kind=IndexKind.pq, pq_bits=4), passages[:300]).bytes_per_passage * 2 == D // 8
+
+
+def test_hnsw_finds_the_exact_neighbours_on_a_small_set(vectors):
+    passages, questions = vectors
+    truth = questions @ passages.T
+    result = build(IndexConfig(kind=IndexKind.hnsw, hnsw_ef_search=400), passages).search(questions, K)
+    assert np.allclose(result.scores, brute_top(truth, K), atol=1e-4)
+
+
+def test_factory_string_builds_any_faiss_index(vectors):
+    passages, questions = vectors
+    index = build(IndexConfig(kind=IndexKind.factory, factory="Flat"), passages)
+    assert np.allclose(index.search(questions, K).scores, brute_top(questions @ passages.T, K), atol=1e-4)

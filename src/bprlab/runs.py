@@ -12,6 +12,7 @@ runs/<name>/
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,13 +30,23 @@ def index_build_tag(cfg: IndexConfig) -> str:
         return cfg.name
     if cfg.kind is IndexKind.binary_hash:
         return f"binary_hash-b{cfg.hash_bits}x{cfg.hash_tables}"
+    if cfg.kind is IndexKind.lsh:
+        return f"lsh-{cfg.rotation.value}-{cfg.code_bits or 'd'}bits"
+    if cfg.kind is IndexKind.pq:
+        return f"pq-{cfg.pq_subquantizers or 'd8'}x{cfg.pq_bits}"
+    if cfg.kind is IndexKind.hnsw:
+        return f"hnsw-m{cfg.hnsw_m}-efc{cfg.hnsw_ef_construction}"
+    if cfg.kind is IndexKind.factory:
+        return "factory-" + re.sub(r"[^A-Za-z0-9]+", "_", cfg.factory or "")
     return cfg.kind.value
 
 
 def search_tag(cfg: IndexConfig) -> str:
     """Names a search setting over a built index: one eval folder per setting."""
     tag = index_build_tag(cfg)
-    if cfg.kind is IndexKind.flat:
+    if cfg.kind is IndexKind.hnsw:
+        return f"{tag}-ef{cfg.hnsw_ef_search}"
+    if cfg.kind not in (IndexKind.binary_flat, IndexKind.binary_hash):
         return tag
     if cfg.kind is IndexKind.binary_hash:
         tag += f"-flip{cfg.hash_flips}"

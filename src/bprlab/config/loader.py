@@ -115,15 +115,18 @@ def validate(cfg: RunConfig) -> None:
         problems.append("model.passage_text_token_type: expected 0, 1 or null")
     if cfg.model.projection_dim is not None and cfg.model.projection_dim <= 0:
         problems.append("model.projection_dim: must be positive")
-    if cfg.index.kind is not IndexKind.flat and (cfg.model.projection_dim or 8) % 8:
+    binary = cfg.index.kind in (IndexKind.binary_flat, IndexKind.binary_hash)
+    if binary and (cfg.model.projection_dim or 8) % 8:
         problems.append("model.projection_dim: binary codes are packed in bytes: use a multiple of 8")
+    if cfg.index.code_bits is not None and (cfg.index.code_bits <= 0 or cfg.index.code_bits % 8):
+        problems.append("index.code_bits: a positive multiple of 8")
     if not 1 <= cfg.index.hash_bits <= 64:
         problems.append("index.hash_bits: faiss hash tables key on 1..64 bits")
     if cfg.index.hash_flips < 0 or cfg.index.hash_tables < 1:
         problems.append("index.hash_flips >= 0 and index.hash_tables >= 1 are required")
     if not cfg.eval.top_k or min(cfg.eval.top_k) < 1:
         problems.append("eval.top_k: a non-empty list of positive integers")
-    elif cfg.index.kind is not IndexKind.flat and cfg.index.candidate_generation:
+    elif binary and cfg.index.candidate_generation:
         if cfg.index.num_candidates < max(cfg.eval.top_k):
             problems.append(
                 f"index.num_candidates={cfg.index.num_candidates} is below max(eval.top_k)={max(cfg.eval.top_k)}"

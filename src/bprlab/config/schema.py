@@ -50,6 +50,16 @@ class IndexKind(str, Enum):
     flat = "flat"  # exact inner product over float vectors (faiss IndexFlatIP): DPR
     binary_flat = "binary_flat"  # Hamming linear scan over packed codes (IndexBinaryFlat) + rerank: BPR
     binary_hash = "binary_hash"  # Hamming hash-table lookup (IndexBinary[Multi]Hash) + rerank: BPR
+    lsh = "lsh"  # post-hoc: sign of (rotated) projections of DPR embeddings, Hamming search (IndexLSH)
+    pq = "pq"  # post-hoc: product quantisation of DPR embeddings, asymmetric inner product (IndexPQ)
+    hnsw = "hnsw"  # DPR + HNSW graph (IndexHNSWFlat): the speed reference of the official README
+    factory = "factory"  # any faiss index_factory string over float embeddings (index.factory)
+
+
+class Rotation(str, Enum):
+    none = "none"  # sign of the coordinates themselves (needs index.code_bits = dimension)
+    random = "random"  # a random orthogonal projection (classic LSH)
+    itq = "itq"  # a learned rotation: iterative quantisation (ITQ), fitted on the passage embeddings
 
 
 class LoggerKind(str, Enum):
@@ -166,6 +176,16 @@ class IndexConfig:
     hash_flips: int = 2  # probe every bucket within this Hamming radius of the query's key
     hash_tables: int = 1  # > 1: several tables on disjoint b-bit slices (IndexBinaryMultiHash)
     search_batch_size: int = 32  # questions per search call; ms_per_query is measured at this size
+    # Post-hoc quantisation of DPR embeddings. Bit budgets default to BPR's: one bit per dimension.
+    code_bits: Optional[int] = None  # lsh: bits per passage; None = embedding dimension (768 for BERT-base)
+    rotation: Rotation = Rotation.random  # lsh only
+    pq_subquantizers: Optional[int] = None  # pq: M; None = dimension / 8, i.e. BPR's bytes with 8-bit codes
+    pq_bits: int = 8
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 128
+    factory: Optional[str] = None  # kind=factory: e.g. "OPQ48,IVF256,PQ48"; searched with inner product
+    train_size: Optional[int] = None  # vectors used to train a quantiser; None = all passages
     name: Optional[str] = None  # folder name under <run_dir>/index/; None derives one from the settings
 
 

@@ -63,20 +63,19 @@ class RetrievalIndex(Protocol):
         """Bytes of one stored passage representation (the code size)."""
 
 
+BINARY = (IndexKind.binary_flat, IndexKind.binary_hash)
+
+
 def create_index(cfg: IndexConfig, dim: int) -> RetrievalIndex:
     from bprlab.index.binary import BinaryIndex
-    from bprlab.index.dense import FlatIndex
+    from bprlab.index.dense import FaissIndex
 
-    if cfg.kind is IndexKind.flat:
-        return FlatIndex(dim)
-    if cfg.kind in (IndexKind.binary_flat, IndexKind.binary_hash):
-        return BinaryIndex.create(cfg, dim)
-    raise ValueError(f"unknown index kind {cfg.kind!r}")
+    return BinaryIndex.create(cfg, dim) if cfg.kind in BINARY else FaissIndex.create(cfg, dim)
 
 
 def input_kind(cfg: IndexConfig) -> str:
     """Which passage representation the encode stage must produce for this index kind."""
-    return "emb" if cfg.kind is IndexKind.flat else "code"
+    return "code" if cfg.kind in BINARY else "emb"
 
 
 def save_index(index: RetrievalIndex, cfg: IndexConfig, dim: int, directory: str | Path, **extra) -> dict:
@@ -94,7 +93,7 @@ def save_index(index: RetrievalIndex, cfg: IndexConfig, dim: int, directory: str
 def load_index(cfg: IndexConfig, directory: str | Path) -> tuple[RetrievalIndex, dict]:
     """Load an index saved by `save_index`, configured for search by `cfg` (candidates, rerank, flips)."""
     from bprlab.index.binary import BinaryIndex
-    from bprlab.index.dense import FlatIndex
+    from bprlab.index.dense import FaissIndex
 
     directory = Path(directory)
     if not (directory / META).is_file():
@@ -102,9 +101,9 @@ def load_index(cfg: IndexConfig, directory: str | Path) -> tuple[RetrievalIndex,
     meta = read_json(directory / META)
     if meta["kind"] != cfg.kind.value:
         raise StageError(f"{directory}: holds a {meta['kind']} index, config asks for {cfg.kind.value}")
-    if cfg.kind is IndexKind.flat:
-        return FlatIndex.load_files(directory), meta
-    return BinaryIndex.load_files(cfg, meta["dim"], directory), meta
+    if cfg.kind in BINARY:
+        return BinaryIndex.load_files(cfg, meta["dim"], directory), meta
+    return FaissIndex.load_files(cfg, directory), meta
 
 
 def top_k(scores: np.ndarray, rows: np.ndarray, k: int) -> SearchResult:

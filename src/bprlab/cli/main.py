@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from bprlab.errors import BprlabError
 
@@ -32,9 +33,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("experiment", help="experiment YAML (deltas over the schema defaults)")
         p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.max_steps=100")
         p.add_argument("--force", action="store_true", help="redo the stage even when its output is current")
+        if stage == "run":
+            p.add_argument("--trial", action="store_true",
+                           help="a sweep trial: name the run after its overrides and log it to W&B")
     p = sub.add_parser("reproduce", help="run every row of a table file and write <runs>/<table>/summary.{json,md}")
     p.add_argument("table", help="e.g. experiments/tables/demo.yaml")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every row")
+    p.add_argument("--dataset", choices=["squad", "nq", "trivia"], help="fills {dataset} in the table's rows")
+    p = sub.add_parser("report", help="experiments/RESULTS.md + plots from runs/*/summary.json, or one sweep's report")
+    p.add_argument("--runs", default="runs")
+    p.add_argument("--out", default="experiments")
+    p.add_argument("--sweep", default=None, help="report runs/sweeps/<name> instead (plots per swept key)")
+    p = sub.add_parser("sweep", help="run a W&B sweep (online with credentials, else a resumable local agent)")
+    p.add_argument("sweep", help="e.g. sweeps/beta_squad.yaml")
+    p.add_argument("--count", type=int, default=None, help="number of trials (grid: the first n)")
+    p.add_argument("--seed", type=int, default=0, help="random search seed (local agent)")
+    p.add_argument("--local", action="store_true", help="use the local agent even with W&B credentials")
     p = sub.add_parser("download", help="fetch DPR's public files for nq or trivia (needs internet)")
     p.add_argument("dataset", choices=["nq", "trivia", "wikipedia"])
     p.add_argument("--root", default="data")
@@ -68,7 +82,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "reproduce":
         from bprlab.cli.reproduce import reproduce
 
-        reproduce(args.table, args.overrides)
+        reproduce(args.table, args.overrides, dataset=args.dataset)
+        return 0
+    if args.command == "report":
+        from bprlab.eval.results import write_results, write_sweep_report
+
+        path = write_sweep_report(Path(args.runs) / "sweeps" / args.sweep) if args.sweep else write_results(args.runs, args.out)
+        print(f"written: {path}")
+        return 0
+    if args.command == "sweep":
+        from bprlab.cli.sweep import sweep
+
+        sweep(args.sweep, args.count, seed=args.seed, local=args.local)
         return 0
     if args.command == "download":
         from bprlab.data.download import download
@@ -78,6 +103,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     from bprlab.config import load_config
 
     cfg = load_config(args.experiment, args.overrides)
+    if getattr(args, "trial", False):
+        from bprlab.config.schema import LoggerKind
+        from bprlab.sweeps import trial_name
+
+        cfg.name = trial_name(cfg.name, args.overrides)
+        cfg.logger = LoggerKind.wandb
+        cfg.wandb.group = cfg.wandb.group or os.environ.get("WANDB_SWEEP_ID")
     getattr(stages, args.command)(cfg, force=args.force)
     return 0
 

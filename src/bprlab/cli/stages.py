@@ -69,6 +69,10 @@ def evaluate(cfg: RunConfig, force: bool = False) -> dict | None:
     if not _is_rank_zero():
         return None
     metrics = run_evaluate(cfg)
+    paths = RunPaths(cfg)
+    from bprlab.tracking import log_evaluation
+
+    log_evaluation(cfg, paths.root, metrics, [paths.eval / "metrics.json"])
     log.info("%s %s: %s", cfg.name, metrics["search"],
              " ".join(f"{k}={metrics[k]:.1f}" for k in metrics if k.startswith("top")))
     return metrics

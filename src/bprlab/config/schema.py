@@ -197,6 +197,15 @@ class EvalConfig:
 
 
 @dataclass
+class WandbConfig:
+    project: str = "bprlab"
+    entity: Optional[str] = None
+    group: Optional[str] = None  # the table or sweep a run belongs to (set by `reproduce` and sweeps)
+    tags: List[str] = field(default_factory=list)  # added to dataset, method and encoder
+    log_artifacts: bool = True  # metrics.json (+ retrieval.npz) as a W&B artifact after evaluation
+
+
+@dataclass
 class RunConfig:
     name: str = "default"
     method: Method = Method.bpr
@@ -213,3 +222,4 @@ class RunConfig:
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)

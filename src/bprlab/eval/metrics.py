@@ -6,6 +6,15 @@ from typing import Sequence
 
 import numpy as np
 
+# metrics.json key -> the `split/name` it is logged under (DESIGN, house style 8)
+LOGGED_NAMES = {
+    "top1": "test/top1", "top5": "test/top5", "top20": "test/top20", "top50": "test/top50", "top100": "test/top100",
+    "index_bytes": "index/bytes", "bytes_per_passage": "index/bytes_per_passage",
+    "ms_per_query": "search/ms_per_query", "scanned_fraction": "search/scanned_fraction",
+    "question_encode_ms_per_query": "search/question_encode_ms_per_query",
+    "num_passages": "index/num_passages", "num_questions": "test/num_questions",
+}
+
 METRICS_KEYS = (
     "top1", "top5", "top20", "top50", "top100",
     "index_bytes", "bytes_per_passage", "ms_per_query", "search_batch_size", "num_passages", "num_questions",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
@@ -31,7 +33,10 @@ class RetrieverDataModule(pl.LightningDataModule):
             needs = data.num_hard_negatives + data.num_other_negatives > 0
             self.train_records = usable_records(read_biencoder(self.paths.train), needs, str(self.paths.train))
             dev = usable_records(read_biencoder(self.paths.dev), True, str(self.paths.dev))
-            self.dev_records = dev[: data.max_val_questions] if data.max_val_questions else dev
+            if data.max_val_questions and data.max_val_questions < len(dev):  # a seeded sample across all articles
+                keep = sorted(random.Random(self.cfg.seed).sample(range(len(dev)), data.max_val_questions))
+                dev = [dev[i] for i in keep]
+            self.dev_records = dev
         if stage == "predict" and self.store is None:
             self.store = PassageStore.open(self.paths.passages)
 

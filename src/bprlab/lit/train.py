@@ -56,7 +56,7 @@ def checkpoint_callbacks(cfg: RunConfig, paths: RunPaths) -> tuple[pl.Callback, 
     return last, best
 
 
-NOT_TRAINING_KEYS = ("name", "runs_root", "checkpoint", "logger", "encode", "index", "eval")
+NOT_TRAINING_KEYS = ("name", "runs_root", "checkpoint", "logger", "encode", "index", "eval", "wandb")
 STAMP = "fingerprint.txt"
 
 
@@ -94,6 +94,8 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
         log.info("resuming from %s", resume)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+        # last.ckpt is the final state whatever the step-based saving cadence was (all ranks call; rank 0 writes)
+        trainer.save_checkpoint(paths.last_checkpoint)
     finally:
         _finish_logger(trainer)
     summary = {

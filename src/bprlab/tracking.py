@@ -1,0 +1,97 @@
+"""Weights & Biases, optional and never global (DESIGN, house style 9).
+
+wandb is imported inside these functions only; a run is online when credentials exist, offline otherwise (upload
+later with `wandb sync <run_dir>/wandb/offline-run-*`), and off with `logger=none` or `logger=csv`. Training
+(Lightning's WandbLogger) and evaluation write to the same W&B run: its id is kept in the run directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+from bprlab.config.loader import to_dict
+from bprlab.config.schema import LoggerKind, RunConfig
+from bprlab.eval.metrics import LOGGED_NAMES
+
+RUN_ID_FILE = "wandb_run_id.txt"
+
+
+def wandb_mode() -> str:
+    """'online' with credentials (WANDB_API_KEY or a netrc entry for api.wandb.ai), else 'offline';
+    an explicit WANDB_MODE always wins."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "api.wandb.ai" in netrc.read_text())
+    return "online" if has_key else "offline"
+
+
+def run_id(run_dir: Path) -> str:
+    """One W&B run per run directory; a W&B sweep agent's own id (WANDB_RUN_ID) wins."""
+    path = Path(run_dir) / RUN_ID_FILE
+    if os.environ.get("WANDB_RUN_ID"):
+        return os.environ["WANDB_RUN_ID"]
+    if path.is_file():
+        return path.read_text().strip()
+    import wandb
+
+    new = wandb.util.generate_id()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new)
+    return new
+
+
+def init_kwargs(cfg: RunConfig, run_dir: Path) -> dict:
+    """Everything wandb.init needs, shared by the training logger and the evaluation update."""
+    return dict(
+        project=cfg.wandb.project, entity=cfg.wandb.entity, group=cfg.wandb.group, name=cfg.name,
+        id=run_id(run_dir), resume="allow", dir=str(run_dir), mode=wandb_mode(),
+        tags=[cfg.data.dataset.value, cfg.method.value, Path(cfg.model.name).name, *cfg.wandb.tags],
+        config=to_dict(cfg),
+    )
+
+
+def lightning_logger(cfg: RunConfig, run_dir: Path):
+    from pytorch_lightning.loggers import WandbLogger
+
+    kwargs = init_kwargs(cfg, run_dir)
+    mode = kwargs.pop("mode")
+    save_dir = kwargs.pop("dir")
+    return WandbLogger(save_dir=save_dir, offline=mode == "offline", **kwargs)
+
+
+@contextlib.contextmanager
+def evaluation_run(cfg: RunConfig, run_dir: Path) -> Iterator[object | None]:
+    """The run's W&B run, reopened to receive evaluation results; None when W&B is not the logger."""
+    if cfg.logger is not LoggerKind.wandb or wandb_mode() == "disabled":
+        yield None
+        return
+    import wandb
+
+    run = wandb.init(**init_kwargs(cfg, run_dir), reinit="finish_previous")
+    try:
+        yield run
+    finally:
+        wandb.finish()
+
+
+def log_evaluation(cfg: RunConfig, run_dir: Path, metrics: dict, files: list[Path]) -> None:
+    """Evaluation metrics into the run summary (as split/name) and metrics.json etc. as an artifact."""
+    with evaluation_run(cfg, run_dir) as run:
+        if run is None:
+            return
+        search = metrics.get("search", "search")
+        logged = {LOGGED_NAMES[k]: v for k, v in metrics.items() if k in LOGGED_NAMES and v is not None}
+        run.summary.update({**logged, "search/setting": search})
+        run.log(logged)
+        if cfg.wandb.log_artifacts:
+            import wandb
+
+            artifact = wandb.Artifact(f"{cfg.name}-{search}".replace("/", "_"), type="evaluation",
+                                      metadata={k: v for k, v in metrics.items() if not isinstance(v, dict)})
+            for path in files:
+                artifact.add_file(str(path))
+            run.log_artifact(artifact)

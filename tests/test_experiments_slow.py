@@ -1,0 +1,24 @@
+"""Slow tier: every committed experiment runs end to end for one training step on the tiny model and data
+(the spirit of Lightning's fast_dev_run, but with checkpoints, so encode/index/evaluate run too)."""
+
+from pathlib import Path
+
+import pytest
+
+from bprlab.cli import stages
+from bprlab.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(p for p in (REPO / "experiments").rglob("*.yaml")
+                     if p.parent.name != "tables" and p.name != "base.yaml")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(REPO / "experiments")))
+def test_experiment_runs_one_step(path, tiny_overrides):
+    cfg = load_config(path, [*tiny_overrides, "train.max_steps=1", "train.val_check_interval=1",
+                             "train.strategy=auto", "data.num_workers=0", "index.num_candidates=8",
+                             "index.hash_bits=4", "index.train_size=null", "encode.batch_size=8"])
+    metrics = stages.run(cfg)
+    assert 0 <= metrics["top1"] <= metrics["top5"] <= 100
+    assert metrics["bytes_per_passage"] > 0 and metrics["num_questions"] == 8

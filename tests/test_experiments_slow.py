@@ -18,7 +18,9 @@ EXPERIMENTS = sorted(p for p in (REPO / "experiments").rglob("*.yaml")
 def test_experiment_runs_one_step(path, tiny_overrides):
     cfg = load_config(path, [*tiny_overrides, "train.max_steps=1", "train.val_check_interval=1",
                              "train.strategy=auto", "data.num_workers=0", "index.num_candidates=8",
-                             "index.hash_bits=4", "index.train_size=null", "encode.batch_size=8"])
+                             "index.hash_bits=4", "index.train_size=null", "encode.batch_size=8",
+                             # 8 passages: quantisers small enough to train on them
+                             "index.pq_bits=2", "index.code_bits=8"])
     metrics = stages.run(cfg)
     assert 0 <= metrics["top1"] <= metrics["top5"] <= 100
     assert metrics["bytes_per_passage"] > 0 and metrics["num_questions"] == 8

@@ -190,3 +190,11 @@ def test_factory_string_builds_any_faiss_index(vectors):
     passages, questions = vectors
     index = build(IndexConfig(kind=IndexKind.factory, factory="Flat"), passages)
     assert np.allclose(index.search(questions, K).scores, brute_top(questions @ passages.T, K), atol=1e-4)
+
+
+def test_too_few_vectors_to_train_a_quantiser_is_a_clear_error(vectors):
+    from bprlab.errors import StageError
+
+    passages, _ = vectors
+    with pytest.raises(StageError, match="could not train the pq index on 100 passage vectors"):
+        build(IndexConfig(kind=IndexKind.pq, pq_subquantizers=8, pq_bits=8), passages[:100])

@@ -8,7 +8,7 @@
 - hnsw: a graph over the float vectors (IndexHNSWFlat), the speed reference of the official BPR README;
 - factory: any faiss index_factory string, for everything else.
 `bytes_per_passage` is faiss's own code size (`sa_code_size`): what one passage costs in the index, before ids
-and graph links (those are counted in index_bytes).
+and graph links (those are counted in index_bytes); for HNSW it is the stored float vector.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 
 from bprlab.config.schema import IndexConfig, IndexKind, Rotation
-from bprlab.errors import ConfigError
+from bprlab.errors import ConfigError, StageError
 from bprlab.index.base import SearchResult, SearchStats
 
 FILE = "faiss.index"
@@ -94,7 +94,12 @@ class FaissIndex:
             if self.train_size and self.train_size < len(vectors):
                 rows = np.random.default_rng(0).choice(len(vectors), self.train_size, replace=False)
                 sample = vectors[np.sort(rows)]
-            self.index.train(sample)
+            try:
+                self.index.train(sample)
+            except RuntimeError as exc:  # e.g. fewer vectors than PQ centroids or than ITQ's PCA dimensions
+                reason = str(exc).split("failed:")[-1].strip().splitlines()[0]
+                raise StageError(f"faiss could not train the {self.kind.value} index on {len(sample)} passage "
+                                 f"vectors: {reason}") from None
         self.add(vectors)
 
     def add(self, vectors: np.ndarray) -> None:
@@ -116,7 +121,13 @@ class FaissIndex:
 
     @property
     def bytes_per_passage(self) -> int:
-        return int(self.index.sa_code_size())
+        index = faiss.downcast_index(self.index)
+        if isinstance(index, faiss.IndexHNSW):  # the stored vector; the graph's links count in index_bytes
+            index = faiss.downcast_index(index.storage)
+        try:
+            return int(index.sa_code_size())
+        except RuntimeError:  # a factory index without a standalone codec: its serialised size per passage
+            return round(len(faiss.serialize_index(self.index)) / max(1, self.ntotal))
 
     def save_files(self, directory: Path) -> None:
         faiss.write_index(self.index, str(directory / FILE))

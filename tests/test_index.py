@@ -182,8 +182,10 @@ def test_pq_default_budget_matches_bpr_bytes(vectors):
 def test_hnsw_finds_the_exact_neighbours_on_a_small_set(vectors):
     passages, questions = vectors
     truth = questions @ passages.T
-    result = build(IndexConfig(kind=IndexKind.hnsw, hnsw_ef_search=400), passages).search(questions, K)
+    index = build(IndexConfig(kind=IndexKind.hnsw, hnsw_ef_search=400), passages)
+    result = index.search(questions, K)
     assert np.allclose(result.scores, brute_top(truth, K), atol=1e-4)
+    assert 0 < index.stats.scanned_fraction <= 1.0  # the share of vectors the graph search visited
 
 
 def test_factory_string_builds_any_faiss_index(vectors):

@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=None, help="number of trials (grid: the first n)")
     p.add_argument("--seed", type=int, default=0, help="random search seed (local agent)")
     p.add_argument("--local", action="store_true", help="use the local agent even with W&B credentials")
+    p.add_argument("--create-only", action="store_true", help="create the W&B sweep and print its agent command")
     p = sub.add_parser("download", help="fetch DPR's public files for nq or trivia (needs internet)")
     p.add_argument("dataset", choices=["nq", "trivia", "wikipedia"])
     p.add_argument("--root", default="data")
@@ -93,7 +94,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "sweep":
         from bprlab.cli.sweep import sweep
 
-        sweep(args.sweep, args.count, seed=args.seed, local=args.local)
+        sweep(args.sweep, args.count, seed=args.seed, local=args.local, create_only=args.create_only)
         return 0
     if args.command == "download":
         from bprlab.data.download import download

@@ -39,16 +39,18 @@ def check_parameter_keys(sweep: Sweep) -> None:
                 raise ConfigError(f"{sweep.path}: parameters.{key}: {exc}") from None
 
 
-def sweep(path: str, count: int | None, seed: int = 0, local: bool = False) -> None:
+def sweep(path: str, count: int | None, seed: int = 0, local: bool = False, create_only: bool = False) -> None:
     spec = read_sweep(path)
     check_parameter_keys(spec)
     if not local and wandb_mode() == "online":
-        run_on_wandb(spec, count)
+        run_on_wandb(spec, count, create_only)
+    elif create_only:
+        raise StageError("--create-only needs W&B credentials (WANDB_API_KEY or `wandb login`)")
     else:
         run_locally(spec, count, seed)
 
 
-def run_on_wandb(spec: Sweep, count: int | None) -> None:
+def run_on_wandb(spec: Sweep, count: int | None, create_only: bool = False) -> None:
     import wandb
 
     base = load_config(spec.experiment, spec.base_args)
@@ -56,6 +58,8 @@ def run_on_wandb(spec: Sweep, count: int | None) -> None:
     target = "/".join(p for p in (base.wandb.entity, base.wandb.project, sweep_id) if p)
     print(f"\nW&B sweep {target} created. Add agents on other nodes with:\n  wandb agent {target}\n"
           f"(SLURM: see the README, `sbatch --array=0-7 ... --wrap 'wandb agent --count 1 {target}'`)\n")
+    if create_only:
+        return
     executable = shutil.which("wandb") or "wandb"
     subprocess.run([executable, "agent", *(["--count", str(count)] if count else []), target], check=True)
 

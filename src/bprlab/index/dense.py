@@ -106,9 +106,13 @@ class FaissIndex:
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
     def search(self, question_emb: np.ndarray, k: int) -> SearchResult:
+        hnsw = self.kind is IndexKind.hnsw
+        if hnsw:
+            faiss.cvar.hnsw_stats.reset()
         scores, rows = self.index.search(np.ascontiguousarray(question_emb, dtype=np.float32), k)
         self.stats.queries += len(question_emb)
-        self.stats.codes_scanned += len(question_emb) * self.ntotal if self.kind is not IndexKind.hnsw else 0
+        # a graph search compares the question with the vectors it visits; every other kind scans them all
+        self.stats.codes_scanned += faiss.cvar.hnsw_stats.ndis if hnsw else len(question_emb) * self.ntotal
         self.stats.ntotal = self.ntotal
         if self.kind is IndexKind.lsh:  # IndexLSH returns Hamming distances: smaller is better
             scores = -scores

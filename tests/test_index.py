@@ -185,7 +185,8 @@ def test_hnsw_finds_the_exact_neighbours_on_a_small_set(vectors):
     index = build(IndexConfig(kind=IndexKind.hnsw, hnsw_ef_search=400), passages)
     result = index.search(questions, K)
     assert np.allclose(result.scores, brute_top(truth, K), atol=1e-4)
-    assert 0 < index.stats.scanned_fraction <= 1.0  # the share of vectors the graph search visited
+    # distance computations per query / N: on 400 vectors with ef=400 the graph visits about all of them
+    assert 0.5 < index.stats.scanned_fraction < 1.5
 
 
 def test_factory_string_builds_any_faiss_index(vectors):

@@ -29,7 +29,8 @@ class SearchResult:
 
 @dataclass
 class SearchStats:
-    """What the last searches cost: the share of stored codes each query had to scan (SPEC §4)."""
+    """What the searches cost: codes (or vectors) compared per query, as a share of the index (SPEC §4). A graph
+    search (HNSW) counts its distance computations, which can exceed the index size on a tiny index."""
 
     queries: int = 0
     codes_scanned: int = 0

@@ -79,3 +79,17 @@ def test_answer_field_not_a_list_exits_2(capsys, tiny_overrides, tiny_data):
     assert main(["run", str(cfg_file), *tiny_overrides]) == 2
     err = capsys.readouterr().err
     assert f"{tiny_data['test']}: record line 1: field 'answers' must be a list of strings, got str" in err
+
+
+def test_wandb_offline_run_gets_training_and_evaluation(tiny_overrides, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = load_config(None, [*tiny_overrides, "name=wb", "method=bpr", "index.kind=binary_flat", "logger=wandb",
+                             "wandb.group=g", "train.epochs=1"])
+    stages.run(cfg)
+    root = RunPaths(cfg).root
+    run_id = (root / "wandb_run_id.txt").read_text().strip()
+    offline = list((root / "wandb").glob(f"offline-run-*-{run_id}"))
+    assert offline, "training and evaluation log to one offline W&B run, named by the run's id"
+    assert any(p.suffix == ".wandb" for p in offline[0].iterdir())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -36,9 +37,7 @@ def run_id(run_dir: Path) -> str:
         return os.environ["WANDB_RUN_ID"]
     if path.is_file():
         return path.read_text().strip()
-    import wandb
-
-    new = wandb.util.generate_id()
+    new = uuid.uuid4().hex[:12]  # W&B run ids are short lowercase alphanumerics
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(new)
     return new

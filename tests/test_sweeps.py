@@ -84,6 +84,15 @@ def test_unknown_swept_key_is_rejected_before_any_run(tmp_path):
         check_parameter_keys(sweep)
 
 
+def test_trial_flag_splits_fixed_from_swept_overrides():
+    from bprlab.cli.main import split_trial
+
+    argv, swept = split_trial(["run", "e.yaml", "train.max_steps=30", "--trial", "hash.gamma=0.1", "loss.margin=1"])
+    assert argv == ["run", "e.yaml", "train.max_steps=30", "hash.gamma=0.1", "loss.margin=1"]
+    assert swept == ["hash.gamma=0.1", "loss.margin=1"]
+    assert split_trial(["run", "e.yaml"]) == (["run", "e.yaml"], None)
+
+
 def test_trial_names_are_readable_and_ignore_logging_keys():
     name = trial_name("squad-bpr", ["hash.gamma=0.01", "hash.estimator=ste", "logger=wandb", "wandb.group=s"])
     assert name == "squad-bpr-gamma0.01-estimatorste"
@@ -111,9 +120,11 @@ def test_local_agent_skips_finished_trials_and_resumes(tmp_path, monkeypatch):
     ran = []
 
     def fake_run(command, env):
-        overrides = [c for c in command if "=" in c]
-        cfg = load_config(sweep.experiment, overrides)
-        cfg.name = trial_name(cfg.name, overrides)
+        from bprlab.cli.main import split_trial
+
+        argv, swept = split_trial(command[3:])
+        cfg = load_config(sweep.experiment, [c for c in argv if "=" in c])
+        cfg.name = trial_name(cfg.name, swept)
         ran.append(cfg.name)
         if len(ran) == 2 and not getattr(fake_run, "rerun", False):
             raise KeyboardInterrupt  # killed during the second trial

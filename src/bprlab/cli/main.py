@@ -33,9 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("experiment", help="experiment YAML (deltas over the schema defaults)")
         p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.max_steps=100")
         p.add_argument("--force", action="store_true", help="redo the stage even when its output is current")
-        if stage == "run":
-            p.add_argument("--trial", action="store_true",
-                           help="a sweep trial: name the run after its overrides and log it to W&B")
     p = sub.add_parser("reproduce", help="run every row of a table file and write <runs>/<table>/summary.{json,md}")
     p.add_argument("table", help="e.g. experiments/tables/demo.yaml")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every row")
@@ -56,8 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def split_trial(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`bprlab run exp.yaml [fixed overrides] --trial [swept overrides]`, the form a W&B sweep command takes
+    (`--trial ${args_no_hyphens}`): the run is named after the swept overrides and logged to W&B."""
+    if "--trial" not in argv:
+        return argv, None
+    at = argv.index("--trial")
+    return argv[:at] + argv[at + 1 :], [a for a in argv[at + 1 :] if "=" in a]
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv, trial = split_trial(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
+    args.trial = trial
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -104,11 +112,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     from bprlab.config import load_config
 
     cfg = load_config(args.experiment, args.overrides)
-    if getattr(args, "trial", False):
+    if args.trial is not None:
         from bprlab.config.schema import LoggerKind
         from bprlab.sweeps import trial_name
 
-        cfg.name = trial_name(cfg.name, args.overrides)
+        cfg.name = trial_name(cfg.name, args.trial)
         cfg.logger = LoggerKind.wandb
         cfg.wandb.group = cfg.wandb.group or os.environ.get("WANDB_SWEEP_ID")
     getattr(stages, args.command)(cfg, force=args.force)

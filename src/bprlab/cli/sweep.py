@@ -74,13 +74,13 @@ def run_locally(spec: Sweep, count: int | None, seed: int) -> ResultsTable:
     for number, params in enumerate(plan, start=1):
         overrides = [*spec.base_args, *trial_args(params)]
         cfg = load_config(spec.experiment, [*overrides, *trial_overrides(spec.name)])
-        cfg.name = trial_name(cfg.name, overrides)
+        cfg.name = trial_name(cfg.name, trial_args(params))
         if table.finished(cfg.name):
             log.info("trial %d/%d %s: finished earlier, skipped", number, len(plan), cfg.name)
             continue
         log.info("trial %d/%d %s: %s", number, len(plan), cfg.name, " ".join(trial_args(params)))
-        command = [sys.executable, "-m", "bprlab.cli.main", "run", str(spec.experiment), *overrides,
-                   *trial_overrides(spec.name), "--trial"]
+        command = [sys.executable, "-m", "bprlab.cli.main", "run", str(spec.experiment), *spec.base_args,
+                   *trial_overrides(spec.name), "--trial", *trial_args(params)]
         if subprocess.run(command, env=env).returncode != 0:
             raise StageError(f"{spec.path}: trial {number} ({cfg.name}) failed; rerun the same command to resume")
         metrics = read_json(RunPaths(cfg).eval / "metrics.json")

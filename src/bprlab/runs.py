@@ -46,7 +46,7 @@ def search_tag(cfg: IndexConfig) -> str:
     tag = index_build_tag(cfg)
     if cfg.kind is IndexKind.hnsw:
         return f"{tag}-ef{cfg.hnsw_ef_search}"
-    if cfg.kind not in (IndexKind.binary_flat, IndexKind.binary_hash):
+    if not cfg.kind.binary:
         return tag
     if cfg.kind is IndexKind.binary_hash:
         tag += f"-flip{cfg.hash_flips}"

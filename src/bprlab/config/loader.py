@@ -13,7 +13,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bprlab.config.schema import CandidateLoss, Estimator, IndexKind, Method, RunConfig
+from bprlab.config.schema import CandidateLoss, Estimator, Method, RunConfig
 from bprlab.errors import ConfigError
 
 EXTENDS = "extends"
@@ -115,7 +115,7 @@ def validate(cfg: RunConfig) -> None:
         problems.append("model.passage_text_token_type: expected 0, 1 or null")
     if cfg.model.projection_dim is not None and cfg.model.projection_dim <= 0:
         problems.append("model.projection_dim: must be positive")
-    binary = cfg.index.kind in (IndexKind.binary_flat, IndexKind.binary_hash)
+    binary = cfg.index.kind.binary
     if binary and (cfg.model.projection_dim or 8) % 8:
         problems.append("model.projection_dim: binary codes are packed in bytes: use a multiple of 8")
     if cfg.index.code_bits is not None and (cfg.index.code_bits <= 0 or cfg.index.code_bits % 8):

@@ -55,6 +55,11 @@ class IndexKind(str, Enum):
     hnsw = "hnsw"  # DPR + HNSW graph (IndexHNSWFlat): the speed reference of the official README
     factory = "factory"  # any faiss index_factory string over float embeddings (index.factory)
 
+    @property
+    def binary(self) -> bool:
+        """Searches packed BPR codes (Hamming candidates + rerank) rather than float embeddings."""
+        return self in (IndexKind.binary_flat, IndexKind.binary_hash)
+
 
 class Rotation(str, Enum):
     none = "none"  # sign of the coordinates themselves (needs index.code_bits = dimension)

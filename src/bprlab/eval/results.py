@@ -41,10 +41,13 @@ def _num(value, digits: int = 1) -> str:
 
 
 def section(table: dict) -> str:
+    """paper | ours | delta for the metrics the paper reports, when the table has paper numbers for its dataset."""
+    with_paper = any(row.get("paper") for row in table["rows"])
     head = ["method"]
     for metric in PAPER_METRICS:
-        head += [f"{metric} paper", f"{metric} ours", f"{metric} Δ"]
-    head += ["top5", "bytes/passage", "index bytes", "ms/query"]
+        head += [f"{metric} paper", f"{metric} ours", f"{metric} Δ"] if with_paper else [metric]
+    head.insert(2 if not with_paper else 4, "top5")
+    head += ["bytes/passage", "index bytes", "ms/query", "scanned"]
     lines = [f"## {table['run_name']}", "", table.get("note", "").strip(), ""]
     if table.get("command"):
         lines += [f"`{table['command']}`", ""]
@@ -54,10 +57,14 @@ def section(table: dict) -> str:
         cells = [row["method"]]
         for metric in PAPER_METRICS:
             ours, theirs = row.get(metric), paper.get(metric)
-            delta = None if ours is None or theirs is None else ours - theirs
-            cells += [_num(theirs, 2), _num(ours), ("+" if delta and delta > 0 else "") + _num(delta)]
-        cells += [_num(row.get("top5")), f"{row.get('bytes_per_passage', '')}", f"{row.get('index_bytes', 0):,}",
-                  _num(row.get("ms_per_query"), 3)]
+            if with_paper:
+                delta = None if ours is None or theirs is None else ours - theirs
+                cells += [_num(theirs, 2), _num(ours), ("+" if delta and delta > 0 else "") + _num(delta)]
+            else:
+                cells.append(_num(ours))
+        cells.insert(2 if not with_paper else 4, _num(row.get("top5")))
+        cells += [f"{row.get('bytes_per_passage', '')}", f"{row.get('index_bytes', 0):,}",
+                  _num(row.get("ms_per_query"), 3), _num(row.get("scanned_fraction"), 2)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from bprlab.artifacts import atomic_dir, read_json, write_json
-from bprlab.config.schema import IndexConfig, IndexKind
+from bprlab.config.schema import IndexConfig
 from bprlab.errors import StageError
 
 META = "index.json"
@@ -64,19 +64,16 @@ class RetrievalIndex(Protocol):
         """Bytes of one stored passage representation (the code size)."""
 
 
-BINARY = (IndexKind.binary_flat, IndexKind.binary_hash)
-
-
 def create_index(cfg: IndexConfig, dim: int) -> RetrievalIndex:
     from bprlab.index.binary import BinaryIndex
     from bprlab.index.dense import FaissIndex
 
-    return BinaryIndex.create(cfg, dim) if cfg.kind in BINARY else FaissIndex.create(cfg, dim)
+    return BinaryIndex.create(cfg, dim) if cfg.kind.binary else FaissIndex.create(cfg, dim)
 
 
 def input_kind(cfg: IndexConfig) -> str:
     """Which passage representation the encode stage must produce for this index kind."""
-    return "code" if cfg.kind in BINARY else "emb"
+    return "code" if cfg.kind.binary else "emb"
 
 
 def save_index(index: RetrievalIndex, cfg: IndexConfig, dim: int, directory: str | Path, **extra) -> dict:
@@ -102,7 +99,7 @@ def load_index(cfg: IndexConfig, directory: str | Path) -> tuple[RetrievalIndex,
     meta = read_json(directory / META)
     if meta["kind"] != cfg.kind.value:
         raise StageError(f"{directory}: holds a {meta['kind']} index, config asks for {cfg.kind.value}")
-    if cfg.kind in BINARY:
+    if cfg.kind.binary:
         return BinaryIndex.load_files(cfg, meta["dim"], directory), meta
     return FaissIndex.load_files(cfg, directory), meta
 

@@ -22,8 +22,8 @@ code size; ms/query is search only (question encoding excluded) at the batch siz
 on the machine that ran it. Paper numbers: SPEC §7 (NQ test; blank where the paper gives none).
 
 Rows on `squad` use the packaged all-MiniLM-L6-v2 encoder, which was itself fine-tuned on data that includes
-Natural Questions, TriviaQA and SQuAD, on a 3.5k-passage corpus built from SQuAD v1.1 dev: they show the
-pipeline and the relative behaviour of the methods, not the paper's numbers.
+Natural Questions, TriviaQA and SQuAD 2.0 training questions, on a 3.5k-passage corpus built from SQuAD v1.1 dev:
+they show the pipeline and the relative behaviour of the methods, not the paper's numbers.
 """
 
 

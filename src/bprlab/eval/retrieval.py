@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from bprlab.artifacts import atomic_dir, write_json
 from bprlab.config.loader import from_dict
-from bprlab.config.schema import RunConfig
+from bprlab.config.schema import IndexKind, RunConfig
 from bprlab.core.encoder import BiEncoder, load_biencoder, load_tokenizer
 from bprlab.data.collate import Collator
 from bprlab.data.passage_store import PassageStore
@@ -64,6 +64,9 @@ def evaluate(cfg: RunConfig) -> dict:
         "encoder": cfg.model.name,
         "faiss_threads": _faiss_threads(),
     }
+    if cfg.index.kind is IndexKind.binary_hash:  # the bucket size goes beside the share it scanned (SPEC §4)
+        metrics["hash"] = {"bits": cfg.index.hash_bits, "tables": cfg.index.hash_tables, "flips": cfg.index.hash_flips,
+                           "buckets_per_table": 2 ** cfg.index.hash_bits}
     with atomic_dir(paths.eval) as tmp:
         np.savez_compressed(tmp / "retrieval.npz", rows=result.rows, scores=result.scores, hits=hits)
         write_json(tmp / "metrics.json", metrics)

@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-import yaml
 
 from bprlab.config import load_config
 from bprlab.config.schema import Estimator, IndexKind, Method

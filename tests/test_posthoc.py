@@ -46,3 +46,19 @@ def test_pq_module_matches_faiss_index_pq(config):
 def test_module_needs_a_fitted_quantizer(config):
     with pytest.raises(RuntimeError, match="fit_quantizer"):
         LSHModule(config).search(np.zeros((1, D), np.float32), 1)
+
+
+def test_from_dpr_wraps_a_trained_checkpoint(tiny_overrides):
+    import torch
+
+    from bprlab.lit.train import train
+    from bprlab.runs import RunPaths
+
+    cfg = load_config(None, [*tiny_overrides, "name=dpr-for-lsh", "method=dpr", "index.kind=flat", "train.epochs=1"])
+    train(cfg)
+    checkpoint = RunPaths(cfg).last_checkpoint
+    module = LSHModule.from_dpr(str(checkpoint), code_bits=16)
+    trained = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    for name, value in module.model.state_dict().items():
+        assert torch.equal(value, trained[f"model.{name}"]), name  # the DPR weights, unchanged
+    assert module.index_cfg.kind.value == "lsh" and module.index_cfg.code_bits == 16

@@ -83,10 +83,11 @@ def run_locally(spec: Sweep, count: int | None, seed: int) -> ResultsTable:
                    *trial_overrides(spec.name), "--trial", *trial_args(params)]
         if subprocess.run(command, env=env).returncode != 0:
             raise StageError(f"{spec.path}: trial {number} ({cfg.name}) failed; rerun the same command to resume")
-        metrics = read_json(RunPaths(cfg).eval / "metrics.json")
+        paths = RunPaths(cfg)
+        metrics = read_json(paths.eval / "metrics.json")
         table.add({"run": cfg.name, "trial": number, "params": params,
                    "metrics": {k: metrics.get(k) for k in KEPT_METRICS},
-                   "wandb": sorted(str(p) for p in (RunPaths(cfg).root / "wandb").glob("offline-run-*"))})
+                   "wandb": sorted(str(p) for p in (paths.root / "wandb").glob("offline-run-*"))})
     print(f"\n{table.markdown()}\nresults: {table.path}")
     return table
 

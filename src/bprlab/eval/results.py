@@ -140,19 +140,17 @@ def plot_tables(tables: list[dict], folder: Path) -> list[Path]:
 
 def write_sweep_report(folder: str | Path, metric: str | None = None) -> Path:
     """runs/sweeps/<name>/report.md + one PNG per swept key: the target metric against the key's values."""
-    folder = Path(folder)
-    results = folder / "results.jsonl"
-    if not results.is_file():
-        from bprlab.errors import StageError
-
-        raise StageError(f"{results}: no finished trials yet; run `make sweep SWEEP=...` first")
-    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    plan = json.loads((folder / "plan.json").read_text()) if (folder / "plan.json").is_file() else {}
-    metric = metric or "top20"
-    plots = [plot_sweep_key(rows, key, metric, folder / "plots") for key in sorted({k for r in rows for k in r["params"]})]
+    from bprlab.errors import StageError
     from bprlab.sweeps import ResultsTable
 
-    table = ResultsTable(folder, f"test/{metric}").markdown()
+    folder, metric = Path(folder), metric or "top20"
+    results = ResultsTable(folder, f"test/{metric}")
+    if not results.rows:
+        raise StageError(f"{results.path}: no finished trials yet; run `make sweep SWEEP=...` first")
+    rows = results.rows
+    plan = json.loads((folder / "plan.json").read_text()) if (folder / "plan.json").is_file() else {}
+    plots = [plot_sweep_key(rows, key, metric, folder / "plots") for key in sorted({k for r in rows for k in r["params"]})]
+    table = results.markdown()
     images = "\n".join(f"![{p.stem}](plots/{p.name})" for p in plots)
     path = folder / "report.md"
     write_text(path, f"# Sweep {folder.name}\n\nfrom `{plan.get('sweep', '?')}` ({plan.get('method', '?')}); "

@@ -31,11 +31,11 @@ class PostHocModule(DPRModule):
     @classmethod
     def from_dpr(cls, checkpoint: str, **index_settings) -> "PostHocModule":
         """Wrap a trained DPR checkpoint; `index_settings` override its index config (e.g. code_bits=256)."""
-        dpr = DPRModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
-        config = dpr.hparams["config"]
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        config = state["hyper_parameters"]["config"]
         config["index"] = {**config["index"], **index_settings, "kind": cls.kind.value}
         module = cls(config)
-        module.model.load_state_dict(dpr.model.state_dict())
+        module.load_state_dict(state["state_dict"])  # the DPR weights, loaded once
         return module
 
     def training_step(self, batch, batch_idx):  # pragma: no cover - guarded misuse

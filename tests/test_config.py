@@ -100,3 +100,16 @@ def test_search_only_ablations_share_the_trained_model():
         for name in ("ste", "no_rerank_loss", "code_64", "margin_2"):
             cfg = load_config(REPO / "experiments" / dataset / "ablations" / f"{name}.yaml")
             assert cfg.name != base.name and train_fingerprint(cfg) != train_fingerprint(base)
+
+
+def test_reproduce_groups_a_tables_runs_in_wandb(monkeypatch, tmp_path):
+    from bprlab.cli import reproduce as rep
+
+    seen = []
+    monkeypatch.setattr("bprlab.cli.stages.run", lambda cfg: seen.append(cfg.wandb.group))
+    rep.reproduce(str(REPO / "experiments" / "tables" / "search.yaml"), [f"runs_root={tmp_path}"], dataset="squad")
+    assert seen == ["search-squad"] * 4
+    seen.clear()
+    rep.reproduce(str(REPO / "experiments" / "tables" / "search.yaml"), [f"runs_root={tmp_path}", "wandb.group=mine"],
+                  dataset="squad")
+    assert seen == ["mine"] * 4

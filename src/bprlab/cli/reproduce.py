@@ -76,7 +76,8 @@ def reproduce(table_path: str, overrides: list[str], dataset: str | None = None)
     from bprlab.cli import stages
 
     table = read_table(table_path, dataset)
-    configs: list[RunConfig] = [load_config(row.experiment, [*row.overrides, *overrides]) for row in table.rows]
+    group = f"wandb.group={table.run_name}"  # W&B groups a table's runs; an explicit override still wins
+    configs: list[RunConfig] = [load_config(row.experiment, [*row.overrides, group, *overrides]) for row in table.rows]
     command = " ".join(["bprlab", "reproduce", table_path, *(["--dataset", dataset] if dataset else []),
                         *map(shlex.quote, overrides)])
     results = []

@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
-PACKAGES = ("torch", "pytorch-lightning", "transformers", "datasets", "faiss-cpu", "numpy", "omegaconf", "bm25s")
+PACKAGES = ("torch", "pytorch-lightning", "transformers", "datasets", "faiss-cpu", "numba", "numpy", "omegaconf", "bm25s")
 
 
 def _umask() -> int:

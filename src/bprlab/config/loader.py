@@ -124,6 +124,10 @@ def validate(cfg: RunConfig) -> None:
         problems.append("index.hash_bits: faiss hash tables key on 1..64 bits")
     if cfg.index.hash_flips < 0 or cfg.index.hash_tables < 1:
         problems.append("index.hash_flips >= 0 and index.hash_tables >= 1 are required")
+    if cfg.index.threads is not None and cfg.index.threads < 1:
+        problems.append("index.threads: a positive number of threads, or null for every core")
+    if cfg.index.num_candidates < 1:
+        problems.append("index.num_candidates: must be >= 1")
     if not cfg.eval.top_k or min(cfg.eval.top_k) < 1:
         problems.append("eval.top_k: a non-empty list of positive integers")
     elif binary and cfg.index.candidate_generation:

@@ -61,6 +61,17 @@ class IndexKind(str, Enum):
         return self in (IndexKind.binary_flat, IndexKind.binary_hash)
 
 
+class SearchBackend(str, Enum):
+    native = "native"  # bprlab's kernels (numba JIT on CPU, torch on CUDA): the default, faster (experiments/BENCH.md)
+    faiss = "faiss"  # faiss IndexBinaryFlat / IndexBinaryHash: the reference implementation
+
+
+class SearchDevice(str, Enum):
+    auto = "auto"  # cuda when torch sees a GPU, else cpu
+    cpu = "cpu"
+    cuda = "cuda"
+
+
 class Rotation(str, Enum):
     none = "none"  # sign of the coordinates themselves (needs index.code_bits = dimension)
     random = "random"  # a random orthogonal projection (classic LSH)
@@ -181,6 +192,11 @@ class IndexConfig:
     hash_flips: int = 2  # probe every bucket within this Hamming radius of the query's key
     hash_tables: int = 1  # > 1: several tables on disjoint b-bit slices (IndexBinaryMultiHash)
     search_batch_size: int = 32  # questions per search call; ms_per_query is measured at this size
+    # Binary kinds: which implementation searches (candidates + rerank), on which device, with how many CPU
+    # threads (null: every core). Search settings only: an index folder serves every backend and device.
+    backend: SearchBackend = SearchBackend.native
+    device: SearchDevice = SearchDevice.auto
+    threads: Optional[int] = None
     # Post-hoc quantisation of DPR embeddings. Bit budgets default to BPR's: one bit per dimension.
     code_bits: Optional[int] = None  # lsh: bits per passage; None = embedding dimension (768 for BERT-base)
     rotation: Rotation = Rotation.random  # lsh only

@@ -1,10 +1,16 @@
 """BPR search (SPEC §4): Hamming candidate generation over packed passage codes, then rerank by <e_q, sign(e_p)>.
 
-Candidates come from a linear scan (faiss IndexBinaryFlat) or a hash-table lookup (IndexBinaryHash, or
-IndexBinaryMultiHash for several tables). A hash table keys on the first `hash_bits` bits of a code and probes
-every bucket within `hash_flips` bit flips of the query's key, so it scans only part of the corpus; the share it
-scans is counted per query (`stats.scanned_fraction`). A hash index cannot give codes back, so the packed codes
-are kept beside it for reranking, and counted in the index bytes. The index stores no float passage vectors.
+Candidates come from a linear scan or a hash-table lookup (keys on the first `hash_bits` bits of a code, or on
+`hash_tables` disjoint slices; every bucket within `hash_flips` bit flips of the question's key is probed, so a
+query scans only part of the corpus, counted in `stats.scanned_fraction`). The l candidates are reranked by
+<e_q, sign(e_p)> with a per-question lookup table; the ablations skip the rerank (Hamming order) or the
+candidates (every code scored). Which implementation runs is a search setting (`binary_search`): index.backend
+(native kernels or faiss, the reference) and index.device (cpu or cuda); they return the same rows and scores.
+
+On disk an index is `codes.npy`, the (N, D/8) packed codes in row order (numpy packbits, bit 1 for e >= 0), plus
+for a hash index `buckets.npz` (per table: sorted keys, offsets, row ids). No float passage vector is stored, and
+the codes are held once: the file is memory-mapped, and the search structures are built from it when the first
+question arrives. Equal Hamming distances are ordered by row id (the native and torch implementations).
 
 The official implementation this follows is studio-ousia/bpr, bpr/index.py (`FaissBinaryIndex`, at 36920a5).
 """
@@ -13,48 +19,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import faiss
 import numpy as np
 
-from bprlab.config.schema import IndexConfig, IndexKind
-from bprlab.core.hashing import pack_codes, unpack_codes
+from bprlab.config.schema import IndexConfig, IndexKind, SearchBackend, SearchDevice
+from bprlab.core.hashing import pack_codes
 from bprlab.core.scoring import inner_product_from_hamming
 from bprlab.errors import ConfigError, StageError
 from bprlab.index.base import SearchResult, SearchStats, top_k
+from bprlab.index.binary_search import FaissSearch, HashSettings, NativeSearch, Search, TorchSearch
+from bprlab.index.kernels.buckets import BucketTable, slice_keys
 
-FILE = "faiss.index"
 CODES = "codes.npy"
-EXHAUSTIVE_CHUNK = 1 << 16  # passages unpacked at a time when candidate generation is off
+BUCKETS = "buckets.npz"
 
 
 class BinaryIndex:
     input_kind = "code"
 
-    def __init__(self, index: faiss.IndexBinary, cfg: IndexConfig, codes: np.ndarray | None = None):
-        self.index = index
-        self.dim = index.d
-        self.hashed = cfg.kind is IndexKind.binary_hash
-        self._codes = codes if self.hashed else None  # linear scan: codes are read from the faiss index itself
-        self.num_candidates = cfg.num_candidates
-        self.rerank = cfg.rerank
+    def __init__(self, cfg: IndexConfig, dim: int, codes: np.ndarray | None = None,
+                 tables: list[BucketTable] | None = None):
+        self.dim = dim
+        self.hashing = HashSettings(cfg.hash_bits, cfg.hash_tables, cfg.hash_flips) \
+            if cfg.kind is IndexKind.binary_hash else None
+        self.num_candidates, self.rerank = cfg.num_candidates, cfg.rerank
         self.candidate_generation = cfg.candidate_generation
-        if self.hashed:
-            self.index.nflip = cfg.hash_flips
+        self.backend, self.device, self.n_threads = cfg.backend, resolve_device(cfg.device), cfg.threads
+        self._codes = np.zeros((0, dim // 8), np.uint8) if codes is None else codes  # row-major, until searched
+        self._tables = tables
+        self._search: Search | None = None
+        self._ntotal = len(self._codes)
         self.stats = SearchStats()
 
     @classmethod
     def create(cls, cfg: IndexConfig, dim: int) -> "BinaryIndex":
-        if cfg.kind is IndexKind.binary_flat:
-            return cls(faiss.IndexBinaryFlat(dim), cfg)
-        if cfg.hash_bits * cfg.hash_tables > dim:
+        if dim % 8:
+            raise ConfigError(f"config: binary codes are packed in bytes: the code length {dim} is not a multiple of 8")
+        if cfg.kind is IndexKind.binary_hash and cfg.hash_bits * cfg.hash_tables > dim:
             raise ConfigError(
                 f"config: index.hash_bits x index.hash_tables = {cfg.hash_bits * cfg.hash_tables} exceeds the {dim}-bit code"
             )
-        if cfg.hash_tables == 1:
-            index = faiss.IndexBinaryHash(dim, cfg.hash_bits)
-        else:
-            index = faiss.IndexBinaryMultiHash(dim, cfg.hash_tables, cfg.hash_bits)
-        return cls(index, cfg, codes=np.zeros((0, dim // 8), np.uint8))
+        return cls(cfg, dim)
 
     # ------------------------------------------------------------------------------------------ building
 
@@ -62,24 +66,29 @@ class BinaryIndex:
         self.add(vectors)
 
     def add(self, vectors: np.ndarray) -> None:
-        codes = np.ascontiguousarray(vectors, dtype=np.uint8)
-        if codes.ndim != 2 or codes.shape[1] * 8 != self.dim:
-            raise ValueError(f"expected packed codes of shape (N, {self.dim // 8}), got {codes.shape}")
-        self.index.add(codes)
-        if self.hashed:
-            self._codes = np.concatenate([self._codes, codes])
+        codes = np.asarray(vectors)
+        if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] * 8 != self.dim:
+            raise ValueError(f"expected packed codes of shape (N, {self.dim // 8}) uint8, got {codes.dtype} {codes.shape}")
+        existing = self._row_codes()
+        self._codes = codes if len(existing) == 0 else np.concatenate([existing, codes])
+        self._ntotal = len(self._codes)
+        self._search, self._tables = None, None
+
+    def _row_codes(self) -> np.ndarray:
+        if self._search is None:
+            return self._codes
+        return np.concatenate(list(self._search.row_chunks()) or [np.zeros((0, self.dim // 8), np.uint8)])
 
     @property
-    def codes(self) -> np.ndarray:
-        """(N, D/8) packed passage codes, in row order."""
-        if self.hashed:
-            return self._codes
-        size = self.index.ntotal * self.index.code_size  # a view of the linear index's own storage (no copy)
-        return faiss.rev_swig_ptr(self.index.xb.data(), size).reshape(-1, self.index.code_size)
+    def tables(self) -> list[BucketTable]:
+        if self._tables is None:
+            codes = self._row_codes()
+            self._tables = [BucketTable.build(slice_keys(codes, self.hashing.bits, t)) for t in range(self.hashing.tables)]
+        return self._tables
 
     @property
     def ntotal(self) -> int:
-        return self.index.ntotal
+        return self._ntotal
 
     @property
     def bytes_per_passage(self) -> int:
@@ -87,49 +96,41 @@ class BinaryIndex:
 
     # ------------------------------------------------------------------------------------------ search
 
+    def _searcher(self) -> Search:
+        """Build the search structures from the row-major codes the first time a question arrives; the row-major
+        array (often a memory map of codes.npy) is released, so the codes are held once."""
+        if self._search is None:
+            if self.backend is SearchBackend.faiss:
+                device = self.device if self.hashing is None else "cpu"
+                self._search = FaissSearch(self._codes, self.dim, self.n_threads, self.hashing, device)
+            elif self.device == "cuda" and self.hashing is None:
+                self._search = TorchSearch(self._codes, self.device)
+            else:
+                self._search = NativeSearch(self._codes, self.n_threads, self.hashing,
+                                            self.tables if self.hashing else None)
+            self._codes = None
+        return self._search
+
     def search(self, question_emb: np.ndarray, k: int) -> SearchResult:
         question_emb = np.ascontiguousarray(question_emb, dtype=np.float32)  # (Q, D)
-        if not self.candidate_generation:
-            return self._score_everything(question_emb, k)
+        if question_emb.ndim != 2 or question_emb.shape[1] != self.dim:
+            raise StageError(f"question embeddings of shape {question_emb.shape} for a {self.dim}-bit index: "
+                             "the index was built with another model; rebuild it")
+        if self.ntotal == 0:
+            raise StageError("the binary index is empty: nothing to search")
+        search = self._searcher()
+        if not self.candidate_generation:  # the ablation: <e_q, sign(e_p)> against every stored code
+            scores, rows = search.score_all(question_emb, k)
+            self._count(len(question_emb), len(question_emb) * self.ntotal)
+            return SearchResult(scores, rows)
         depth = self.num_candidates if self.rerank else k
-        hamming, rows = self._candidates(pack_codes(question_emb), depth)  # (Q, depth) each
+        hamming, rows, scanned = search.candidates(pack_codes(question_emb), depth)  # (Q, depth) each
+        self._count(len(question_emb), scanned)
         if not self.rerank:
             scores = inner_product_from_hamming(hamming.astype(np.float32), self.dim)
-            return top_k(scores, rows, k)  # Hamming order; also drops -1 padding to the end
-        return top_k(self._rerank_scores(question_emb, rows), rows, k)
-
-    def _candidates(self, question_codes: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-        nq = len(question_codes)
-        if self.hashed:
-            counters = faiss.cvar.indexBinaryHash_stats
-            counters.reset()
-            hamming, rows = self.index.search(question_codes, depth)
-            scanned = counters.ndis
-        else:
-            hamming, rows = self.index.search(question_codes, depth)
-            scanned = nq * self.ntotal
-        self._count(nq, scanned)
-        return hamming, rows.astype(np.int64)
-
-    def _rerank_scores(self, question_emb: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """<e_q, sign(e_p)> for each candidate: (Q, D) x (Q, l) rows -> (Q, l)."""
-        signs = unpack_codes(self.codes[np.maximum(rows, 0)], self.dim)  # (Q, l, D) in {-1, +1}
-        return np.einsum("qld,qd->ql", signs, question_emb)
-
-    def _score_everything(self, question_emb: np.ndarray, k: int) -> SearchResult:
-        """The no-candidate-generation ablation: <e_q, sign(e_p)> against every stored code."""
-        codes, best = self.codes, None
-        if len(codes) == 0:
-            raise StageError("the binary index is empty: nothing to search")
-        for start in range(0, len(codes), EXHAUSTIVE_CHUNK):
-            signs = unpack_codes(codes[start : start + EXHAUSTIVE_CHUNK], self.dim)  # (C, D)
-            scores = question_emb @ signs.T  # (Q, C)
-            rows = np.broadcast_to(np.arange(start, start + len(signs)), scores.shape)
-            if best is not None:
-                scores, rows = np.hstack([best.scores, scores]), np.hstack([best.rows, rows])
-            best = top_k(scores, rows, k)
-        self._count(len(question_emb), len(question_emb) * len(codes))
-        return best
+            return top_k(scores, rows, k)  # Hamming order; drops -1 padding to the end
+        scores, rows = search.rerank(question_emb, rows, k)
+        return SearchResult(scores, rows)
 
     def _count(self, queries: int, scanned: int) -> None:
         self.stats.queries += queries
@@ -139,16 +140,46 @@ class BinaryIndex:
     # ------------------------------------------------------------------------------------------ files
 
     def save_files(self, directory: Path) -> None:
-        faiss.write_index_binary(self.index, str(directory / FILE))
-        if self.hashed:
-            np.save(directory / CODES, self._codes)
+        """codes.npy written a chunk at a time (never a second full copy), plus the bucket tables."""
+        out = np.lib.format.open_memmap(directory / CODES, mode="w+", dtype=np.uint8, shape=(self.ntotal, self.dim // 8))
+        chunks = [self._codes] if self._search is None else self._search.row_chunks()
+        at = 0
+        for chunk in chunks:
+            out[at : at + len(chunk)] = chunk
+            at += len(chunk)
+        out.flush()
+        del out
+        if self.hashing is not None:
+            arrays = {}
+            for t, table in enumerate(self.tables):
+                arrays.update({f"keys{t}": table.keys, f"offsets{t}": table.offsets, f"rows{t}": table.rows})
+            np.savez(directory / BUCKETS, bits=self.hashing.bits, **arrays)
 
     @classmethod
     def load_files(cls, cfg: IndexConfig, dim: int, directory: Path) -> "BinaryIndex":
-        index = faiss.read_index_binary(str(directory / FILE))
-        if cfg.kind is IndexKind.binary_flat:
-            return cls(index, cfg)
-        # read_index_binary already returns the concrete class (IndexBinaryHash / IndexBinaryMultiHash)
-        if index.b != cfg.hash_bits:
-            raise StageError(f"{directory}: built with hash_bits={index.b}, config asks {cfg.hash_bits}; rebuild it")
-        return cls(index, cfg, codes=np.load(directory / CODES))
+        if not (directory / CODES).is_file():
+            raise StageError(f"{directory}: no {CODES} (an index from an older bprlab, or damaged); "
+                             "rebuild it with `bprlab index <experiment.yaml> --force`")
+        codes = np.load(directory / CODES, mmap_mode="r")
+        if codes.ndim != 2 or codes.shape[1] * 8 != dim:
+            raise StageError(f"{directory / CODES}: codes of shape {codes.shape}, index.json says {dim} bits; rebuild it")
+        tables = None
+        if cfg.kind is IndexKind.binary_hash:
+            with np.load(directory / BUCKETS) as saved:
+                if int(saved["bits"]) != cfg.hash_bits or f"keys{cfg.hash_tables - 1}" not in saved or \
+                        f"keys{cfg.hash_tables}" in saved:
+                    raise StageError(f"{directory}: built with other hash settings than index.hash_bits="
+                                     f"{cfg.hash_bits}, index.hash_tables={cfg.hash_tables}; rebuild it")
+                tables = [BucketTable(saved[f"keys{t}"], saved[f"offsets{t}"], saved[f"rows{t}"])
+                          for t in range(cfg.hash_tables)]
+        return cls(cfg, dim, codes=codes, tables=tables)
+
+
+def resolve_device(device: SearchDevice) -> str:
+    """`auto`: cuda when torch sees a GPU, else cpu; `cuda` without one is a config error."""
+    import torch
+
+    available = torch.cuda.is_available()
+    if device is SearchDevice.cuda and not available:
+        raise ConfigError("config: index.device=cuda but no CUDA device is visible")
+    return "cuda" if device is SearchDevice.cuda or (device is SearchDevice.auto and available) else "cpu"

@@ -15,6 +15,7 @@ from bprlab.runs import RunPaths, index_build_tag
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
+FORMAT = 2  # index folder layout; bumping it rebuilds older indexes (2: binary kinds as codes.npy + buckets.npz)
 
 
 def build_index(cfg: RunConfig, force: bool = False) -> Path:
@@ -23,7 +24,7 @@ def build_index(cfg: RunConfig, force: bool = False) -> Path:
     if not (encoded / MANIFEST).is_file():
         raise StageError(f"{encoded}: no encoded passages; run `bprlab encode` first")
     manifest = read_json(encoded / MANIFEST)
-    stamp = fingerprint(manifest, index_build_tag(cfg.index))
+    stamp = fingerprint(manifest, index_build_tag(cfg.index), FORMAT)
     out = paths.index
     if not force and (out / META).is_file() and read_json(out / META).get("source") == stamp:
         log.info("%s is current", out)
@@ -54,14 +55,23 @@ def check_encoded(directory: Path) -> None:
 
 
 def read_encoded(directory: Path) -> tuple[np.ndarray, dict]:
-    """All shards merged in row order; duplicate rows (distributed-sampler padding) dropped."""
+    """All shards merged in row order into one preallocated array (peak memory: the result plus one shard);
+    rows repeated across shards (distributed-sampler padding) are written twice with the same values."""
     manifest = read_json(directory / MANIFEST)
-    rows, values = [], []
+    n = manifest["num_passages"]
+    out, seen = None, np.zeros(n, dtype=bool)
     for shard in _shards(directory):
         with np.load(shard) as data:
-            rows.append(data["rows"])
-            values.append(data["values"])
-    unique, first = np.unique(np.concatenate(rows), return_index=True)
-    if len(unique) != manifest["num_passages"]:
-        raise StageError(f"{directory}: shards hold {len(unique)} passages, manifest says {manifest['num_passages']}")
-    return np.concatenate(values)[first], manifest
+            rows, values = data["rows"], data["values"]
+            if len(rows) and (rows.min() < 0 or rows.max() >= n):
+                raise StageError(f"{shard}: rows outside 0..{n - 1}; the encoding is damaged: rerun `bprlab encode --force`")
+            if out is None:
+                if len(rows) == n and (rows == np.arange(n)).all():  # one shard in row order: use it as it is
+                    return values, manifest
+                out = np.empty((n, *values.shape[1:]), values.dtype)
+            out[rows] = values
+            seen[rows] = True
+            del values
+    if out is None or not seen.all():
+        raise StageError(f"{directory}: shards hold {int(seen.sum())} passages, manifest says {n}")
+    return out, manifest

@@ -1,0 +1,160 @@
+"""Hash-table candidate generation with faiss's semantics and the codes held once.
+
+faiss's IndexBinaryHash keys each code on its first b bits and IndexBinaryMultiHash on t disjoint b-bit slices
+(slice h starts at bit h * b of the code read as a little-endian bit string); a query probes every bucket whose
+key is within `nflip` bit flips of its own, the union of the probed buckets is the shortlist (each code compared
+once), and the shortlist's nearest codes by Hamming distance are the candidates. faiss keeps a copy of every code
+in its buckets (or a second storage index); here a bucket table is only row ids sorted by key (CSR: sorted keys,
+offsets, rows), and the distances are computed on the index's one copy of the codes (`layout.BlockedCodes`).
+The share of codes compared per query is reported like faiss's `ndis`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numba
+import numpy as np
+
+from bprlab.index.kernels.jit import JIT, popcount64
+from bprlab.index.kernels.layout import LANES, BlockedCodes
+
+
+def slice_keys(codes: np.ndarray, bits: int, table: int) -> np.ndarray:
+    """The b-bit keys of slice `table` of (N, B) uint8 codes, exactly as faiss reads them: the 8 bytes from byte
+    (h * b) // 8 as a little-endian integer, shifted right by (h * b) % 8, masked to b bits (bytes past the code
+    read as zero)."""
+    offset = table * bits
+    start, shift = offset // 8, offset % 8
+    window = np.zeros((len(codes), 8), np.uint8)
+    take = codes[:, start : start + 8]
+    window[:, : take.shape[1]] = take
+    keys = window.view("<u8").ravel() >> np.uint64(shift)
+    return keys & np.uint64((1 << bits) - 1) if bits < 64 else keys
+
+
+@dataclass
+class BucketTable:
+    keys: np.ndarray  # (K,) uint64: the distinct keys, sorted
+    offsets: np.ndarray  # (K + 1,) int64: rows[offsets[i]:offsets[i + 1]] have keys[i]
+    rows: np.ndarray  # (N,) int64: row ids grouped by key, ascending within a bucket
+
+    @classmethod
+    def build(cls, keys: np.ndarray) -> "BucketTable":
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]) if len(keys) else np.zeros(0, np.int64)
+        offsets = np.r_[starts, len(keys)].astype(np.int64)
+        return cls(sorted_keys[starts], offsets, order.astype(np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.keys.nbytes + self.offsets.nbytes + self.rows.nbytes
+
+
+def flip_masks(bits: int, nflip: int) -> np.ndarray:
+    """Every b-bit mask with at most nflip bits set (the probed neighbourhood of a key), radius 0 first."""
+    masks = [sum(1 << i for i in combo) for r in range(nflip + 1) for combo in combinations(range(bits), r)]
+    return np.array(masks, dtype=np.uint64)
+
+
+@numba.njit(**JIT)
+def _find(keys, key):
+    """Index of `key` in the sorted `keys`, or -1."""
+    lo, hi = 0, len(keys)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if keys[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo < len(keys) and keys[lo] == key else -1
+
+
+@numba.njit(**JIT)
+def _distance(words, width, row, qwords, qbase):
+    at = (row // LANES) * width * LANES + row % LANES
+    acc = np.uint64(0)
+    for w in range(width):
+        acc += popcount64(words[at + w * LANES] ^ qwords[qbase + w])
+    return acc
+
+
+@numba.njit(**JIT)
+def _grow(array, size):
+    if size < len(array):
+        return array
+    bigger = np.empty(2 * len(array), array.dtype)
+    bigger[: len(array)] = array
+    return bigger
+
+
+@numba.njit(**JIT)
+def _nearest(words, width, ntotal, shortlist, count, qwords, qbase, keep, hist, q, out_dist, out_rows):
+    """The `keep` nearest of the shortlist by (distance, row): a histogram of the distances gives the cut, and
+    only the pairs within it are sorted."""
+    dist = np.empty(count, np.int64)
+    hist[:] = 0
+    for i in range(count):
+        dist[i] = _distance(words, width, shortlist[i], qwords, qbase)
+        hist[dist[i]] += 1
+    keep = min(keep, count)
+    below, cut = 0, 0
+    while cut < len(hist) and below + hist[cut] < keep:
+        below += hist[cut]
+        cut += 1
+    picked = np.empty(below + (hist[cut] if cut < len(hist) else 0), np.int64)
+    at = 0
+    for i in range(count):
+        if dist[i] <= cut:
+            picked[at] = dist[i] * ntotal + shortlist[i]  # one sort orders by (distance, row)
+            at += 1
+    picked.sort()
+    for i in range(keep):
+        out_dist[q, i] = picked[i] // ntotal
+        out_rows[q, i] = picked[i] % ntotal
+
+
+@numba.njit(parallel=True, **JIT)
+def _probe(words, width, ntotal, qwords, qkeys, table_keys, table_offsets, table_rows, masks, keep, nchunks, bits):
+    """For each question: the shortlist from every table, then its `keep` nearest by (distance, row)."""
+    nq, ntables = qkeys.shape
+    out_dist = np.full((nq, keep), bits + 1, np.int32)
+    out_rows = np.full((nq, keep), -1, np.int64)
+    scanned = np.zeros(nq, np.int64)
+    step = -(-nq // nchunks)
+    for c in numba.prange(nchunks):
+        seen = np.zeros(ntotal, np.bool_)
+        shortlist = np.empty(1024, np.int64)
+        hist = np.zeros(bits + 1, np.int64)
+        for q in range(c * step, min(nq, (c + 1) * step)):
+            count = 0
+            for t in range(ntables):
+                for m in range(len(masks)):
+                    bucket = _find(table_keys[t], qkeys[q, t] ^ masks[m])
+                    if bucket < 0:
+                        continue
+                    for i in range(table_offsets[t][bucket], table_offsets[t][bucket + 1]):
+                        row = table_rows[t][i]
+                        if not seen[row]:
+                            seen[row] = True
+                            shortlist = _grow(shortlist, count)
+                            shortlist[count] = row
+                            count += 1
+            for i in range(count):
+                seen[shortlist[i]] = False
+            scanned[q] = count
+            _nearest(words, width, ntotal, shortlist, count, qwords, q * width, keep, hist, q, out_dist, out_rows)
+    return out_dist, out_rows, scanned
+
+
+def probe(codes: BlockedCodes, question_words: np.ndarray, question_codes: np.ndarray, tables: list[BucketTable],
+          bits: int, masks: np.ndarray, l: int, n_threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distances, rows) of each question's l nearest shortlisted codes, and how many codes it compared."""
+    qkeys = np.stack([slice_keys(question_codes, bits, t) for t in range(len(tables))], axis=1)
+    nq = len(question_words)
+    nchunks = max(1, min(n_threads, nq))
+    return _probe(codes.words, codes.width, codes.ntotal, np.ascontiguousarray(question_words).ravel(), qkeys,
+                  numba.typed.List([t.keys for t in tables]), numba.typed.List([t.offsets for t in tables]),
+                  numba.typed.List([t.rows for t in tables]), masks, int(l), nchunks, codes.width * 64)

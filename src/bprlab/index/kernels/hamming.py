@@ -1,0 +1,221 @@
+"""Hamming candidate generation in one pass: XOR + popcount fused with counting top-l selection.
+
+`hamming_top_l` scans the blocked codes (see `layout`) once. The corpus is split into one contiguous chunk per
+thread; inside a chunk, a group of blocks small enough to stay in L1 serves every question of the batch (two at a
+time, so each code word loaded serves both) before the next group is read: a batch pays for the memory traffic
+once, and a single question uses every thread.
+
+Selection counts instead of sorting: Hamming distances are integers in 0..bits. Each (chunk, question) keeps a
+buffer of admitted (distance, row) pairs in row order. When the buffer fills, a histogram of its distances gives
+the l-th smallest distance t; pairs beyond it are dropped (ties at t keep the lowest rows) and from then on only
+distances below t are admitted. Chunks are merged the same way, and the l survivors are ordered by a stable
+counting sort: distance first, then row id.
+
+Index arithmetic in the hot loop is unsigned on purpose: numba wraps negative signed indices, and that check
+stops LLVM from vectorising the popcount loop.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from bprlab.index.kernels.jit import JIT, popcount64, trailing_zeros64
+from bprlab.index.kernels.layout import LANES, BlockedCodes
+
+U_LANES = np.uint64(LANES)
+U0, U1, U2, U3, U4 = (np.uint64(i) for i in range(5))
+GROUP_BYTES = 1 << 15  # codes per group of blocks: stays in L1 while every question of the batch reads it
+
+
+@numba.njit(inline="always", **JIT)
+def _distances(words, base, width, qwords, qbase, dist):
+    """dist[j] = Hamming(question, row j of the block starting at words[base]).
+
+    Four words are summed per pass over the lanes (one store of the partial sums per four popcounts)."""
+    for j in range(U_LANES):
+        dist[j] = 0
+    w4 = width - width % U4
+    for w in range(U0, w4, U4):
+        q0, q1, q2, q3 = qwords[qbase + w], qwords[qbase + w + U1], qwords[qbase + w + U2], qwords[qbase + w + U3]
+        s0 = base + w * U_LANES
+        s1, s2, s3 = s0 + U_LANES, s0 + U2 * U_LANES, s0 + U3 * U_LANES
+        for j in range(U_LANES):
+            dist[j] += np.uint32(popcount64(words[s0 + j] ^ q0) + popcount64(words[s1 + j] ^ q1)
+                                 + popcount64(words[s2 + j] ^ q2) + popcount64(words[s3 + j] ^ q3))
+    for w in range(w4, width):
+        qw = qwords[qbase + w]
+        start = base + w * U_LANES
+        for j in range(U_LANES):
+            dist[j] += np.uint32(popcount64(words[start + j] ^ qw))
+
+
+@numba.njit(**JIT)
+def _compact(dists, rows, count, keep, hist):
+    """Keep the `keep` smallest (distance, row) pairs of the first `count`, in their order; returns the cut t."""
+    hist[:] = 0
+    for i in range(count):
+        hist[dists[i]] += 1
+    below, cut = 0, 0
+    while below + hist[cut] < keep:
+        below += hist[cut]
+        cut += 1
+    ties, out = keep - below, 0
+    for i in range(count):
+        d = dists[i]
+        if d < cut or (d == cut and ties > 0):
+            if d == cut:
+                ties -= 1
+            dists[out] = d
+            rows[out] = rows[i]
+            out += 1
+    return cut
+
+
+@numba.njit(inline="always", **JIT)
+def _distances_pair(words, base, width, qwords, qbase, dist_a, dist_b):
+    """`_distances` for two questions (rows qbase and qbase + width of qwords): each code word is read once."""
+    for j in range(U_LANES):
+        dist_a[j] = 0
+        dist_b[j] = 0
+    w4 = width - width % U4
+    for w in range(U0, w4, U4):
+        a0, a1, a2, a3 = qwords[qbase + w], qwords[qbase + w + U1], qwords[qbase + w + U2], qwords[qbase + w + U3]
+        qb = qbase + width + w
+        b0, b1, b2, b3 = qwords[qb], qwords[qb + U1], qwords[qb + U2], qwords[qb + U3]
+        s0 = base + w * U_LANES
+        s1, s2, s3 = s0 + U_LANES, s0 + U2 * U_LANES, s0 + U3 * U_LANES
+        for j in range(U_LANES):
+            c0, c1, c2, c3 = words[s0 + j], words[s1 + j], words[s2 + j], words[s3 + j]
+            dist_a[j] += np.uint32(popcount64(c0 ^ a0) + popcount64(c1 ^ a1)
+                                   + popcount64(c2 ^ a2) + popcount64(c3 ^ a3))
+            dist_b[j] += np.uint32(popcount64(c0 ^ b0) + popcount64(c1 ^ b1)
+                                   + popcount64(c2 ^ b2) + popcount64(c3 ^ b3))
+    for w in range(w4, width):
+        a0, b0 = qwords[qbase + w], qwords[qbase + width + w]
+        s0 = base + w * U_LANES
+        for j in range(U_LANES):
+            c0 = words[s0 + j]
+            dist_a[j] += np.uint32(popcount64(c0 ^ a0))
+            dist_b[j] += np.uint32(popcount64(c0 ^ b0))
+
+
+@numba.njit(inline="always", **JIT)
+def _admit(dist, row0, nrows, q, keep, dists, rows, counts, bounds, hist):
+    """Add the block's rows within question q's bound to its buffer, compacting it when full."""
+    if bounds[q] < 0:
+        return
+    bound = np.uint32(bounds[q])
+    passing = U0  # bit j set: lane j is within the bound (a vectorised compare, then one pass over set bits)
+    for j in range(U_LANES):
+        passing |= np.uint64(dist[j] <= bound) << j
+    if nrows < LANES:
+        passing &= (U1 << np.uint64(nrows)) - U1
+    cap = dists.shape[1]
+    while passing:
+        j = trailing_zeros64(passing)
+        passing &= passing - U1
+        if dist[j] > bound:  # the bound tightened since the mask was taken
+            continue
+        c = counts[q]
+        dists[q, c] = dist[j]
+        rows[q, c] = row0 + np.int64(j)
+        counts[q] = c + 1
+        if c + 1 == cap:
+            counts[q] = keep
+            bounds[q] = _compact(dists[q], rows[q], cap, keep, hist) - 1
+            if bounds[q] < 0:
+                return
+            bound = np.uint32(bounds[q])
+
+
+@numba.njit(**JIT)
+def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, keep, dists, rows, counts, bounds, hist, group):
+    """Admit the rows of blocks [b0, b1) into each question's buffer (see module doc). Questions go in pairs
+    through each group of blocks, so one load of a code word serves two of them."""
+    dist_a = np.empty(LANES, np.uint32)
+    dist_b = np.empty(LANES, np.uint32)
+    for g0 in range(b0, b1, group):
+        g1 = min(b1, g0 + group)
+        for q in range(0, nq - 1, 2):
+            qbase = np.uint64(q) * width
+            for b in range(g0, g1):
+                _distances_pair(words, np.uint64(b) * width * U_LANES, width, qwords, qbase, dist_a, dist_b)
+                row0 = np.int64(b) * LANES
+                nrows = min(LANES, ntotal - row0)
+                _admit(dist_a, row0, nrows, q, keep, dists, rows, counts, bounds, hist)
+                _admit(dist_b, row0, nrows, q + 1, keep, dists, rows, counts, bounds, hist)
+        if nq % 2:
+            q = nq - 1
+            qbase = np.uint64(q) * width
+            for b in range(g0, g1):
+                if bounds[q] < 0:
+                    break
+                _distances(words, np.uint64(b) * width * U_LANES, width, qwords, qbase, dist_a)
+                row0 = np.int64(b) * LANES
+                _admit(dist_a, row0, min(LANES, ntotal - row0), q, keep, dists, rows, counts, bounds, hist)
+
+
+@numba.njit(**JIT)
+def _merge(dists, rows, counts, q, keep, hist, out_dist, out_rows):
+    """The `keep` best pairs of question q over every chunk's buffer, ordered by (distance, row)."""
+    nchunks = dists.shape[0]
+    hist[:] = 0
+    total = 0
+    for c in range(nchunks):
+        total += counts[c, q]
+        for i in range(counts[c, q]):
+            hist[dists[c, q, i]] += 1
+    keep = min(keep, total)
+    below, cut = 0, 0
+    while cut < len(hist) and below + hist[cut] < keep:
+        below += hist[cut]
+        cut += 1
+    # start offset of each distance in the output (counting sort); ties at the cut keep the lowest rows
+    offset = np.zeros(cut + 2, np.int64)
+    for d in range(cut):
+        offset[d + 1] = offset[d] + hist[d]
+    offset[cut + 1] = keep
+    for c in range(nchunks):
+        for i in range(counts[c, q]):
+            d = dists[c, q, i]
+            if d < cut or (d == cut and offset[d] < offset[d + 1]):
+                out_dist[q, offset[d]] = d
+                out_rows[q, offset[d]] = rows[c, q, i]
+                offset[d] += 1
+
+
+@numba.njit(parallel=True, **JIT)
+def _top_l(words, width, ntotal, qwords, nq, keep, nchunks, bits):
+    nblocks = len(words) // (width * LANES) if width > 0 else 0
+    cap = max(2 * keep, keep + 256)
+    dists = np.empty((nchunks, nq, cap), np.uint16)
+    rows = np.empty((nchunks, nq, cap), np.int64)
+    counts = np.zeros((nchunks, nq), np.int64)
+    bounds = np.full((nchunks, nq), bits, np.int64)
+    group = max(1, GROUP_BYTES // (int(width) * LANES * 8))
+    step = -(-nblocks // nchunks)
+    for c in numba.prange(nchunks):
+        hist = np.zeros(bits + 1, np.int64)
+        _scan_chunk(words, width, ntotal, qwords, nq, c * step, min(nblocks, (c + 1) * step), keep,
+                    dists[c], rows[c], counts[c], bounds[c], hist, group)
+    out_dist = np.full((nq, keep), bits + 1, np.int32)
+    out_rows = np.full((nq, keep), -1, np.int64)
+    for q in numba.prange(nq):
+        hist = np.zeros(bits + 1, np.int64)
+        _merge(dists, rows, counts, q, keep, hist, out_dist, out_rows)
+    return out_dist, out_rows
+
+
+def hamming_top_l(codes: BlockedCodes, question_words: np.ndarray, l: int, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """The l nearest codes of each question by Hamming distance, ordered by (distance, row).
+
+    question_words: (Q, W) uint64 (see `layout.to_words`). Returns (Q, l) int32 distances and int64 rows;
+    where the index holds fewer than l codes, the missing places have row -1 and distance bits + 1.
+    """
+    nq, width = question_words.shape
+    if width != codes.width:
+        raise ValueError(f"questions have {width} words per code, the index {codes.width}")
+    qwords = np.ascontiguousarray(question_words, dtype=np.uint64).ravel()
+    nchunks = max(1, min(n_threads, codes.nblocks))
+    return _top_l(codes.words, np.uint64(width), codes.ntotal, qwords, nq, int(l), nchunks, width * 64)

@@ -201,3 +201,57 @@ def test_too_few_vectors_to_train_a_quantiser_is_a_clear_error(vectors):
     passages, _ = vectors
     with pytest.raises(StageError, match="could not train the pq index on 100 passage vectors"):
         build(IndexConfig(kind=IndexKind.pq, pq_subquantizers=8, pq_bits=8), passages[:100])
+
+
+@pytest.mark.parametrize("settings", [
+    dict(kind=IndexKind.binary_flat, num_candidates=50),
+    dict(kind=IndexKind.binary_flat, rerank=False),
+    dict(kind=IndexKind.binary_flat, candidate_generation=False),
+    dict(kind=IndexKind.binary_hash, hash_bits=8, hash_flips=1, num_candidates=50),
+    dict(kind=IndexKind.binary_hash, hash_bits=6, hash_flips=1, hash_tables=3, num_candidates=50),
+])
+def test_native_and_faiss_backends_agree(vectors, settings):
+    passages, questions = vectors
+    native = build(IndexConfig(**settings, backend="native"), passages)
+    reference = build(IndexConfig(**settings, backend="faiss"), passages)
+    a, b = native.search(questions, K), reference.search(questions, K)
+    assert np.allclose(a.scores, b.scores, atol=1e-4)  # rows may differ only among equal scores
+    assert native.stats.scanned_fraction == reference.stats.scanned_fraction
+
+
+def test_hash_index_holds_the_codes_once(vectors):
+    passages, questions = vectors
+    index = build(IndexConfig(kind=IndexKind.binary_hash, hash_bits=8, hash_flips=1, hash_tables=2), passages)
+    index.search(questions, K)
+    search = index._search
+    assert search.codes.ntotal == N and index._codes is None  # the blocked codes are the only copy
+    assert all(not hasattr(t, "codes") and t.rows.dtype == np.int64 for t in search.tables)
+
+
+def test_questions_of_another_width_are_a_clear_error(vectors):
+    from bprlab.errors import StageError
+
+    passages, questions = vectors
+    index = build(IndexConfig(kind=IndexKind.binary_flat), passages)
+    with pytest.raises(StageError, match="another model"):
+        index.search(questions[:, :32], K)
+
+
+def test_an_index_folder_without_codes_names_the_command(tmp_path):
+    from bprlab.errors import StageError
+
+    cfg = IndexConfig(kind=IndexKind.binary_flat)
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "index.json").write_text('{"kind": "binary_flat", "dim": 64, "ntotal": 1}')
+    with pytest.raises(StageError, match="--force"):
+        load_index(cfg, folder)
+
+
+def test_saved_codes_are_plain_packbits_in_row_order(vectors, tmp_path):
+    passages, questions = vectors
+    cfg = IndexConfig(kind=IndexKind.binary_flat)
+    index = build(cfg, passages)
+    index.search(questions, K)  # after a search the codes live in the blocked layout; saving gives rows back
+    save_index(index, cfg, D, tmp_path / "idx")
+    assert np.array_equal(np.load(tmp_path / "idx" / "codes.npy"), pack_codes(passages))

@@ -211,7 +211,7 @@ def hamming_top_l(codes: BlockedCodes, question_words: np.ndarray, l: int, n_thr
     """The l nearest codes of each question by Hamming distance, ordered by (distance, row).
 
     question_words: (Q, W) uint64 (see `layout.to_words`). Returns (Q, l) int32 distances and int64 rows;
-    where the index holds fewer than l codes, the missing places have row -1 and distance bits + 1.
+    where the index holds fewer than l codes, the missing places have row -1 and a distance above any real one.
     """
     nq, width = question_words.shape
     if width != codes.width:

@@ -1,0 +1,179 @@
+"""The search kernels against numpy brute force, faiss and each other (exact distances, ties, edge sizes)."""
+
+import faiss
+import numpy as np
+import pytest
+
+from bprlab.core.hashing import pack_codes, unpack_codes
+from bprlab.index.kernels import torch_search
+from bprlab.index.kernels.buckets import BucketTable, flip_masks, probe, slice_keys
+from bprlab.index.kernels.hamming import hamming_top_l
+from bprlab.index.kernels.jit import threads
+from bprlab.index.kernels.layout import BlockedCodes, to_words
+from bprlab.index.kernels.lut import rerank_top_k, score_all_top_k
+
+
+def brute_hamming(codes: np.ndarray, questions: np.ndarray, l: int):
+    """(distance, row) order by numpy: the definition the kernels must meet, ties by row."""
+    dist = np.unpackbits(questions[:, None, :] ^ codes[None], axis=2).sum(2) if len(codes) else np.zeros((len(questions), 0), int)
+    order = np.lexsort((np.broadcast_to(np.arange(len(codes)), dist.shape), dist), axis=1)[:, :l]
+    return np.take_along_axis(dist, order, 1), order
+
+
+def random_codes(rng, n, nbytes, distinct=None):
+    """Random packed codes; with `distinct`, drawn from that many patterns (many equal distances and duplicates)."""
+    if distinct is None:
+        return rng.integers(0, 256, (n, nbytes), dtype=np.uint8)
+    pool = rng.integers(0, 256, (distinct, nbytes), dtype=np.uint8)
+    return pool[rng.integers(0, distinct, n)]
+
+
+@pytest.mark.parametrize("bits", [64, 128, 384, 768, 1024, 72])
+@pytest.mark.parametrize("n,l", [(1000, 50), (130, 200), (1, 5), (777, 777)])
+def test_scan_is_exact_with_ties_by_row(bits, n, l):
+    rng = np.random.default_rng(bits + n)
+    codes = random_codes(rng, n, bits // 8, distinct=max(1, n // 10))  # duplicates: ties everywhere
+    questions = random_codes(rng, 6, bits // 8)
+    want_dist, want_rows = brute_hamming(codes, questions, l)
+    dist, rows = hamming_top_l(BlockedCodes.from_rows(codes), to_words(questions), l, 2)
+    m = min(l, n)
+    assert np.array_equal(dist[:, :m], want_dist) and np.array_equal(rows[:, :m], want_rows)
+    assert (rows[:, m:] == -1).all() and (dist[:, m:] > bits).all()  # fewer codes than l: padded
+
+
+def test_scan_of_an_empty_index_returns_nothing():
+    empty = BlockedCodes.from_rows(np.zeros((0, 96), np.uint8))
+    dist, rows = hamming_top_l(empty, to_words(np.zeros((3, 96), np.uint8)), 10, 2)
+    assert rows.shape == (3, 10) and (rows == -1).all()
+
+
+def test_thread_counts_and_batching_give_identical_results():
+    rng = np.random.default_rng(1)
+    codes = BlockedCodes.from_rows(random_codes(rng, 20_000, 96, distinct=3000))
+    questions = to_words(random_codes(rng, 9, 96))
+    one = hamming_top_l(codes, questions, 300, 1)
+    two = hamming_top_l(codes, questions, 300, 2)
+    alone = [hamming_top_l(codes, questions[i : i + 1], 300, 2) for i in range(len(questions))]
+    assert np.array_equal(one[1], two[1]) and np.array_equal(one[0], two[0])
+    assert np.array_equal(np.vstack([r for _, r in alone]), two[1])
+
+
+def test_non_contiguous_and_unaligned_codes_are_read_correctly():
+    rng = np.random.default_rng(2)
+    wide = rng.integers(0, 256, (500, 200), dtype=np.uint8)
+    codes = wide[:, 3:99]  # a strided view, not 8-byte aligned
+    questions = rng.integers(0, 256, (4, 96), dtype=np.uint8)
+    want = brute_hamming(np.ascontiguousarray(codes), questions, 20)
+    got = hamming_top_l(BlockedCodes.from_rows(codes), to_words(questions[:, ::1]), 20, 2)
+    assert np.array_equal(got[1], want[1])
+    assert np.array_equal(BlockedCodes.from_rows(codes).rows(np.arange(500)), codes)
+
+
+def test_top_l_matches_faiss_linear_scan():
+    rng = np.random.default_rng(3)
+    codes, questions = random_codes(rng, 5000, 96), random_codes(rng, 10, 96)
+    index = faiss.IndexBinaryFlat(768)
+    index.add(codes)
+    faiss_dist, faiss_rows = index.search(questions, 100)
+    dist, rows = hamming_top_l(BlockedCodes.from_rows(codes), to_words(questions), 100, 2)
+    assert np.array_equal(np.sort(faiss_dist, 1), dist)  # same distances; faiss orders ties its own way
+    for q in range(10):
+        cut = dist[q, -1]
+        assert set(rows[q][dist[q] < cut]) == set(faiss_rows[q][faiss_dist[q] < cut])
+
+
+@pytest.mark.parametrize("bits", [64, 384, 768])
+def test_lookup_rerank_equals_the_float_rerank(bits):
+    rng = np.random.default_rng(bits)
+    passages = rng.standard_normal((3000, bits)).astype(np.float32)
+    questions = rng.standard_normal((7, bits)).astype(np.float32)
+    codes = pack_codes(passages)
+    truth = questions @ unpack_codes(codes, bits).T  # <e_q, sign(e_p)>
+    candidates = rng.integers(-1, 3000, (7, 400))  # -1: no candidate, never returned
+    for layout in (BlockedCodes.from_rows(codes), codes):
+        scores, rows = rerank_top_k(layout, questions, candidates, 10)
+        picked = np.where(candidates >= 0, np.take_along_axis(truth, np.maximum(candidates, 0), 1), -np.inf)
+        want = -np.sort(-picked, axis=1)[:, :10]
+        assert np.allclose(scores, want, rtol=1e-5, atol=1e-4)
+        assert np.allclose(np.take_along_axis(truth, rows, 1), scores, rtol=1e-5, atol=1e-4)
+
+
+def test_scoring_every_code_equals_brute_force():
+    rng = np.random.default_rng(4)
+    passages, questions = rng.standard_normal((2000, 128)).astype(np.float32), rng.standard_normal((5, 128)).astype(np.float32)
+    codes = pack_codes(passages)
+    truth = questions @ unpack_codes(codes, 128).T
+    for n_threads in (1, 2):
+        scores, rows = score_all_top_k(BlockedCodes.from_rows(codes), questions, 15, n_threads)
+        assert np.array_equal(rows, np.argsort(-truth, axis=1, kind="stable")[:, :15])
+        assert np.allclose(scores, -np.sort(-truth, axis=1)[:, :15], atol=1e-4)
+
+
+@pytest.mark.parametrize("bits,tables,flips", [(8, 1, 1), (6, 2, 2), (8, 8, 1), (16, 1, 2)])
+def test_hash_probe_matches_faiss_scanned_codes_and_distances(bits, tables, flips):
+    rng = np.random.default_rng(bits * tables)
+    passages, questions = rng.standard_normal((3000, 768)).astype(np.float32), rng.standard_normal((20, 768)).astype(np.float32)
+    codes, question_codes = pack_codes(passages), pack_codes(questions)
+    buckets = [BucketTable.build(slice_keys(codes, bits, t)) for t in range(tables)]
+    dist, rows, scanned = probe(BlockedCodes.from_rows(codes), to_words(question_codes), question_codes, buckets,
+                                bits, flip_masks(bits, flips), 50, 2)
+    index = faiss.IndexBinaryHash(768, bits) if tables == 1 else faiss.IndexBinaryMultiHash(768, tables, bits)
+    index.add(codes)
+    index.nflip = flips
+    faiss.cvar.indexBinaryHash_stats.reset()
+    faiss_dist, faiss_rows = index.search(question_codes, 50)
+    assert faiss.cvar.indexBinaryHash_stats.ndis == scanned.sum()  # the same share of codes compared
+    assert np.array_equal(np.where(faiss_rows >= 0, faiss_dist, 10**6).clip(max=769),
+                          np.where(rows >= 0, dist, 10**6).clip(max=769))
+    # each question's candidates are its nearest shortlisted codes, in (distance, row) order
+    keys = dist.astype(np.int64) * 3000 + np.where(rows >= 0, rows, 2999)
+    assert (np.diff(keys, axis=1) >= 0).all()
+
+
+def test_torch_kernels_equal_the_cpu_kernels_on_cpu_tensors():
+    rng = np.random.default_rng(5)
+    for n, bits in [(3000, 768), (500, 64), (9, 384)]:
+        passages, questions = rng.standard_normal((n, bits)).astype(np.float32), rng.standard_normal((5, bits)).astype(np.float32)
+        codes = pack_codes(passages)
+        native, on_torch = BlockedCodes.from_rows(codes), torch_search.TorchCodes(codes, "cpu")
+        dist, rows = hamming_top_l(native, to_words(pack_codes(questions)), 50, 2)
+        t_dist, t_rows = torch_search.hamming_top_l(on_torch, pack_codes(questions), 50)
+        assert np.array_equal(dist, t_dist) and np.array_equal(rows, t_rows)
+        a, b = rerank_top_k(native, questions, rows, 10), torch_search.rerank_top_k(on_torch, questions, t_rows, 10)
+        assert np.array_equal(a[1], b[1]) and np.allclose(a[0], b[0], atol=1e-4)
+        a, b = score_all_top_k(native, questions, 10, 2), torch_search.score_all_top_k(on_torch, questions, 10)
+        assert np.array_equal(a[1], b[1]) and np.allclose(a[0], b[0], atol=1e-4)
+
+
+def test_thread_context_restores_the_count():
+    import numba
+
+    before = numba.get_num_threads()
+    with threads(1) as n:
+        assert n == 1 and numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+
+
+def test_wrong_code_width_is_a_clear_error():
+    codes = BlockedCodes.from_rows(np.zeros((10, 96), np.uint8))
+    with pytest.raises(ValueError, match="words per code"):
+        hamming_top_l(codes, to_words(np.zeros((2, 48), np.uint8)), 5, 1)
+    with pytest.raises(ValueError, match="do not match"):
+        rerank_top_k(codes, np.zeros((2, 384), np.float32), np.zeros((2, 5), np.int64), 5)
+
+
+@pytest.mark.gpu
+def test_cuda_search_equals_cpu_search():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    rng = np.random.default_rng(6)
+    passages, questions = rng.standard_normal((50_000, 768)).astype(np.float32), rng.standard_normal((32, 768)).astype(np.float32)
+    codes = pack_codes(passages)
+    native, on_gpu = BlockedCodes.from_rows(codes), torch_search.TorchCodes(codes, "cuda")
+    dist, rows = hamming_top_l(native, to_words(pack_codes(questions)), 1000, 2)
+    g_dist, g_rows = torch_search.hamming_top_l(on_gpu, pack_codes(questions), 1000)
+    assert np.array_equal(dist, g_dist) and np.array_equal(rows, g_rows)
+    a, b = rerank_top_k(native, questions, rows, 100), torch_search.rerank_top_k(on_gpu, questions, g_rows, 100)
+    assert np.array_equal(a[1], b[1]) and np.allclose(a[0], b[0], atol=1e-3)

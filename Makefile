@@ -16,7 +16,7 @@ export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow prepare run reproduce report sweep data clean
+.PHONY: help install demo test test-slow prepare run reproduce report sweep bench data clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ report: $(STAMP) ## experiments/RESULTS.md + plots; with SWEEP=<name>: runs/swee
 
 sweep: $(STAMP) ## A W&B sweep (local resumable agent without credentials): make sweep SWEEP=sweeps/beta_squad.yaml COUNT=3
 	$(BIN)/bprlab sweep $(SWEEP) $(if $(COUNT),--count $(COUNT)) $(ARGS)
+
+bench: $(STAMP) ## Search speed, BPR vs DPR on synthetic data (~10 min): runs/bench/bench.{json,md} + plot
+	$(BIN)/bprlab bench search $(ARGS)
 
 data: $(STAMP) ## Fetch DPR's public NQ / TriviaQA files (needs internet): make data DATASET=nq|trivia
 	$(BIN)/bprlab download $(DATASET) $(ARGS)

@@ -255,3 +255,21 @@ def test_saved_codes_are_plain_packbits_in_row_order(vectors, tmp_path):
     index.search(questions, K)  # after a search the codes live in the blocked layout; saving gives rows back
     save_index(index, cfg, D, tmp_path / "idx")
     assert np.array_equal(np.load(tmp_path / "idx" / "codes.npy"), pack_codes(passages))
+
+
+def test_encoded_shards_merge_in_row_order(tmp_path):
+    """Two ranks' interleaved shards, with the distributed sampler's padding row written twice."""
+    from bprlab.artifacts import write_json
+    from bprlab.index.build import MANIFEST, read_encoded
+
+    values = np.arange(7 * 4, dtype=np.uint8).reshape(7, 4)
+    write_json(tmp_path / MANIFEST, {"num_passages": 7, "dim": 32})
+    np.savez(tmp_path / "rank0-0.npz", rows=np.array([0, 2, 4, 6]), values=values[[0, 2, 4, 6]])
+    np.savez(tmp_path / "rank1-0.npz", rows=np.array([1, 3, 5, 0]), values=values[[1, 3, 5, 0]])
+    merged, _ = read_encoded(tmp_path)
+    assert np.array_equal(merged, values)
+    (tmp_path / "rank1-0.npz").unlink()
+    from bprlab.errors import StageError
+
+    with pytest.raises(StageError, match="manifest says 7"):
+        read_encoded(tmp_path)

@@ -6,7 +6,9 @@ import sys
 PURE = ["bprlab.core.encoder", "bprlab.core.hashing", "bprlab.core.losses", "bprlab.core.scoring",
         "bprlab.data.readers", "bprlab.data.squad", "bprlab.data.passage_store", "bprlab.data.sampling",
         "bprlab.data.collate", "bprlab.index.base", "bprlab.index.binary", "bprlab.index.dense",
-        "bprlab.index.build", "bprlab.eval.answers", "bprlab.eval.metrics", "bprlab.eval.retrieval",
+        "bprlab.index.build", "bprlab.index.binary_search", "bprlab.index.kernels.hamming",
+        "bprlab.index.kernels.lut", "bprlab.index.kernels.buckets", "bprlab.index.kernels.torch_search",
+        "bprlab.bench.search", "bprlab.eval.answers", "bprlab.eval.metrics", "bprlab.eval.retrieval",
         "bprlab.config", "bprlab.runs"]
 
 

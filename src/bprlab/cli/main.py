@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random search seed (local agent)")
     p.add_argument("--local", action="store_true", help="use the local agent even with W&B credentials")
     p.add_argument("--create-only", action="store_true", help="create the W&B sweep and print its agent command")
+    p = sub.add_parser("bench", help="benchmarks that print ratios taken in one run (search: BPR vs DPR speed)")
+    p.add_argument("what", nargs="?", default="search", choices=["search"])
+    p.add_argument("--out", default="runs/bench", help="where bench.{json,md} and the plot go")
+    p.add_argument("--quick", action="store_true", help="a small grid that runs in well under a minute")
+    p.add_argument("--sizes", default=None, help="float-vector sizes, comma-separated (e.g. 100000,1000000)")
+    p.add_argument("--code-sizes", default=None, help="codes-only sizes, comma-separated ('' for none)")
+    p.add_argument("--bits", default=None, help="code lengths, comma-separated (e.g. 768,384)")
     p = sub.add_parser("download", help="fetch DPR's public files for nq or trivia (needs internet)")
     p.add_argument("dataset", choices=["nq", "trivia", "wikipedia"])
     p.add_argument("--root", default="data")
@@ -103,6 +110,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from bprlab.cli.sweep import sweep
 
         sweep(args.sweep, args.count, seed=args.seed, local=args.local, create_only=args.create_only)
+        return 0
+    if args.command == "bench":
+        from bprlab.cli.bench import bench
+
+        print(f"written: {bench(args)}")
         return 0
     if args.command == "download":
         from bprlab.data.download import download

@@ -35,6 +35,8 @@ class SearchStats:
     queries: int = 0
     codes_scanned: int = 0
     ntotal: int = 0
+    candidate_seconds: float = 0.0  # binary kinds: Hamming candidate generation (or scoring every code)
+    rerank_seconds: float = 0.0  # binary kinds: the table-lookup rerank
     extra: dict = field(default_factory=dict)
 
     @property

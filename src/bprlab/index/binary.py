@@ -17,6 +17,7 @@ The official implementation this follows is studio-ousia/bpr, bpr/index.py (`Fai
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from bprlab.index.kernels.buckets import BucketTable, slice_keys
 
 CODES = "codes.npy"
 BUCKETS = "buckets.npz"
+SAVE_CHUNK_ROWS = 1 << 16
 
 
 class BinaryIndex:
@@ -87,6 +89,17 @@ class BinaryIndex:
         return self._tables
 
     @property
+    def threads(self) -> int | None:
+        return self.n_threads
+
+    @threads.setter
+    def threads(self, n: int | None) -> None:
+        """CPU threads for the following searches (None: every core)."""
+        self.n_threads = n
+        if self._search is not None and hasattr(self._search, "n_threads"):
+            self._search.n_threads = n
+
+    @property
     def ntotal(self) -> int:
         return self._ntotal
 
@@ -119,20 +132,24 @@ class BinaryIndex:
         if self.ntotal == 0:
             raise StageError("the binary index is empty: nothing to search")
         search = self._searcher()
+        start = time.perf_counter()
         if not self.candidate_generation:  # the ablation: <e_q, sign(e_p)> against every stored code
             scores, rows = search.score_all(question_emb, k)
-            self._count(len(question_emb), len(question_emb) * self.ntotal)
+            self._count(len(question_emb), len(question_emb) * self.ntotal, time.perf_counter() - start)
             return SearchResult(scores, rows)
         depth = self.num_candidates if self.rerank else k
         hamming, rows, scanned = search.candidates(pack_codes(question_emb), depth)  # (Q, depth) each
-        self._count(len(question_emb), scanned)
+        self._count(len(question_emb), scanned, time.perf_counter() - start)
         if not self.rerank:
             scores = inner_product_from_hamming(hamming.astype(np.float32), self.dim)
             return top_k(scores, rows, k)  # Hamming order; drops -1 padding to the end
+        start = time.perf_counter()
         scores, rows = search.rerank(question_emb, rows, k)
+        self.stats.rerank_seconds += time.perf_counter() - start
         return SearchResult(scores, rows)
 
-    def _count(self, queries: int, scanned: int) -> None:
+    def _count(self, queries: int, scanned: int, seconds: float) -> None:
+        self.stats.candidate_seconds += seconds
         self.stats.queries += queries
         self.stats.codes_scanned += scanned
         self.stats.ntotal = self.ntotal
@@ -140,15 +157,16 @@ class BinaryIndex:
     # ------------------------------------------------------------------------------------------ files
 
     def save_files(self, directory: Path) -> None:
-        """codes.npy written a chunk at a time (never a second full copy), plus the bucket tables."""
-        out = np.lib.format.open_memmap(directory / CODES, mode="w+", dtype=np.uint8, shape=(self.ntotal, self.dim // 8))
+        """codes.npy written a chunk at a time with plain writes (never a second full copy, and no written pages
+        mapped into this process), plus the bucket tables."""
         chunks = [self._codes] if self._search is None else self._search.row_chunks()
-        at = 0
-        for chunk in chunks:
-            out[at : at + len(chunk)] = chunk
-            at += len(chunk)
-        out.flush()
-        del out
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
+                  "shape": (self.ntotal, self.dim // 8)}
+        with open(directory / CODES, "wb") as handle:
+            np.lib.format.write_array_header_1_0(handle, header)
+            for chunk in chunks:
+                for start in range(0, len(chunk), SAVE_CHUNK_ROWS):
+                    handle.write(np.ascontiguousarray(chunk[start : start + SAVE_CHUNK_ROWS]).tobytes())
         if self.hashing is not None:
             arrays = {}
             for t, table in enumerate(self.tables):

@@ -22,6 +22,7 @@ import numpy as np
 from bprlab.index.kernels import buckets, hamming, lut
 from bprlab.index.kernels.jit import threads
 from bprlab.index.kernels.layout import BlockedCodes, to_words
+from bprlab.index.threads import faiss_threads
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,8 @@ class NativeSearch:
         return dist, rows, int(scanned.sum())
 
     def rerank(self, question_emb, rows, k):
-        with threads(self.n_threads):
-            return lut.rerank_top_k(self.codes, question_emb, rows, k)
+        with threads(self.n_threads) as n:
+            return lut.rerank_top_k(self.codes, question_emb, rows, k, n)
 
     def score_all(self, question_emb, k):
         with threads(self.n_threads) as n:
@@ -124,7 +125,7 @@ class FaissSearch:
         return faiss.rev_swig_ptr(index.xb.data(), size).reshape(-1, index.code_size)
 
     def candidates(self, question_codes, depth):
-        with _faiss_threads(self.n_threads):
+        with faiss_threads(self.n_threads):
             if self.hashing is None:
                 dist, rows = self.index.search(question_codes, depth)
                 return dist, rows.astype(np.int64), len(question_codes) * self.index.ntotal
@@ -134,8 +135,8 @@ class FaissSearch:
             return dist, rows.astype(np.int64), int(counters.ndis)
 
     def rerank(self, question_emb, rows, k):
-        with threads(self.n_threads):
-            return lut.rerank_top_k(self._stored_codes(), question_emb, rows, k)
+        with threads(self.n_threads) as n:
+            return lut.rerank_top_k(self._stored_codes(), question_emb, rows, k, n)
 
     def score_all(self, question_emb, k):
         with threads(self.n_threads) as n:
@@ -154,18 +155,3 @@ def _to_gpu(index):
     gpu = faiss.GpuIndexBinaryFlat(faiss.StandardGpuResources(), index.d, config)
     gpu.add(faiss.rev_swig_ptr(index.xb.data(), index.ntotal * index.code_size).reshape(-1, index.code_size))
     return gpu
-
-
-class _faiss_threads:
-    """faiss's OpenMP thread count inside the block (None: leave it)."""
-
-    def __init__(self, n: int | None):
-        self.n = n
-
-    def __enter__(self):
-        self.before = faiss.omp_get_max_threads()
-        if self.n:
-            faiss.omp_set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        faiss.omp_set_num_threads(self.before)

@@ -21,6 +21,7 @@ import numpy as np
 from bprlab.config.schema import IndexConfig, IndexKind, Rotation
 from bprlab.errors import ConfigError, StageError
 from bprlab.index.base import SearchResult, SearchStats
+from bprlab.index.threads import faiss_threads
 
 FILE = "faiss.index"
 
@@ -76,6 +77,7 @@ class FaissIndex:
     def __init__(self, index: faiss.Index, cfg: IndexConfig):
         self.index, self.kind = index, cfg.kind
         self.train_size = cfg.train_size
+        self.threads = cfg.threads
         self.stats = SearchStats()
         self._configure_search(cfg)
 
@@ -109,7 +111,8 @@ class FaissIndex:
         hnsw = self.kind is IndexKind.hnsw
         if hnsw:
             faiss.cvar.hnsw_stats.reset()
-        scores, rows = self.index.search(np.ascontiguousarray(question_emb, dtype=np.float32), k)
+        with faiss_threads(self.threads):
+            scores, rows = self.index.search(np.ascontiguousarray(question_emb, dtype=np.float32), k)
         self.stats.queries += len(question_emb)
         # a graph search compares the question with the vectors it visits; every other kind scans them all
         self.stats.codes_scanned += faiss.cvar.hnsw_stats.ndis if hnsw else len(question_emb) * self.ntotal

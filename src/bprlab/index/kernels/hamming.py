@@ -106,7 +106,12 @@ def _admit(dist, row0, nrows, q, keep, dists, rows, counts, bounds, hist):
     if bounds[q] < 0:
         return
     bound = np.uint32(bounds[q])
-    passing = U0  # bit j set: lane j is within the bound (a vectorised compare, then one pass over set bits)
+    lowest = dist[0]  # a vectorised min first: most blocks have no row within the bound
+    for j in range(U1, U_LANES):
+        lowest = min(lowest, dist[j])
+    if lowest > bound:
+        return
+    passing = U0  # bit j set: lane j is within the bound; then one pass over the set bits
     for j in range(U_LANES):
         passing |= np.uint64(dist[j] <= bound) << j
     if nrows < LANES:

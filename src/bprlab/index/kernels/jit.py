@@ -79,10 +79,8 @@ def _sum_words(words: np.ndarray, chunks: int) -> int:
     return out
 
 
-def read_bandwidth(nbytes: int = 1 << 30, repeats: int = 5, n_threads: int | None = None) -> float:
-    """Measured DRAM read bandwidth in GB/s: the best of `repeats` streaming passes over an array larger than the
-    last-level cache, on `n_threads` threads (what a bandwidth-bound scan can reach at best)."""
-    words = np.ones(nbytes // 8, np.uint64)
+def read_bandwidth_of(words: np.ndarray, n_threads: int | None = None, repeats: int = 3) -> float:
+    """GB/s of the best of `repeats` streaming XOR passes over `words` (uint64) on `n_threads` threads."""
     with threads(n_threads) as n:
         _sum_words(words[:1024], n)  # compile outside the timing
         best = float("inf")
@@ -91,6 +89,12 @@ def read_bandwidth(nbytes: int = 1 << 30, repeats: int = 5, n_threads: int | Non
             _sum_words(words, n)
             best = min(best, time.perf_counter() - start)
     return words.nbytes / best / 1e9
+
+
+def read_bandwidth(nbytes: int = 1 << 30, repeats: int = 5, n_threads: int | None = None) -> float:
+    """Measured DRAM read bandwidth in GB/s: the best of `repeats` streaming passes over an array larger than the
+    last-level cache, on `n_threads` threads (what a bandwidth-bound scan can reach at best)."""
+    return read_bandwidth_of(np.ones(nbytes // 8, np.uint64), n_threads, repeats)
 
 
 def cpu_name() -> str:

@@ -95,33 +95,55 @@ def _best_k(scores, k):
     return picked[np.argsort(-scores[picked], kind="mergesort")]
 
 
+@numba.njit(**JIT)
+def _score_candidates(words, width, blocked, rows, table, scores, start, stop):
+    """scores[i] for candidates [start, stop) of one question. Every candidate's code is touched first: short
+    independent loads keep many cache misses in flight, so the lookups find the codes in cache (random rows of a
+    large index otherwise stall on each one). Returns the touched words' XOR, so the loads are kept."""
+    touched = np.uint64(0)
+    for i in range(start, stop):
+        if rows[i] >= 0:
+            at, stride = _locate(rows[i], width, blocked)
+            for w in range(0, width * stride, 8 * stride if stride == 1 else stride):  # each cache line
+                touched ^= words[at + w]
+    for i in range(start, stop):
+        scores[i] = _lookup(words, rows[i], width, blocked, table) if rows[i] >= 0 else -np.inf
+    return touched
+
+
+@numba.njit(**JIT)
+def _keep(rows, scores, k, q, out_scores, out_rows):
+    order = _best_k(scores, k)  # equal scores keep candidate order
+    for i in range(len(order)):
+        if rows[order[i]] >= 0:
+            out_scores[q, i] = scores[order[i]]
+            out_rows[q, i] = rows[order[i]]
+
+
 @numba.njit(parallel=True, **JIT)
-def _rerank(words, width, blocked, emb, rows, k, nibble_signs):
+def _rerank(words, width, blocked, emb, rows, k, nibble_signs, nchunks):
+    """A thread per question; with fewer questions than threads, a question's candidates are split instead."""
     nq, depth = rows.shape
     out_scores = np.full((nq, k), -np.inf, np.float32)
     out_rows = np.full((nq, k), -1, np.int64)
-    sink = np.zeros(nq, np.uint64)
-    for q in numba.prange(nq):
-        table = np.empty(width * 2048, np.float32)
+    sink = np.zeros(max(nq, nchunks), np.uint64)
+    if nq >= nchunks:
+        for q in numba.prange(nq):
+            table = np.empty(width * 2048, np.float32)
+            _build_table(emb[q], table, nibble_signs)
+            scores = np.empty(depth, np.float32)
+            sink[q] = _score_candidates(words, width, blocked, rows[q], table, scores, 0, depth)
+            _keep(rows[q], scores, k, q, out_scores, out_rows)
+        return out_scores, out_rows, sink
+    table = np.empty(width * 2048, np.float32)
+    scores = np.empty(depth, np.float32)
+    step = -(-depth // nchunks)
+    for q in range(nq):
         _build_table(emb[q], table, nibble_signs)
-        # Touch every candidate's code first: short independent loads keep many cache misses in flight, so the
-        # lookups below find the codes in cache (random rows of a large index otherwise stall on each one).
-        touched = np.uint64(0)
-        for i in range(depth):
-            if rows[q, i] >= 0:
-                at, stride = _locate(rows[q, i], width, blocked)
-                for w in range(0, width * stride, 8 * stride if stride == 1 else stride):  # each cache line
-                    touched ^= words[at + w]
-        sink[q] = touched  # returned, so the compiler keeps the loads
-        scores = np.full(depth, -np.inf, np.float32)
-        for i in range(depth):
-            if rows[q, i] >= 0:
-                scores[i] = _lookup(words, rows[q, i], width, blocked, table)
-        order = _best_k(scores, k)  # equal scores keep candidate order
-        for i in range(len(order)):
-            if rows[q, order[i]] >= 0:
-                out_scores[q, i] = scores[order[i]]
-                out_rows[q, i] = rows[q, order[i]]
+        for c in numba.prange(nchunks):
+            sink[c] ^= _score_candidates(words, width, blocked, rows[q], table, scores, c * step,
+                                         min(depth, (c + 1) * step))
+        _keep(rows[q], scores, k, q, out_scores, out_rows)
     return out_scores, out_rows, sink
 
 
@@ -194,14 +216,14 @@ def _check(emb: np.ndarray, width: int) -> np.ndarray:
     return emb
 
 
-def rerank_top_k(codes, question_emb: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def rerank_top_k(codes, question_emb: np.ndarray, rows: np.ndarray, k: int, n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """The k best of each question's candidate rows by <e_q, sign(e_p)>: (Q, k) float32 scores, int64 rows.
 
     Equal scores keep the candidates' order (Hamming distance, then row); rows -1 (no candidate) never win."""
     words, width, blocked, _ = _as_words(codes)
     emb = _check(question_emb, width)
     rows = np.ascontiguousarray(rows, dtype=np.int64)
-    scores, rows, _ = _rerank(words, width, blocked, emb, rows, int(k), NIBBLE_SIGNS)
+    scores, rows, _ = _rerank(words, width, blocked, emb, rows, int(k), NIBBLE_SIGNS, max(1, int(n_threads)))
     return scores, rows
 
 

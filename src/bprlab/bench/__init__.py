@@ -1,0 +1,1 @@
+"""Benchmarks that print ratios taken in one run (never timed tests): `bprlab bench search`."""

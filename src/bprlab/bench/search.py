@@ -1,0 +1,228 @@
+"""`bprlab bench search`: BPR against DPR search speed on synthetic data, through the project's index API.
+
+Every number of a row is taken in one run, methods timed round-robin on the same questions, so a ratio holds on
+whatever machine made it. Per row: ms/query for dpr-flat (faiss IndexFlatIP) and BPR with each backend, the
+native search's split (candidates / rerank / rest), the scan's share of the measured DRAM read bandwidth, index
+bytes, recall@k of the planted passages, and the peak RSS of the (size, bits) block. At the codes-only sizes DPR
+is not run: its time is extrapolated linearly from the largest float size, and the row says so.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from bprlab.bench import memory
+from bprlab.bench.synthetic import Synthetic, code_data, float_data
+from bprlab.config.schema import IndexConfig, IndexKind, SearchBackend
+from bprlab.index.base import create_index
+from bprlab.index.kernels.jit import available_threads, cpu_name, host_features, read_bandwidth, read_bandwidth_of
+from bprlab.index.threads import faiss_threads
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchPlan:
+    float_sizes: list[int] = field(default_factory=lambda: [100_000, 1_000_000])
+    code_sizes: list[int] = field(default_factory=lambda: [21_000_000])
+    bits: list[int] = field(default_factory=lambda: [768, 384])
+    batches: list[int] = field(default_factory=lambda: [1, 32, 1000])
+    threads: list[int] = field(default_factory=lambda: [1, 2])
+    num_candidates: int = 1000  # l
+    k: int = 100
+    min_seconds: float = 1.0  # per method and row, at least one batch
+    max_batches: int = 16
+    max_cell_seconds: float = 90.0  # a skippable method whose next batch would take longer is skipped (and said so)
+    skippable: tuple = ("bpr-faiss",)  # the reference backend; DPR and the native search always run
+    pause_seconds: float = 0.02  # before each timed call (see _time_row)
+    bandwidth_bytes: int = 1 << 30
+
+
+QUICK = SearchPlan(float_sizes=[20_000], code_sizes=[200_000], bits=[256], batches=[1, 32], threads=[1, 2],
+                   min_seconds=0.05, max_batches=3, bandwidth_bytes=1 << 26)
+
+
+@dataclass
+class Method:
+    name: str
+    index: object
+
+
+def run_search_bench(plan: SearchPlan) -> dict:
+    """Every row of the plan; returns {"machine": ..., "rows": [...], "builds": [...]}."""
+    threads = [t for t in plan.threads if t <= available_threads()]
+    bandwidth = {t: read_bandwidth(plan.bandwidth_bytes, 3, t) for t in threads}
+    log.info("read bandwidth GB/s: %s", bandwidth)
+    result = {"machine": {"cpu": cpu_name(), "cores": available_threads(), "simd": host_features(),
+                          "bandwidth_gbs": bandwidth},
+              "plan": asdict(plan), "rows": [], "builds": []}
+    dpr_at: dict[tuple, float] = {}  # (bits, threads, batch) -> dpr ms/query at the largest float size
+    largest_float = max(plan.float_sizes, default=None)
+    for size, codes_only in [(n, False) for n in plan.float_sizes] + [(n, True) for n in plan.code_sizes]:
+        for bits in plan.bits:
+            gc.collect()
+            memory.reset_peak()
+            rows, build = _block(plan, size, bits, codes_only, threads, bandwidth)
+            peak = memory.peak_mb()
+            for row in rows:
+                row["block_peak_rss_mb"] = peak
+                key = (bits, row["threads"], row["batch"])
+                if size == largest_float and "dpr-flat" in row["ms_per_query"]:
+                    dpr_at[key] = row["ms_per_query"]["dpr-flat"]
+                if codes_only and key in dpr_at:
+                    row["ms_per_query"]["dpr-flat"] = dpr_at[key] * size / largest_float
+                    row["dpr_extrapolated_from"] = largest_float
+                _ratios(row)
+            result["rows"] += rows
+            result["builds"].append(build)
+    return result
+
+
+def _ratios(row: dict) -> None:
+    ms = row["ms_per_query"]
+    if "dpr-flat" in ms:
+        row["speedup_vs_dpr"] = {m: ms["dpr-flat"] / v for m, v in ms.items() if m != "dpr-flat" and v > 0}
+
+
+def _block(plan: SearchPlan, size: int, bits: int, codes_only: bool, threads: list[int], bandwidth: dict):
+    need = sum(b * _repeats(plan, b) for b in plan.batches) + 1
+    log.info("data: %d %s x %d bits, %d questions", size, "codes" if codes_only else "vectors", bits, need)
+    data = (code_data if codes_only else float_data)(size, bits, need, seed=size + bits)
+    methods, build = _build(plan, data, bits)
+    if codes_only and bits == max(plan.bits):
+        build["stage_build"] = stage_build_peak(data.codes)
+    rows = []
+    for t in threads:
+        estimate: dict[str, float] = {}  # ms/query of each method at the previous batch size
+        for batch in plan.batches:
+            # The machine's bandwidth varies from minute to minute: read the native index's own code words
+            # right before its batch-1 row, so the scan is compared with the same memory at the same moment.
+            words = next(m for m in methods if m.name == "bpr-native").index._search.codes.words
+            reference = max(bandwidth[t], read_bandwidth_of(words, t)) if batch == 1 else bandwidth[t]
+            rows.append(_time_row(plan, data, methods, size, bits, t, batch, reference, codes_only, estimate))
+            estimate = rows[-1]["ms_per_query"]
+            log.info("%s", _summary(rows[-1]))
+    del methods, data
+    return rows, build
+
+
+def _build(plan: SearchPlan, data: Synthetic, bits: int) -> tuple[list[Method], dict]:
+    methods, build = [], {"num_passages": len(data.codes), "bits": bits, "codes_bytes": data.codes.nbytes}
+    if data.passages is not None:
+        dpr = create_index(IndexConfig(kind=IndexKind.flat), bits)
+        dpr.build(data.passages)
+        methods.append(Method("dpr-flat", dpr))
+        build["dpr_index_bytes"] = data.passages.nbytes
+        data.passages = None  # the index holds its own copy
+        gc.collect()
+    for backend in (SearchBackend.native, SearchBackend.faiss):
+        cfg = IndexConfig(kind=IndexKind.binary_flat, backend=backend, num_candidates=plan.num_candidates)
+        before = memory.rss_mb()
+        memory.reset_peak()
+        index = create_index(cfg, bits)
+        index.build(data.codes)
+        index.search(data.questions[:1], plan.k)  # builds the search structures, loads the kernels
+        extra = (memory.peak_mb() or 0) - (before or 0)
+        build[f"bpr-{backend.value}_extra_peak_over_codes"] = extra * 2**20 / data.codes.nbytes
+        methods.append(Method(f"bpr-{backend.value}", index))
+    build["bpr_index_bytes"] = data.codes.nbytes
+    return methods, build
+
+
+def _repeats(plan: SearchPlan, batch: int) -> int:
+    """Batches per method at least: 16 single questions, 2 batches of 32, 1 of 1000."""
+    return max(1, min(plan.max_batches, 16 // batch if batch < 8 else 1 if batch >= 100 else 2))
+
+
+def _time_row(plan: SearchPlan, data: Synthetic, methods: list[Method], size: int, bits: int, n_threads: int,
+              batch: int, bandwidth_gbs: float, codes_only: bool, estimate: dict) -> dict:
+    """Round-robin: each repetition runs every method still timing on the same batch of questions; a method runs
+    at least `_repeats` batches and until it has `min_seconds`. The reference backend is skipped where one batch
+    would take longer than `max_cell_seconds` (estimated from its ms/query at the previous batch size), and the
+    row says so.
+    Before each timed call the process pauses briefly: OpenMP pools (faiss's, torch's) spin for a while after
+    their last parallel region and would otherwise steal cores from the method timed next."""
+    times = {m.name: [] for m in methods}
+    skipped = {m.name: estimate[m.name] * batch / 1000.0 for m in methods if m.name in plan.skippable
+               and m.name in estimate and estimate[m.name] * batch / 1000.0 > plan.max_cell_seconds}
+    timing = [m for m in methods if m.name not in skipped]
+    found = {m.name: 0 for m in timing}
+    split = {"candidates": 0.0, "rerank": 0.0}
+    native_asked = 0
+    for m in methods:
+        m.index.threads = n_threads
+    rep = 0
+    while timing:
+        q0 = 1 + (rep * batch) % max(1, len(data.questions) - batch - 1)
+        questions, planted = data.questions[q0 : q0 + batch], data.planted[q0 : q0 + batch]
+        for m in timing:
+            stats = getattr(m.index, "stats", None)
+            before = (stats.candidate_seconds, stats.rerank_seconds) if stats else (0.0, 0.0)
+            time.sleep(plan.pause_seconds)
+            with faiss_threads(n_threads):
+                start = time.perf_counter()
+                result = m.index.search(questions, plan.k)
+                times[m.name].append((time.perf_counter() - start) / len(questions))
+            found[m.name] += int((result.rows == planted[:, None]).any(axis=1).sum())
+            if m.name == "bpr-native":
+                split["candidates"] += stats.candidate_seconds - before[0]
+                split["rerank"] += stats.rerank_seconds - before[1]
+                native_asked += len(questions)
+        rep += 1
+        timing = [m for m in timing if rep < plan.max_batches and
+                  (rep < _repeats(plan, batch) or sum(times[m.name]) * batch < plan.min_seconds)]
+    ms = {name: 1000.0 * float(np.median(t)) for name, t in times.items() if t}  # median over batches
+    split_ms = {part: 1000.0 * s / max(1, native_asked) for part, s in split.items()}
+    mean_native = 1000.0 * float(np.mean(times["bpr-native"]))
+    split_ms["rest"] = max(0.0, mean_native - split_ms["candidates"] - split_ms["rerank"])
+    scanned_gbs = size * bits / 8 / (split_ms["candidates"] / 1000.0) / 1e9 if split_ms["candidates"] else None
+    return {"num_passages": size, "codes_only": codes_only, "bits": bits, "threads": n_threads, "batch": batch,
+            "batches_timed": {name: len(t) for name, t in times.items()}, "ms_per_query": ms,
+            "skipped": {name: f"a batch would take ~{sec:.0f} s (over {plan.max_cell_seconds:.0f} s)"
+                        for name, sec in skipped.items()},
+            "native_split_ms": split_ms, "scan_gbs": scanned_gbs, "bandwidth_gbs": bandwidth_gbs,
+            "scan_share_of_bandwidth": scanned_gbs / bandwidth_gbs if scanned_gbs else None,
+            f"recall@{plan.k}": {name: found[name] / (len(times[name]) * batch) for name in found}}
+
+
+def _summary(row: dict) -> str:
+    ms = " ".join(f"{k}={v:.3f}" for k, v in row["ms_per_query"].items())
+    ms += "".join(f" {k}: skipped" for k in row["skipped"])
+    return f"N={row['num_passages']} bits={row['bits']} threads={row['threads']} batch={row['batch']}: {ms} ms/query"
+
+
+def stage_build_peak(codes: np.ndarray, shard_rows: int = 1_000_000) -> dict:
+    """`bprlab index` on encoded shards as `bprlab encode` writes them: its peak memory over the codes' bytes."""
+    import tempfile
+    from pathlib import Path
+
+    from bprlab.artifacts import write_json
+    from bprlab.config.schema import RunConfig
+    from bprlab.index.build import MANIFEST, build_index
+    from bprlab.runs import RunPaths
+
+    with tempfile.TemporaryDirectory(prefix="bprlab-bench-") as tmp:
+        cfg = RunConfig(name="bench", runs_root=tmp)
+        cfg.index = IndexConfig(kind=IndexKind.binary_flat)
+        encoded = RunPaths(cfg).passages("code")
+        encoded.mkdir(parents=True)
+        for part, start in enumerate(range(0, len(codes), shard_rows)):  # one rank's shards
+            rows = np.arange(start, min(len(codes), start + shard_rows))
+            np.savez(encoded / f"00000-{part:05d}.npz", rows=rows, values=codes[rows])
+        write_json(encoded / MANIFEST, {"weights": "bench", "representation": "code", "num_passages": len(codes),
+                                        "dim": codes.shape[1] * 8})
+        gc.collect()
+        before = memory.rss_mb() or 0.0
+        memory.reset_peak()
+        start = time.perf_counter()
+        out = build_index(cfg)
+        seconds = time.perf_counter() - start
+        peak = (memory.peak_mb() or 0.0) - before
+        size = sum(f.stat().st_size for f in Path(out).iterdir())
+    return {"num_passages": len(codes), "seconds": seconds, "peak_over_codes": peak * 2**20 / codes.nbytes,
+            "index_bytes": size}

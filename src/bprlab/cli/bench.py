@@ -1,0 +1,35 @@
+"""`bprlab bench search`: build the plan from the flags, run it, write runs/bench/bench.{json,md} + the plot."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from bprlab.errors import ConfigError
+
+
+def _sizes(text: str | None, flag: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(float(part)) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"command line: {flag}={text!r}: expected comma-separated integers") from None
+
+
+def bench(args: argparse.Namespace) -> Path:
+    from bprlab.bench.report import write_bench
+    from bprlab.bench.search import QUICK, SearchPlan, run_search_bench
+
+    plan = dataclasses.replace(QUICK) if args.quick else SearchPlan()
+    for name, flag, value in (("float_sizes", "--sizes", args.sizes), ("code_sizes", "--code-sizes", args.code_sizes),
+                              ("bits", "--bits", args.bits)):
+        parsed = _sizes(value, flag)
+        if parsed is not None:
+            setattr(plan, name, parsed)
+    if any(b <= 0 or b % 8 for b in plan.bits):
+        raise ConfigError(f"command line: --bits: positive multiples of 8, got {plan.bits}")
+    if plan.code_sizes and not plan.float_sizes:
+        raise ConfigError("command line: codes-only sizes extrapolate DPR from a float size: give --sizes too")
+    return write_bench(run_search_bench(plan), Path(args.out))

@@ -17,24 +17,35 @@ REPO = Path(__file__).resolve().parents[1]
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-@pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory) -> str:
-    """A 2-layer, 32-wide BERT with the packaged MiniLM's uncased WordPiece tokenizer, saved to a directory."""
+def _tiny_bert(tmp_path_factory, name: str, dropout: float) -> str:
     import torch
     from transformers import BertConfig, BertModel
 
     from bprlab.core.encoder import resolve_model_name
 
-    out = tmp_path_factory.mktemp("tiny-bert")
+    out = tmp_path_factory.mktemp(name)
     source = Path(resolve_model_name("minilm"))
     for name in TOKENIZER_FILES:
         if (source / name).exists():
             shutil.copy(source / name, out / name)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+                        intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
     BertModel(config, add_pooling_layer=False).save_pretrained(out)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    """A 2-layer, 32-wide BERT with the packaged MiniLM's uncased WordPiece tokenizer, saved to a directory."""
+    return _tiny_bert(tmp_path_factory, "tiny-bert", dropout=0.1)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_no_dropout(tmp_path_factory) -> str:
+    """The same tiny BERT without dropout: two ways of computing one update can then be compared exactly."""
+    return _tiny_bert(tmp_path_factory, "tiny-bert-no-dropout", dropout=0.0)
 
 
 PASSAGES = [

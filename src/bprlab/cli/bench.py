@@ -19,6 +19,25 @@ def _sizes(text: str | None, flag: str) -> list[int] | None:
 
 
 def bench(args: argparse.Namespace) -> Path:
+    if args.what == "gradcache":
+        return _grad_cache(args)
+    return _search(args)
+
+
+def _grad_cache(args: argparse.Namespace) -> Path:
+    from bprlab.artifacts import write_json, write_text
+    from bprlab.bench.grad_cache import markdown, run_grad_cache_bench
+
+    if args.questions < 1:
+        raise ConfigError(f"command line: --questions={args.questions}: at least 1")
+    result = run_grad_cache_bench(args.model, args.questions, chunks=(None, 8) if args.quick else (None, 32, 16, 8))
+    out = Path(args.out)
+    write_json(out / "gradcache.json", result)
+    write_text(out / "gradcache.md", markdown(result))
+    return out / "gradcache.md"
+
+
+def _search(args: argparse.Namespace) -> Path:
     from bprlab.bench.report import write_bench
     from bprlab.bench.search import QUICK, SearchPlan, run_search_bench
 

@@ -17,6 +17,7 @@ from bprlab.config.schema import CandidateLoss, Estimator, Method, RunConfig
 from bprlab.errors import ConfigError
 
 EXTENDS = "extends"
+PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
@@ -100,6 +101,15 @@ def _reason(exc: OmegaConfBaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def encode_part(text: str) -> tuple[int, int] | None:
+    """`i/n` -> (i, n), or None when malformed."""
+    first, sep, second = str(text).partition("/")
+    if not (sep and first.strip().isdigit() and second.strip().isdigit()):
+        return None
+    index, count = int(first), int(second)
+    return (index, count) if 0 <= index < count else None
+
+
 def validate(cfg: RunConfig) -> None:
     """Combinations the schema's types cannot express (DESIGN, house style 3)."""
     problems: list[str] = []
@@ -139,6 +149,21 @@ def validate(cfg: RunConfig) -> None:
         problems.append("data.num_*_negatives: must be >= 0")
     if cfg.train.batch_size < 1:
         problems.append("train.batch_size: must be >= 1")
+    for key, value in (("train.precision", cfg.train.precision), ("encode.precision", cfg.encode.precision)):
+        if str(value) not in PRECISIONS:
+            problems.append(f"{key}={value!r}: one of {', '.join(PRECISIONS)}")
+        elif str(value) in ("16-mixed", "16-true") and cfg.train.accelerator == "cpu":
+            problems.append(f"{key}={value}: float16 needs a GPU; on the CPU use bf16-mixed or 32-true")
+    if cfg.encode.part is not None and encode_part(cfg.encode.part) is None:
+        problems.append(f"encode.part={cfg.encode.part!r}: expected i/n with 0 <= i < n (e.g. 3/8), or null")
+    if cfg.encode.batch_size < 1 or cfg.encode.shard_size < 1:
+        problems.append("encode.batch_size and encode.shard_size: must be >= 1")
+    if cfg.train.grad_cache_chunk_size is not None:
+        if cfg.train.grad_cache_chunk_size < 1:
+            problems.append("train.grad_cache_chunk_size: questions per chunk, >= 1 (or null for off)")
+        if cfg.train.accumulate_grad_batches != 1:
+            problems.append("train.grad_cache_chunk_size: gradient caching already makes the step's whole batch one "
+                            "loss; use it with train.accumulate_grad_batches=1")
     if not 0 <= cfg.optim.warmup_ratio < 1:
         problems.append("optim.warmup_ratio: expected 0 <= ratio < 1")
     if problems:

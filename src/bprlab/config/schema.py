@@ -166,7 +166,14 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"  # "ddp" on clusters
     precision: str = "32-true"
-    accumulate_grad_batches: int = 1
+    # "i/n": this job encodes the missing shards whose number is i modulo n, into <out>.partial (a SLURM array
+    # task: encode.part=$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); null: all missing shards, then finalise.
+    # Running once more with null after the array finds every shard done and only merges.
+    part: Optional[str] = None
+    accumulate_grad_batches: int = 1  # NOT a larger contrastive batch: each micro-batch sees only its own negatives
+    # Gradient caching (Gao et al. 2021): the step's whole batch in the loss, the activations of this many
+    # questions (and their passages) in memory at a time; null = off. Same loss and update as the full batch.
+    grad_cache_chunk_size: Optional[int] = None
     select_from_epoch: int = 30  # best checkpoint is chosen among epochs >= this (SPEC §3)
     val_every_n_epochs: int = 1
     val_check_interval: Any = None  # int: every n training batches; float: a fraction of an epoch
@@ -179,7 +186,14 @@ class TrainConfig:
 @dataclass
 class EncodeConfig:
     batch_size: int = 128
-    shard_size: int = 1_000_000  # rows per shard file; each rank writes its own shards
+    shard_size: int = 100_000  # rows per shard file, written when complete; a rerun encodes only missing shards
+    # Lightning precision of the encoding pass: 32-true, or bf16-mixed / 16-mixed on a GPU (codes are the sign of
+    # the embedding, so a lower precision can flip the bits of coordinates near 0).
+    precision: str = "32-true"
+    # "i/n": this job encodes the missing shards whose number is i modulo n, into <out>.partial (a SLURM array
+    # task: encode.part=$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); null: all missing shards, then finalise.
+    # Running once more with null after the array finds every shard done and only merges.
+    part: Optional[str] = None
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """Encoding order: passages sorted by length, so each batch pads to a similar length (less wasted compute).
 
-Rows travel with every batch and shards are merged by row, so the order is free to choose.
+Rows travel with every batch and shards are merged by row, so the order is free to choose. The corpus is cut into
+shards of `encode.shard_size` consecutive rows; a shard is encoded as a unit (its rows ordered by length) and
+written when it is complete, so a killed encode keeps every finished shard and a rerun encodes only the rest.
 """
 
 from __future__ import annotations
@@ -16,12 +18,25 @@ def text_lengths(table) -> np.ndarray:
     return pc.utf8_length(table.data.column("text")).to_numpy(zero_copy_only=False)
 
 
-class LengthOrderSampler(Sampler[int]):
-    def __init__(self, lengths: np.ndarray):
-        self.order = np.argsort(-np.asarray(lengths), kind="stable").tolist()
+def shard_rows(shard: int, shard_size: int, num_rows: int) -> range:
+    return range(shard * shard_size, min(num_rows, (shard + 1) * shard_size))
 
-    def __len__(self) -> int:
-        return len(self.order)
+
+class ShardBatchSampler(Sampler[list[int]]):
+    """Batches of row numbers, one shard after another; within a shard, longest passages first."""
+
+    def __init__(self, lengths: np.ndarray, shard_size: int, shards: list[int], batch_size: int):
+        self.lengths, self.shard_size, self.shards, self.batch_size = np.asarray(lengths), shard_size, shards, batch_size
+
+    def _shard_batches(self, shard: int):
+        rows = np.array(shard_rows(shard, self.shard_size, len(self.lengths)), dtype=np.int64)
+        order = rows[np.argsort(-self.lengths[rows], kind="stable")]
+        for start in range(0, len(order), self.batch_size):
+            yield order[start : start + self.batch_size].tolist()
 
     def __iter__(self):
-        return iter(self.order)
+        for shard in self.shards:
+            yield from self._shard_batches(shard)
+
+    def __len__(self) -> int:
+        return sum(-(-len(shard_rows(s, self.shard_size, len(self.lengths))) // self.batch_size) for s in self.shards)

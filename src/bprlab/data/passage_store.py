@@ -13,7 +13,7 @@ from typing import Iterator, Sequence
 
 from torch.utils.data import Dataset
 
-from bprlab.artifacts import atomic_dir, read_json, write_json
+from bprlab.artifacts import atomic_dir, file_sha256, read_json, write_json
 from bprlab.data.readers import iter_passages
 from bprlab.data.records import Passage
 from bprlab.errors import DataFormatError
@@ -28,13 +28,20 @@ def _rows(path: str) -> Iterator[dict]:
 
 
 def _source_stamp(tsv: Path) -> dict:
+    """Whether the TSV changed since the store was built: its size and modification time (not its location, so
+    a moved project keeps its store)."""
     stat = tsv.stat()
-    return {"path": str(tsv.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 class PassageStore:
-    def __init__(self, table):
+    def __init__(self, table, source: dict | None = None):
         self.table = table  # datasets.Dataset with columns id, title, text
+        self.source = source or {}
+
+    def fingerprint(self) -> str:
+        """The corpus by content: the sha256 of the TSV the store was built from."""
+        return self.source.get("sha256", "")
 
     @classmethod
     def open(cls, tsv: str | Path, store_dir: str | Path | None = None) -> "PassageStore":
@@ -43,8 +50,10 @@ class PassageStore:
         tsv = Path(tsv)
         store_dir = Path(store_dir) if store_dir else tsv.with_name(tsv.name + ".arrow")
         stamp = _source_stamp(iter_passages_checked(tsv))
-        if (store_dir / SOURCE).is_file() and read_json(store_dir / SOURCE) == stamp:
-            return cls(datasets.load_from_disk(str(store_dir)))
+        if (store_dir / SOURCE).is_file():
+            saved = read_json(store_dir / SOURCE)
+            if {k: saved.get(k) for k in stamp} == stamp and saved.get("sha256"):
+                return cls(datasets.load_from_disk(str(store_dir)), saved)
         log.info("building the passage store %s from %s (once)", store_dir, tsv)
         features = datasets.Features({k: datasets.Value("string") for k in ("id", "title", "text")})
         with tempfile.TemporaryDirectory(dir=store_dir.parent) as cache, atomic_dir(store_dir) as tmp:
@@ -55,8 +64,9 @@ class PassageStore:
             except Exception as exc:  # datasets wraps our reader's error: surface the record it names
                 raise _data_error_in(exc) or exc
             table.save_to_disk(str(tmp))
+            stamp["sha256"] = file_sha256(tsv)
             write_json(tmp / SOURCE, stamp)
-        return cls(datasets.load_from_disk(str(store_dir)))
+        return cls(datasets.load_from_disk(str(store_dir)), stamp)
 
     def __len__(self) -> int:
         return len(self.table)

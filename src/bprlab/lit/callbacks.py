@@ -8,6 +8,7 @@ import numpy as np
 from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
 
 from bprlab.artifacts import atomic_path
+from bprlab.data.ordering import shard_rows
 
 
 class SelectionCheckpoint(ModelCheckpoint):
@@ -23,31 +24,34 @@ class SelectionCheckpoint(ModelCheckpoint):
 
 
 class ShardWriter(BasePredictionWriter):
-    """Each rank writes its own shards `<rank>-<part>.npz` (rows + values), each atomically, every `shard_size`
-    rows, so a corpus of any size is encoded on N devices without gathering it anywhere."""
+    """Writes shard s (rows s * shard_size ..) as `shard-<s>.npz` (rows + values), atomically, the moment its
+    last row arrives. Shards are defined by rows, not by ranks, so a rerun with any number of devices finds the
+    finished ones and encodes only the rest."""
 
-    def __init__(self, directory: str | Path, shard_size: int):
+    def __init__(self, directory: str | Path, shard_size: int, num_rows: int):
         super().__init__(write_interval="batch")
-        self.directory, self.shard_size = Path(directory), shard_size
-        self._rows: list[np.ndarray] = []
-        self._values: list[np.ndarray] = []
-        self._buffered = self._part = 0
+        self.directory, self.shard_size, self.num_rows = Path(directory), shard_size, num_rows
+        self._rows: dict[int, list[np.ndarray]] = {}
+        self._values: dict[int, list[np.ndarray]] = {}
+        self._count: dict[int, int] = {}
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
-        self._rows.append(prediction["rows"])
-        self._values.append(prediction["values"])
-        self._buffered += len(prediction["rows"])
-        if self._buffered >= self.shard_size:
-            self._flush(trainer.global_rank)
+        rows, values = prediction["rows"], prediction["values"]
+        shards = rows // self.shard_size
+        for shard in np.unique(shards):
+            mine = shards == shard
+            self._rows.setdefault(int(shard), []).append(rows[mine])
+            self._values.setdefault(int(shard), []).append(values[mine])
+            self._count[int(shard)] = self._count.get(int(shard), 0) + int(mine.sum())
+            if self._count[int(shard)] == len(shard_rows(int(shard), self.shard_size, self.num_rows)):
+                self._flush(int(shard))
 
-    def on_predict_epoch_end(self, trainer, pl_module) -> None:
-        self._flush(trainer.global_rank)
-
-    def _flush(self, rank: int) -> None:
-        if not self._rows:
-            return
-        path = self.directory / f"{rank:05d}-{self._part:05d}.npz"
+    def _flush(self, shard: int) -> None:
+        path = self.directory / shard_file(shard)
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, rows=np.concatenate(self._rows), values=np.concatenate(self._values))
-        self._rows, self._values, self._buffered = [], [], 0
-        self._part += 1
+            np.savez(handle, rows=np.concatenate(self._rows.pop(shard)), values=np.concatenate(self._values.pop(shard)))
+        del self._count[shard]
+
+
+def shard_file(shard: int) -> str:
+    return f"shard-{shard:06d}.npz"

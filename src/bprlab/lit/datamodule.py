@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from bprlab.config.schema import RunConfig
 from bprlab.data.collate import Collator
-from bprlab.data.ordering import LengthOrderSampler, text_lengths
+from bprlab.data.ordering import ShardBatchSampler, text_lengths
 from bprlab.data.passage_store import IndexedPassages, PassageStore
 from bprlab.data.readers import read_biencoder
 from bprlab.data.registry import data_paths
@@ -26,6 +26,7 @@ class RetrieverDataModule(pl.LightningDataModule):
         self.paths = data_paths(cfg.data)
         self.train_records = self.dev_records = None
         self.store = None
+        self.encode_shards: list[int] | None = None  # shards still to encode (the encode stage sets them)
 
     def setup(self, stage: str | None = None) -> None:
         data = self.cfg.data
@@ -62,6 +63,15 @@ class RetrieverDataModule(pl.LightningDataModule):
         return self._loader(samples, self.cfg.train.batch_size, False, False, self.collator)
 
     def predict_dataloader(self) -> DataLoader:
-        sampler = LengthOrderSampler(text_lengths(self.store.table))  # batches of similar length pad less
-        return self._loader(IndexedPassages(self.store), self.cfg.encode.batch_size, False, False,
-                            self.collator.indexed_passages, sampler=sampler)
+        """This rank's share of the shards still to encode (every world_size-th), shard by shard, each shard's
+        rows longest first (batches of similar length pad less); tokenised in `data.num_workers` workers."""
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        shards = self.encode_shards if self.encode_shards is not None else list(range(self.num_shards))
+        sampler = ShardBatchSampler(text_lengths(self.store.table), self.cfg.encode.shard_size, shards[rank::world],
+                                    self.cfg.encode.batch_size)
+        return DataLoader(IndexedPassages(self.store), batch_sampler=sampler, collate_fn=self.collator.indexed_passages,
+                          num_workers=self.cfg.data.num_workers, pin_memory=self.cfg.train.accelerator != "cpu")
+
+    @property
+    def num_shards(self) -> int:
+        return -(-len(self.store) // self.cfg.encode.shard_size)

@@ -1,4 +1,12 @@
-"""`encode(cfg)`: the corpus through the passage encoder as Lightning predict, one shard set per rank."""
+"""`encode(cfg)`: the corpus through the passage encoder as Lightning predict, resumable shard by shard.
+
+The corpus is cut into shards of `encode.shard_size` rows. Every rank encodes its share of the shards still
+missing, each shard written atomically the moment it is complete, into `<out>.partial/` beside a plan.json that
+records what the shards depend on (weights, corpus, representation, shard size, precision). A killed encode
+(SIGKILL included) keeps its finished shards: the rerun, with any number of devices, encodes only the rest; a
+plan that no longer matches the inputs starts over. When every shard is there, rank 0 writes manifest.json and
+renames the folder into place.
+"""
 
 from __future__ import annotations
 
@@ -6,50 +14,116 @@ import logging
 import shutil
 from pathlib import Path
 
-from bprlab.artifacts import read_json, write_json
+import numpy as np
+import pytorch_lightning as pl
+
+from bprlab.artifacts import file_sha256, read_json, write_json
+from bprlab.config.loader import encode_part
 from bprlab.config.schema import RunConfig
+from bprlab.errors import StageError
+from bprlab.data.ordering import shard_rows
+from bprlab.data.passage_store import PassageStore
+from bprlab.data.registry import data_paths
 from bprlab.index.base import input_kind
 from bprlab.index.build import MANIFEST, check_encoded
-from bprlab.lit.callbacks import ShardWriter
+from bprlab.lit.callbacks import ShardWriter, shard_file
 from bprlab.lit.datamodule import RetrieverDataModule
 from bprlab.lit.train import load_module, make_collator, make_trainer
 from bprlab.runs import RunPaths
 
 log = logging.getLogger(__name__)
+PLAN = "plan.json"
 
 
 def encode(cfg: RunConfig, force: bool = False) -> Path:
-    """Write <run>/passages/<weights>-<emb|code>/; returns it. Skips when it exists for the same weights."""
+    """Write <run>/passages/<weights>-<emb|code>/; returns it. Skips when it exists for the same inputs."""
     paths = RunPaths(cfg)
     representation = input_kind(cfg.index)
     out = paths.passages(representation)
     checkpoint = paths.checkpoint()
-    weights = _weights_stamp(checkpoint, cfg)
-    if not force and (out / MANIFEST).is_file() and read_json(out / MANIFEST).get("weights") == weights:
+    store = PassageStore.open(data_paths(cfg.data).passages)
+    stamp = {"weights": _weights_stamp(checkpoint, cfg), "representation": representation,
+             "corpus": store.fingerprint(), "num_passages": len(store), "shard_size": cfg.encode.shard_size,
+             "precision": cfg.encode.precision}
+    if not force and (out / MANIFEST).is_file() and read_json(out / MANIFEST).get("stamp") == stamp:
         log.info("%s is current", out)
         return out
     staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    part = encode_part(cfg.encode.part) if cfg.encode.part else None
     module = load_module(cfg, checkpoint)
     module.predict_representation = representation
     datamodule = RetrieverDataModule(cfg, make_collator(module.cfg))
-    trainer = make_trainer(cfg, [ShardWriter(staging, cfg.encode.shard_size)], enable_checkpointing=False,
-                           inference_mode=True)
+    plan = EncodePlan(staging, stamp, force, part)
+    writer = ShardWriter(staging, cfg.encode.shard_size, len(store))
+    trainer = make_trainer(cfg, [plan, writer], enable_checkpointing=False, inference_mode=True,
+                           precision=cfg.encode.precision, use_distributed_sampler=False)
     trainer.predict(module, datamodule=datamodule, return_predictions=False)
     trainer.strategy.barrier()
+    if part is not None:
+        log.info("encode.part=%s done; run `bprlab encode` without it to merge once every part has finished",
+                 cfg.encode.part)
+        return staging
     if trainer.is_global_zero:
-        num_passages = len(datamodule.store)
-        write_json(staging / MANIFEST, {"weights": weights, "representation": representation,
-                                        "num_passages": num_passages, "dim": module.model.dim})
+        write_json(staging / MANIFEST, {"stamp": stamp, "representation": representation,
+                                        "num_passages": len(store), "dim": module.model.dim})
         check_encoded(staging)
-        shutil.rmtree(out, ignore_errors=True)
+        old = out.with_name(out.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            out.rename(old)  # replace, then delete: a kill in between leaves a complete folder in one place
         staging.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
     trainer.strategy.barrier()
     return out
 
 
+class EncodePlan(pl.Callback):
+    """Once the process group exists: rank 0 starts the staging folder over when its plan differs from this
+    run's (or with --force); then every rank lists the shards still missing, in the same order. An array task
+    (`encode.part`) never deletes: parts run at the same time, so a different plan there is an error."""
+
+    def __init__(self, staging: Path, stamp: dict, force: bool, part: tuple[int, int] | None = None):
+        self.staging, self.stamp, self.force, self.part = staging, stamp, force, part
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if trainer.is_global_zero:
+            current = (self.staging / PLAN).is_file() and read_json(self.staging / PLAN) == self.stamp
+            if self.part is not None and (self.staging / PLAN).is_file() and not current:
+                raise StageError(f"{self.staging}: holds shards of another encoding (plan.json differs); remove the "
+                                 "folder, or run `bprlab encode` once without encode.part, before the array job")
+            if (self.force and self.part is None) or not current:
+                shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging.mkdir(parents=True, exist_ok=True)
+            write_json(self.staging / PLAN, self.stamp)
+        trainer.strategy.barrier()
+        todo = missing_shards(self.staging, self.stamp["shard_size"], self.stamp["num_passages"])
+        if self.part is not None:
+            todo = [shard for shard in todo if shard % self.part[1] == self.part[0]]  # by shard number: stable
+        done = -(-self.stamp["num_passages"] // self.stamp["shard_size"]) - len(todo)
+        if done and trainer.is_global_zero:
+            log.info("resuming the encoding: %d shards done, %d to go", done, len(todo))
+        trainer.datamodule.encode_shards = todo
+
+
+def missing_shards(staging: Path, shard_size: int, num_rows: int) -> list[int]:
+    """Shards without a complete file (a file whose rows are not exactly the shard's is encoded again)."""
+    todo = []
+    for shard in range(-(-num_rows // shard_size)):
+        path = staging / shard_file(shard)
+        try:
+            with np.load(path) as data:
+                rows = data["rows"]
+            complete = np.array_equal(np.sort(rows), np.array(shard_rows(shard, shard_size, num_rows)))
+        except (OSError, ValueError, KeyError, EOFError):  # absent, or not a readable npz
+            complete = False
+        if not complete:
+            todo.append(shard)
+    return todo
+
+
 def _weights_stamp(checkpoint: Path | None, cfg: RunConfig) -> dict:
+    """What the weights are, by content: the pretrained name, or the checkpoint's name, size and hash (so a
+    moved or copied run keeps its encodings, and a retrained one does not)."""
     if checkpoint is None:
         return {"pretrained": cfg.model.name, "projection_dim": cfg.model.projection_dim}
-    stat = checkpoint.stat()
-    return {"checkpoint": str(checkpoint.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {"checkpoint": checkpoint.name, "bytes": checkpoint.stat().st_size, "sha256": file_sha256(checkpoint)}

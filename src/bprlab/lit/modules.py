@@ -15,6 +15,8 @@ from bprlab.core.hashing import hash_beta, pack_codes, sign_code
 from bprlab.core.losses import BPRLoss, DPRLoss
 from bprlab.core.scoring import average_rank
 from bprlab.lit.gather import gather_positive_idx, gather_with_local_grad
+from bprlab.lit.grad_cache import grad_cache_step
+from bprlab.lit.precision import loss_in_fp32
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "projection.1.weight")
 RANK_CHUNK = 1024  # questions scored at a time for val/avg_rank (bounds the (Q, N) score matrix)
@@ -31,6 +33,9 @@ class RetrieverModule(pl.LightningModule):
         self.model = BiEncoder.from_pretrained(self.cfg.model.name, self.cfg.model.projection_dim).train()
         self.loss_fn = self.make_loss()
         self.predict_representation = "emb"  # or "code": set by the encode stage
+        self.grad_cache_chunk_size = self.cfg.train.grad_cache_chunk_size
+        if self.grad_cache_chunk_size:  # bprlab.lit.grad_cache steps the optimizer itself
+            self.automatic_optimization = False
         self._val_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def make_loss(self):
@@ -46,15 +51,22 @@ class RetrieverModule(pl.LightningModule):
 
     # ------------------------------------------------------------------------------------------ training
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        if self.grad_cache_chunk_size:
+            out, size = grad_cache_step(self, batch, self.grad_cache_chunk_size)
+            self._log_loss(out, size)
+            return None
         question = self.model.encode_question(**batch["question"])  # (B, D)
         passage = self.model.encode_passage(**batch["passage"])  # (B * (1 + n), D)
         positive_idx = gather_positive_idx(batch["positive_idx"], passage.shape[0])  # (world * B,)
         question, passage = gather_with_local_grad(question), gather_with_local_grad(passage)
-        out = self.loss_fn(question, passage, positive_idx, beta=self.beta)
-        self.log("train/loss", out.loss, prog_bar=True, batch_size=len(positive_idx))
-        self.log_dict({f"train/{k}": v for k, v in out.terms.items()}, batch_size=len(positive_idx))
+        out = loss_in_fp32(self.loss_fn, question, passage, positive_idx, self.beta)
+        self._log_loss(out, len(positive_idx))
         return out.loss
+
+    def _log_loss(self, out, size: int) -> None:
+        self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=size)
+        self.log_dict({f"train/{k}": v for k, v in out.terms.items()}, batch_size=size)
 
     def configure_optimizers(self):
         optim = self.cfg.optim
@@ -118,7 +130,7 @@ class BPRModule(RetrieverModule):
             return self.cfg.hash.fixed_beta
         return hash_beta(self.global_step, self.cfg.hash.gamma)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         self.log("train/beta", self.beta, batch_size=len(batch["positive_idx"]))
         return super().training_step(batch, batch_idx)
 

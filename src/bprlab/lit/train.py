@@ -36,7 +36,9 @@ def make_trainer(cfg: RunConfig, callbacks: list, logger=False, **overrides) -> 
     options = dict(
         accelerator=train.accelerator, devices=train.devices, num_nodes=train.num_nodes, strategy=train.strategy,
         precision=train.precision, max_epochs=train.epochs, max_steps=train.max_steps,
-        gradient_clip_val=cfg.optim.max_grad_norm, gradient_clip_algorithm="norm",
+        # with gradient caching the module clips and steps itself (manual optimisation)
+        gradient_clip_val=None if train.grad_cache_chunk_size else cfg.optim.max_grad_norm,
+        gradient_clip_algorithm=None if train.grad_cache_chunk_size else "norm",
         accumulate_grad_batches=train.accumulate_grad_batches, check_val_every_n_epoch=train.val_every_n_epochs,
         val_check_interval=train.val_check_interval, log_every_n_steps=train.log_every_n_steps,
         reload_dataloaders_every_n_epochs=1, deterministic=train.deterministic, callbacks=callbacks, logger=logger,

@@ -162,7 +162,10 @@ def test_training_with_gradient_caching_gives_the_same_weights(tiny_overrides, t
     for chunk in (None, 3):
         cfg = load_config(None, [*tiny_overrides, f"model.name={tiny_bert_no_dropout}", f"method={method}",
                                  f"name=gc-{method}-{chunk}", "train.max_steps=2", "train.batch_size=8",
-                                 "train.epochs=2", "optim.lr=1e-3", "optim.max_grad_norm=0.5", "hash.gamma=0.5",
+                                 # eps=1: Adam's step is then proportional to the gradient, so float noise in a
+                                 # near-zero gradient cannot flip a whole step (as it can with eps=1e-8)
+                                 "train.epochs=2", "optim.lr=1e-2", "optim.eps=1.0", "optim.max_grad_norm=0.5",
+                                 "hash.gamma=0.5",
                                  f"train.grad_cache_chunk_size={'null' if chunk is None else chunk}"])
         summary = train(cfg)
         assert summary["global_step"] == 2  # optimizer steps are counted the same way
@@ -170,7 +173,7 @@ def test_training_with_gradient_caching_gives_the_same_weights(tiny_overrides, t
         weights[chunk] = state["state_dict"]
         assert state["lr_schedulers"][0]["last_epoch"] == 2  # the schedule stepped once per optimizer step
     for name, value in weights[None].items():
-        assert torch.allclose(weights[3][name], value, atol=1e-5, rtol=1e-4), name
+        assert torch.allclose(weights[3][name], value, atol=1e-6, rtol=1e-5), name
 
 
 def test_gradient_caching_with_accumulation_is_a_config_error(tiny_overrides):

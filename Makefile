@@ -19,7 +19,8 @@ export TOKENIZERS_PARALLELISM ?= false
 .PHONY: help install demo test test-slow prepare run reproduce report sweep bench data clean
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@if [ -t 1 ]; then on='\033[36m'; off='\033[0m'; else on=''; off=''; fi; \
+	grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*?## "}; {printf "  %s%-12s%s %s\n", on, $$1, off, $$2}'
 	@echo "  variables: DATASET=$(DATASET) TABLE=$(TABLE) EXP=$(EXP) ARGS='key=value ...'"
 
 $(STAMP): pyproject.toml

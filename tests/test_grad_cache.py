@@ -183,3 +183,28 @@ def test_gradient_caching_with_accumulation_is_a_config_error(tiny_overrides):
         load_config(None, [*tiny_overrides, "train.grad_cache_chunk_size=2", "train.accumulate_grad_batches=2"])
     with pytest.raises(ConfigError, match="grad_cache_chunk_size"):
         load_config(None, [*tiny_overrides, "train.grad_cache_chunk_size=0"])
+
+
+def test_a_chunked_run_killed_mid_way_resumes_where_it_stopped(tiny_overrides):
+    import pytorch_lightning as pl
+
+    from bprlab.core.hashing import hash_beta
+    from bprlab.lit.train import train
+
+    class Crash(pl.Callback):
+        def __init__(self, at=None):
+            self.at, self.seen = at, []
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if trainer.global_step == self.at:
+                raise RuntimeError("simulated crash")
+            self.seen.append((trainer.global_step, module.beta))
+
+    cfg = load_config(None, [*tiny_overrides, "name=gc-resume", "method=bpr", "train.grad_cache_chunk_size=3",
+                             "train.epochs=3", "hash.gamma=0.5"])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, extra_callbacks=[Crash(at=3)])
+    again = Crash()
+    summary = train(cfg, extra_callbacks=[again])
+    assert summary["resumed_from"].endswith("last.ckpt") and summary["global_step"] == 6
+    assert again.seen[0] == (3, pytest.approx(hash_beta(3, 0.5)))  # optimizer steps and beta continue

@@ -21,7 +21,35 @@ def _sizes(text: str | None, flag: str) -> list[int] | None:
 def bench(args: argparse.Namespace) -> Path:
     if args.what == "gradcache":
         return _grad_cache(args)
+    if args.what == "encode":
+        return _encode(args)
+    if args.what == "scale":
+        return _scale(args)
     return _search(args)
+
+
+def _encode(args: argparse.Namespace) -> Path:
+    from bprlab.artifacts import write_json, write_text
+    from bprlab.bench.encode import markdown, run_encode_bench
+
+    sizes = _sizes(args.passages, "--passages") or [200 if args.quick else 600]
+    result = run_encode_bench(args.model, sizes[0], workers=(0, 1) if args.quick else (0, 1, 2))
+    out = Path(args.out)
+    write_json(out / "encode.json", result)
+    write_text(out / "encode.md", markdown(result))
+    return out / "encode.md"
+
+
+def _scale(args: argparse.Namespace) -> Path:
+    from bprlab.artifacts import write_json, write_text
+    from bprlab.bench.scale import markdown, run_scale_bench
+
+    sizes = _sizes(args.passages, "--passages") or ([20_000] if args.quick else [200_000, 2_000_000])
+    result = run_scale_bench(sizes, Path(args.out) / "scale")
+    out = Path(args.out)
+    write_json(out / "scale.json", result)
+    write_text(out / "scale.md", markdown(result))
+    return out / "scale.md"
 
 
 def _grad_cache(args: argparse.Namespace) -> Path:

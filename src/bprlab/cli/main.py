@@ -48,10 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local", action="store_true", help="use the local agent even with W&B credentials")
     p.add_argument("--create-only", action="store_true", help="create the W&B sweep and print its agent command")
     p = sub.add_parser("bench", help="benchmarks that print ratios taken in one run (search: BPR vs DPR speed; "
-                                     "gradcache: memory/time of gradient caching)")
-    p.add_argument("what", nargs="?", default="search", choices=["search", "gradcache"])
+                                     "gradcache: memory/time of gradient caching; encode: encode vs bare forward; "
+                                     "scale: the pipeline on millions of synthetic passages)")
+    p.add_argument("what", nargs="?", default="search", choices=["search", "gradcache", "encode", "scale"])
     p.add_argument("--questions", type=int, default=128, help="gradcache: questions per step (+ as many negatives)")
-    p.add_argument("--model", default="minilm", help="gradcache: the encoder")
+    p.add_argument("--model", default="minilm", help="gradcache, encode: the encoder")
+    p.add_argument("--passages", default=None, help="encode: corpus size (600); scale: sizes, comma-separated "
+                                                    "(200000,2000000)")
     p.add_argument("--out", default="runs/bench", help="where bench.{json,md} and the plot go")
     p.add_argument("--quick", action="store_true", help="a small grid that runs in well under a minute")
     p.add_argument("--sizes", default=None, help="float-vector sizes, comma-separated (e.g. 100000,1000000)")

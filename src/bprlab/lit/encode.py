@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 PLAN = "plan.json"
 
 
-def encode(cfg: RunConfig, force: bool = False) -> Path:
+def encode(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = None) -> Path:
     """Write <run>/passages/<weights>-<emb|code>/; returns it. Skips when it exists for the same inputs."""
     paths = RunPaths(cfg)
     representation = input_kind(cfg.index)
@@ -55,7 +55,7 @@ def encode(cfg: RunConfig, force: bool = False) -> Path:
     datamodule = RetrieverDataModule(cfg, make_collator(module.cfg))
     plan = EncodePlan(staging, stamp, force, part)
     writer = ShardWriter(staging, cfg.encode.shard_size, len(store))
-    trainer = make_trainer(cfg, [plan, writer], enable_checkpointing=False, inference_mode=True,
+    trainer = make_trainer(cfg, [plan, writer, *(extra_callbacks or [])], enable_checkpointing=False, inference_mode=True,
                            precision=cfg.encode.precision, use_distributed_sampler=False)
     trainer.predict(module, datamodule=datamodule, return_predictions=False)
     trainer.strategy.barrier()

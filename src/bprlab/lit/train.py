@@ -105,6 +105,8 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
         "best_checkpoint": Path(best.best_model_path).name if best.best_model_path else None,
         "best_val_avg_rank": float(best.best_model_score) if best.best_model_score is not None else None,
         "global_step": trainer.global_step,
+        "world_size": trainer.world_size,
+        "global_batch_size": cfg.train.batch_size * trainer.world_size,  # questions per optimizer step
         "epochs": trainer.current_epoch,
         "resumed_from": str(resume) if resume else None,
         "fingerprint": stamp,

@@ -1,0 +1,35 @@
+"""The synthetic corpus generator: deterministic, read by the project's own readers, answers where planted."""
+
+from bprlab.bench.corpus import write_corpus
+from bprlab.data.readers import iter_passages, read_biencoder, read_qa
+from bprlab.eval.answers import has_answer
+
+
+def test_generated_files_are_deterministic_and_readable(tmp_path):
+    a = write_corpus(tmp_path / "a", 500, num_questions=20, seed=3, words=30, chunk=64)
+    b = write_corpus(tmp_path / "b", 500, num_questions=20, seed=3, words=30, chunk=500)
+    for name in ("psgs.tsv", "train.json", "test.qa.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    passages = list(iter_passages(a["passages"]))
+    questions = read_qa(a["test"])
+    records = read_biencoder(a["train"])
+    assert len(passages) == 500 and len(questions) == 20 and len(records) == 20
+    for question, row in zip(questions, a["planted"]):
+        assert has_answer(question.answers, passages[row].text, "string")  # the answer is where it was planted
+        assert passages[row].text.startswith(question.question)
+    assert all(r.positives[0].text == passages[int(row)].text for r, row in zip(records, a["planted"]))
+
+
+def test_a_store_built_from_another_tsv_is_rebuilt_not_reused(tmp_path):
+    import os
+
+    from bprlab.data.passage_store import PassageStore
+
+    first = write_corpus(tmp_path / "d", 50, num_questions=2, seed=1, words=10)
+    store = PassageStore.open(first["passages"])
+    before = store[0].text
+    stat = os.stat(first["passages"])
+    write_corpus(tmp_path / "d", 50, num_questions=2, seed=2, words=10)  # same path and row count, other text
+    os.utime(first["passages"], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    rebuilt = PassageStore.open(first["passages"])
+    assert rebuilt[0].text != before and rebuilt.fingerprint() != store.fingerprint()

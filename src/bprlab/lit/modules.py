@@ -14,6 +14,7 @@ from bprlab.core.encoder import BiEncoder
 from bprlab.core.hashing import hash_beta, pack_codes, sign_code
 from bprlab.core.losses import BPRLoss, DPRLoss
 from bprlab.core.scoring import average_rank
+from bprlab.errors import ConfigError
 from bprlab.lit.gather import gather_positive_idx, gather_with_local_grad
 from bprlab.lit.grad_cache import grad_cache_step
 from bprlab.lit.precision import loss_in_fp32
@@ -31,6 +32,7 @@ class RetrieverModule(pl.LightningModule):
         self.cfg: RunConfig = from_dict(config)
         # from_pretrained returns eval mode; training uses the checkpoint's dropout, as DPR and BPR do
         self.model = BiEncoder.from_pretrained(self.cfg.model.name, self.cfg.model.projection_dim).train()
+        _check_lengths(self.cfg, self.model)
         self.loss_fn = self.make_loss()
         self.predict_representation = "emb"  # or "code": set by the encode stage
         self.grad_cache_chunk_size = self.cfg.train.grad_cache_chunk_size
@@ -139,6 +141,15 @@ class BPRModule(RetrieverModule):
 
 
 MODULES = {Method.dpr: DPRModule, Method.bpr: BPRModule}
+
+
+def _check_lengths(cfg: RunConfig, model: BiEncoder) -> None:
+    """A sequence longer than the encoder's position table fails deep inside transformers: say so up front."""
+    limit = getattr(model.question_tower.backbone.config, "max_position_embeddings", None)
+    for key in ("max_question_length", "max_passage_length"):
+        if limit is not None and getattr(cfg.data, key) > limit:
+            raise ConfigError(f"config: data.{key}={getattr(cfg.data, key)} exceeds the {limit} positions of "
+                              f"model.name={cfg.model.name}; use at most {limit}")
 
 
 def module_class(method: Method) -> type[RetrieverModule]:

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 
+from bprlab.errors import StageError
+
 CHUNKS = (None, 32, 16, 8)
 
 
@@ -23,7 +25,8 @@ def _batch(collator, questions: int, seed: int = 0):
     from bprlab.data.records import Passage
 
     rng = random.Random(seed)
-    words = [f"w{i}" for i in range(5000)]
+    vocab = collator.tokenizer.get_vocab()  # whole lowercase words: 100 words are ~100 tokens, like real passages
+    words = sorted(w for w in vocab if w.isalpha() and w.islower() and len(w) > 2)[:20000]
 
     def text(n):
         return " ".join(rng.choice(words) for _ in range(n))
@@ -85,20 +88,29 @@ def run_grad_cache_bench(model: str = "minilm", questions: int = 128, device: st
         code = ("import json, sys; from bprlab.bench.grad_cache import one_config; "
                 f"print(json.dumps(one_config({model!r}, {questions}, {chunk!r}, {device!r}, {steps})))")
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if done.returncode < 0:  # killed by a signal: on a CPU with 24 GB, the full batch's activations
+            rows.append({"chunk": chunk, "questions": questions, "passages": 2 * questions, "device": device,
+                         "error": f"killed by signal {-done.returncode} (out of memory)"})
+            continue
         if done.returncode != 0:
-            raise RuntimeError(f"gradcache bench, chunk={chunk}: {done.stderr.strip().splitlines()[-1:]}")
+            raise StageError(f"gradcache bench, chunk={chunk}: {done.stderr.strip()[-1500:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return {"model": model, "device": device, "rows": rows}
 
 
 def markdown(result: dict) -> str:
-    base = result["rows"][0]
-    lines = [f"# Gradient caching: one BPR step, {base['questions']} questions + {base['questions']} hard negatives "
-             f"({result['model']}, {result['device']})", "",
+    rows = result["rows"]
+    base = next((r for r in rows if "error" not in r and r["chunk"] is None), None)
+    lines = [f"# Gradient caching: one BPR step, {rows[0]['questions']} questions + {rows[0]['questions']} hard "
+             f"negatives ({result['model']}, {result['device']})", "",
              "| chunk (questions) | peak memory MB | vs no chunking | step seconds | vs no chunking | loss |",
              "|---|---|---|---|---|---|"]
-    for row in result["rows"]:
-        lines.append(f"| {row['chunk'] or 'none (full batch)'} | {row['peak_mb']:.0f} | "
-                     f"{row['peak_mb'] / base['peak_mb']:.2f}x | {row['step_seconds']:.1f} | "
-                     f"{row['step_seconds'] / base['step_seconds']:.2f}x | {row['loss']:.4f} |")
+    for row in rows:
+        name = row["chunk"] or "none (full batch)"
+        if "error" in row:
+            lines.append(f"| {name} | {row['error']} | | | | |")
+            continue
+        mem = f"{row['peak_mb'] / base['peak_mb']:.2f}x" if base else "-"
+        sec = f"{row['step_seconds'] / base['step_seconds']:.2f}x" if base else "-"
+        lines.append(f"| {name} | {row['peak_mb']:.0f} | {mem} | {row['step_seconds']:.1f} | {sec} | {row['loss']:.4f} |")
     return "\n".join(lines) + "\n"

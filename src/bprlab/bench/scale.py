@@ -59,6 +59,7 @@ def _stage(stage: str, overrides: list[str], cwd: Path) -> dict:
 def run_scale_bench(sizes: list[int], out: Path, questions: int = 1000, method: str = "dpr") -> dict:
     from bprlab.bench.corpus import write_corpus
 
+    out = out.resolve()  # the stages run with the size's folder as their working directory
     out.mkdir(parents=True, exist_ok=True)
     model = tiny_bert(out / "tiny-bert")
     rows = []

@@ -12,10 +12,17 @@ from torch.utils.data import Sampler
 
 
 def text_lengths(table) -> np.ndarray:
-    """Character length of every passage text, computed by Arrow over the memory-mapped column."""
-    import pyarrow.compute as pc
+    """Byte length of every passage text, read from the Arrow column's offsets only: the texts themselves are
+    never touched (at 21M passages they are ~13 GB of mapped pages)."""
+    import pyarrow as pa
 
-    return pc.utf8_length(table.data.column("text")).to_numpy(zero_copy_only=False)
+    column = table.data.column("text")
+    parts = []
+    for chunk in column.chunks:
+        width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=width)[chunk.offset : chunk.offset + len(chunk) + 1]
+        parts.append(np.diff(offsets).astype(np.int64))
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def shard_rows(shard: int, shard_size: int, num_rows: int) -> range:

@@ -113,3 +113,19 @@ def test_reproduce_groups_a_tables_runs_in_wandb(monkeypatch, tmp_path):
     rep.reproduce(str(REPO / "experiments" / "tables" / "search.yaml"), [f"runs_root={tmp_path}", "wandb.group=mine"],
                   dataset="squad")
     assert seen == ["mine"] * 4
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.epochs=0", "train.epochs"), ("train.epochs=-1", "train.epochs"), ("train.max_steps=-2", "train.max_steps"),
+    ("optim.lr=-1", "optim"), ("train.devices=0", "train.devices"), ("encode.batch_size=0", "encode.batch_size"),
+    ("eval.question_batch_size=0", "eval.question_batch_size"), ("index.search_batch_size=0", "index.search_batch_size"),
+    ("data.num_workers=-1", "data.num_workers"), ("eval.max_questions=-1", "eval.max_questions"),
+    ("train.precision=foo", "train.precision"), ("train.accelerator=gpux", "train.accelerator"),
+    ("index.threads=0", "index.threads"), ("encode.part=3/2", "encode.part"),
+])
+def test_out_of_range_values_fail_before_anything_loads(override, key):
+    from bprlab.config import load_config
+    from bprlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])

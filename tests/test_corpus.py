@@ -7,7 +7,7 @@ from bprlab.eval.answers import has_answer
 
 def test_generated_files_are_deterministic_and_readable(tmp_path):
     a = write_corpus(tmp_path / "a", 500, num_questions=20, seed=3, words=30, chunk=64)
-    b = write_corpus(tmp_path / "b", 500, num_questions=20, seed=3, words=30, chunk=500)
+    write_corpus(tmp_path / "b", 500, num_questions=20, seed=3, words=30, chunk=500)  # other write chunking
     for name in ("psgs.tsv", "train.json", "test.qa.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     passages = list(iter_passages(a["passages"]))

@@ -101,6 +101,32 @@ def _reason(exc: OmegaConfBaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def _check_ranges(cfg: RunConfig, problems: list[str]) -> None:
+    """Values out of range fail here, before any model loads, instead of deep inside a library."""
+    train = cfg.train
+    if train.epochs < 1:
+        problems.append("train.epochs: must be >= 1 (checkpoint=pretrained evaluates the untrained encoder)")
+    if train.max_steps != -1 and train.max_steps < 1:
+        problems.append("train.max_steps: -1 (epochs decide) or >= 1")
+    if cfg.optim.lr < 0 or cfg.optim.eps <= 0 or cfg.optim.max_grad_norm < 0:
+        problems.append("optim: lr >= 0, eps > 0 and max_grad_norm >= 0 are required")
+    devices = train.devices
+    if not (devices == "auto" or (isinstance(devices, int) and devices >= 1)
+            or (isinstance(devices, list) and devices and all(isinstance(d, int) and d >= 0 for d in devices))):
+        problems.append(f"train.devices={devices!r}: auto, a count >= 1, or a list of device ids")
+    if train.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps", "tpu"):
+        problems.append(f"train.accelerator={train.accelerator!r}: one of auto, cpu, gpu, cuda, mps, tpu")
+
+    for key, value in (("eval.question_batch_size", cfg.eval.question_batch_size),
+                       ("index.search_batch_size", cfg.index.search_batch_size)):
+        if value < 1:
+            problems.append(f"{key}: must be >= 1")
+    if cfg.eval.max_questions is not None and cfg.eval.max_questions < 1:
+        problems.append("eval.max_questions: null (all) or >= 1")
+    if cfg.data.num_workers < 0:
+        problems.append("data.num_workers: must be >= 0")
+
+
 def encode_part(text: str) -> tuple[int, int] | None:
     """`i/n` -> (i, n), or None when malformed."""
     first, sep, second = str(text).partition("/")
@@ -164,6 +190,7 @@ def validate(cfg: RunConfig) -> None:
         if cfg.train.accumulate_grad_batches != 1:
             problems.append("train.grad_cache_chunk_size: gradient caching already makes the step's whole batch one "
                             "loss; use it with train.accumulate_grad_batches=1")
+    _check_ranges(cfg, problems)
     if not 0 <= cfg.optim.warmup_ratio < 1:
         problems.append("optim.warmup_ratio: expected 0 <= ratio < 1")
     if problems:

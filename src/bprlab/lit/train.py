@@ -14,6 +14,7 @@ from bprlab.config.loader import to_dict
 from bprlab.config.schema import RunConfig
 from bprlab.core.encoder import load_tokenizer
 from bprlab.data.collate import Collator
+from bprlab.errors import ConfigError
 from bprlab.lit.callbacks import SelectionCheckpoint
 from bprlab.lit.datamodule import RetrieverDataModule
 from bprlab.lit.loggers import make_logger
@@ -33,6 +34,12 @@ def make_collator(cfg: RunConfig, tokenizer=None) -> Collator:
 
 def make_trainer(cfg: RunConfig, callbacks: list, logger=False, **overrides) -> pl.Trainer:
     train = cfg.train
+    if train.accelerator in ("gpu", "cuda"):  # a config asks for hardware this machine lacks: say it in one line
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"config: train.accelerator={train.accelerator} but no CUDA device is visible here; "
+                              "use train.accelerator=cpu (or auto)")
     options = dict(
         accelerator=train.accelerator, devices=train.devices, num_nodes=train.num_nodes, strategy=train.strategy,
         precision=train.precision, max_epochs=train.epochs, max_steps=train.max_steps,

@@ -34,5 +34,4 @@ def _prefer_wide_vectors() -> None:
         os.environ["NUMBA_CPU_FEATURES"] = features + ",-prefer-256-bit"
 
 
-
 _prefer_wide_vectors()  # before any kernel module imports numba

@@ -12,7 +12,6 @@ import os
 import time
 from typing import Iterator
 
-
 import numba
 import numpy as np
 from llvmlite import ir

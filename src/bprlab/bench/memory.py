@@ -32,3 +32,9 @@ def reset_peak() -> None:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pass
+
+
+def rss_split_mb() -> dict:
+    """Resident memory now, split into anonymous (the process's own) and file-backed (mapped files such as the
+    memory-mapped passage store: page cache the kernel can reclaim)."""
+    return {"anon_mb": _field("RssAnon"), "file_mb": _field("RssFile")}

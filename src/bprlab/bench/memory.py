@@ -38,3 +38,32 @@ def rss_split_mb() -> dict:
     """Resident memory now, split into anonymous (the process's own) and file-backed (mapped files such as the
     memory-mapped passage store: page cache the kernel can reclaim)."""
     return {"anon_mb": _field("RssAnon"), "file_mb": _field("RssFile")}
+
+
+class AnonPeak:
+    """Samples the process's anonymous resident memory (RssAnon) every `interval` seconds in a daemon thread and
+    keeps the largest reading: the peak of the memory the process itself holds, which VmHWM mixes with the
+    file-backed pages of memory-mapped files."""
+
+    def __init__(self, interval: float = 0.05):
+        import threading
+
+        self.interval = interval
+        self.peak_mb = _field("RssAnon")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            value = _field("RssAnon")
+            if value is not None and (self.peak_mb is None or value > self.peak_mb):
+                self.peak_mb = value
+
+    def stop(self) -> float | None:
+        self._stop.set()
+        self._thread.join()
+        value = _field("RssAnon")
+        if value is not None and (self.peak_mb is None or value > self.peak_mb):
+            self.peak_mb = value
+        return self.peak_mb

@@ -18,10 +18,10 @@ from pathlib import Path
 WIKIPEDIA = 21_015_324
 STAGES = ("prepare", "encode", "index", "evaluate")
 CHILD = ("import json, sys, time; from bprlab.cli.main import main; "
-         "from bprlab.bench.memory import peak_mb, rss_split_mb; "
-         "t = time.perf_counter(); rc = main(sys.argv[1:]); "
+         "from bprlab.bench.memory import AnonPeak, peak_mb, rss_split_mb; "
+         "anon = AnonPeak(); t = time.perf_counter(); rc = main(sys.argv[1:]); "
          "print('BENCH ' + json.dumps({'rc': rc, 'seconds': time.perf_counter() - t, 'peak_mb': peak_mb(), "
-         "**rss_split_mb()}))")
+         "'anon_peak_mb': anon.stop(), **rss_split_mb()}))")
 
 
 def tiny_bert(out: Path) -> str:
@@ -92,17 +92,18 @@ def run_scale_bench(sizes: list[int], out: Path, questions: int = 1000, method: 
 def markdown(result: dict) -> str:
     lines = [f"# The pipeline at scale: {result['method'].upper()}, {result['model']}, {result['questions']} "
              "planted questions", "",
-             "| N | stage | seconds | peak RSS MB | at exit: anon / file-backed MB | seconds per 1M passages | "
-             "extrapolated to 21M |",
-             "|---|---|---|---|---|---|---|"]
+             "| N | stage | seconds | peak RSS MB | peak anonymous MB | at exit: anon / file-backed MB | "
+             "seconds per 1M passages | extrapolated to 21M |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
         n = row["num_passages"]
         for stage, values in row["stages"].items():
             per_million = values["seconds"] / n * 1e6
             split = (f"{values['anon_mb']:.0f} / {values['file_mb']:.0f}"
                      if values.get("anon_mb") is not None else "-")
-            lines.append(f"| {n:,} | {stage} | {values['seconds']:.1f} | {values['peak_mb']:.0f} | {split} | "
+            anon = f"{values['anon_peak_mb']:.0f}" if values.get("anon_peak_mb") is not None else "-"
+            lines.append(f"| {n:,} | {stage} | {values['seconds']:.1f} | {values['peak_mb']:.0f} | {anon} | {split} | "
                          f"{per_million:.0f} | {per_million * WIKIPEDIA / 1e6 / 60:.0f} min |")
         recall = ", ".join(f"{k} {v:.1f}" for k, v in row["recall"].items())
-        lines.append(f"| {n:,} | (evaluation) | | | | | {recall} |")
+        lines.append(f"| {n:,} | (evaluation) | | | | | | {recall} |")
     return "\n".join(lines) + "\n"

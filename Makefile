@@ -16,7 +16,7 @@ export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow prepare run reproduce report sweep bench data clean
+.PHONY: help install demo test test-slow prepare run reproduce report sweep bench beir-fixture data clean
 
 help: ## List the targets
 	@if [ -t 1 ]; then on='\033[36m'; off='\033[0m'; else on=''; off=''; fi; \
@@ -62,6 +62,10 @@ sweep: $(STAMP) ## A W&B sweep (local resumable agent without credentials): make
 
 bench: $(STAMP) ## Search speed, BPR vs DPR on synthetic data (~10 min): runs/bench/bench.{json,md} + plot
 	$(BIN)/bprlab bench search $(ARGS)
+
+beir-fixture: $(STAMP) ## squad exported as a BEIR folder (dev questions, gold passages as qrels): data/squad-beir
+	$(BIN)/bprlab prepare experiments/squad/base.yaml
+	$(BIN)/python -m bprlab.data.beir_export data/squad data/squad-beir
 
 data: $(STAMP) ## Fetch DPR's public NQ / TriviaQA files (needs internet): make data DATASET=nq|trivia
 	$(BIN)/bprlab download $(DATASET) $(ARGS)

@@ -22,6 +22,7 @@ from bprlab.config.schema import Checkpoint, IndexConfig, IndexKind, RunConfig
 from bprlab.errors import StageError
 
 log = logging.getLogger(__name__)
+NAMED_CHECKPOINTS = tuple(c.value for c in Checkpoint)
 
 
 def index_build_tag(cfg: IndexConfig) -> str:
@@ -33,12 +34,14 @@ def index_build_tag(cfg: IndexConfig) -> str:
     if cfg.kind is IndexKind.lsh:
         return f"lsh-{cfg.rotation.value}-{cfg.code_bits or 'd'}bits"
     if cfg.kind is IndexKind.pq:
-        return f"pq-{cfg.pq_subquantizers or 'd8'}x{cfg.pq_bits}"
+        return f"pq-{cfg.pq_subquantizers or 'd8'}x{cfg.pq_bits}" + ("-rescore" if cfg.rescore else "")
     if cfg.kind is IndexKind.hnsw:
         return f"hnsw-m{cfg.hnsw_m}-efc{cfg.hnsw_ef_construction}"
     if cfg.kind is IndexKind.factory:
-        return "factory-" + re.sub(r"[^A-Za-z0-9]+", "_", cfg.factory or "")
-    return cfg.kind.value
+        tag = "factory-" + re.sub(r"[^A-Za-z0-9]+", "_", cfg.factory or "")
+    else:
+        tag = cfg.kind.value
+    return tag + ("-rescore" if cfg.rescore else "")
 
 
 def search_tag(cfg: IndexConfig) -> str:
@@ -46,8 +49,10 @@ def search_tag(cfg: IndexConfig) -> str:
     tag = index_build_tag(cfg)
     if cfg.kind is IndexKind.hnsw:
         return f"{tag}-ef{cfg.hnsw_ef_search}"
+    if cfg.kind is IndexKind.rabitq:
+        tag += f"-qb{cfg.rabitq_query_bits}"
     if not cfg.kind.binary:
-        return tag
+        return tag + (f"-l{cfg.num_candidates}" if cfg.rescore else "")
     if cfg.kind is IndexKind.binary_hash:
         tag += f"-flip{cfg.hash_flips}"
     if not cfg.candidate_generation:
@@ -77,33 +82,50 @@ class RunPaths:
 
     @property
     def weights_tag(self) -> str:
-        return self.cfg.checkpoint.value
+        value = str(self.cfg.checkpoint)
+        if value in NAMED_CHECKPOINTS:
+            return value
+        return "ckpt-" + re.sub(r"[^A-Za-z0-9]+", "_", Path(value).stem)  # the stamps inside hold its content hash
+
+    @property
+    def data_root(self) -> Path:
+        """Where this run's encodings, indexes and evaluations of the configured corpus live: the run folder for
+        its own dataset, runs/<name>/datasets/<kind>-<folder>/ for a BEIR / jsonl folder it is evaluated on."""
+        data = self.cfg.data
+        if not data.dataset.folder:
+            return self.root
+        return self.root / "datasets" / f"{data.dataset.value}-{Path(data.path or '').name or 'data'}"
 
     def passages(self, representation: str) -> Path:
-        return self.root / "passages" / f"{self.weights_tag}-{representation}"
+        return self.data_root / "passages" / f"{self.weights_tag}-{representation}"
 
     @property
     def index(self) -> Path:
-        return self.root / "index" / f"{self.weights_tag}-{index_build_tag(self.cfg.index)}"
+        return self.data_root / "index" / f"{self.weights_tag}-{index_build_tag(self.cfg.index)}"
 
     @property
     def eval(self) -> Path:
-        return self.root / "eval" / f"{self.weights_tag}-{search_tag(self.cfg.index)}"
+        return self.data_root / "eval" / f"{self.weights_tag}-{search_tag(self.cfg.index)}"
 
     def record(self) -> None:
         """Write the resolved config and provenance beside the run's artifacts."""
-        write_text(self.root / "config.yaml", to_yaml(self.cfg))
-        write_json(self.root / "provenance.json", provenance(to_dict(self.cfg), self.cfg.seed))
+        write_text(self.data_root / "config.yaml", to_yaml(self.cfg))
+        write_json(self.data_root / "provenance.json", provenance(to_dict(self.cfg), self.cfg.seed))
 
     def checkpoint(self) -> Path | None:
         """The weights `cfg.checkpoint` names: None for the pretrained (zero-shot) encoder."""
-        if self.cfg.checkpoint is Checkpoint.pretrained:
+        if self.cfg.checkpoint == Checkpoint.pretrained:
             return None
+        if str(self.cfg.checkpoint) not in NAMED_CHECKPOINTS:
+            path = Path(self.cfg.checkpoint)
+            if not path.is_file():
+                raise StageError(f"checkpoint={self.cfg.checkpoint}: no such checkpoint file")
+            return path
         if not self.train_summary.is_file():
             raise StageError(f"{self.root}: no finished training here (train.json missing); run `bprlab train` first")
         summary = read_json(self.train_summary)
-        name = summary.get("best_checkpoint") if self.cfg.checkpoint is Checkpoint.best else None
-        if self.cfg.checkpoint is Checkpoint.best and not name:
+        name = summary.get("best_checkpoint") if self.cfg.checkpoint == Checkpoint.best else None
+        if self.cfg.checkpoint == Checkpoint.best and not name:
             log.warning("%s: no checkpoint was selected (train.select_from_epoch not reached); using last", self.root)
         path = self.checkpoints / (name or summary["last_checkpoint"])
         if not path.is_file():

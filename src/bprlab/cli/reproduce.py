@@ -23,7 +23,7 @@ from bprlab.errors import ConfigError
 from bprlab.eval.report import markdown_table, summary_row
 
 log = logging.getLogger("bprlab")
-ROW_KEYS = {"method", "experiment", "overrides", "paper"}
+ROW_KEYS = {"method", "experiment", "overrides", "paper", "family"}
 DATASETS = ("squad", "nq", "trivia")
 
 
@@ -33,6 +33,7 @@ class Row:
     experiment: Path
     overrides: list[str] = field(default_factory=list)
     paper: dict = field(default_factory=dict)  # {metric: value} for the chosen dataset
+    family: str | None = None  # rows of one family are one method at several budgets: a line in the plots
 
 
 @dataclass
@@ -57,7 +58,8 @@ def read_table(path: str | Path, dataset: str | None = None) -> Table:
     rows = []
     for i, row in enumerate(raw["rows"]):
         if not isinstance(row, dict) or not {"method", "experiment"} <= set(row) or set(row) - ROW_KEYS:
-            raise ConfigError(f"{path}: rows[{i}]: expected keys method, experiment and optionally overrides, paper")
+            raise ConfigError(f"{path}: rows[{i}]: expected keys method, experiment and optionally overrides, paper, "
+                              "family")
         if not isinstance(row.get("overrides", []), list):
             raise ConfigError(f"{path}: rows[{i}].overrides: expected a list of key=value strings")
         experiment = str(row["experiment"])
@@ -66,7 +68,9 @@ def read_table(path: str | Path, dataset: str | None = None) -> Table:
                 raise ConfigError(f"{path}: rows[{i}] depends on the dataset: pass --dataset ({', '.join(DATASETS)})")
             experiment = experiment.replace("{dataset}", dataset)
         paper = (row.get("paper") or {}).get(dataset, {}) if dataset else {}
-        rows.append(Row(str(row["method"]), path.parent / experiment, list(row.get("overrides", [])), paper))
+        family = row.get("family")
+        rows.append(Row(str(row["method"]), path.parent / experiment, list(row.get("overrides", [])), paper,
+                        str(family) if family is not None else None))
     name = raw.get("name", path.stem)
     uses_dataset = any("{dataset}" in str(r["experiment"]) for r in raw["rows"])
     return Table(name, raw.get("note", ""), rows, dataset if uses_dataset else None)
@@ -86,7 +90,7 @@ def reproduce(table_path: str, overrides: list[str], dataset: str | None = None)
         metrics = stages.run(cfg)
         if metrics is None:  # a non-zero DDP rank: rank 0 evaluates and writes the summary
             continue
-        results.append({**summary_row(row.method, metrics, run=cfg.name), "paper": row.paper,
+        results.append({**summary_row(row.method, metrics, run=cfg.name, family=row.family), "paper": row.paper,
                         "experiment": str(row.experiment), "overrides": row.overrides})
     if not results:
         return results
@@ -95,6 +99,12 @@ def reproduce(table_path: str, overrides: list[str], dataset: str | None = None)
     write_json(out / "summary.json", results)  # one row per method
     write_json(out / "table.json", {"table": table.name, "dataset": table.dataset, "note": table.note,
                                     "command": command})
-    write_text(out / "summary.md", f"# {table.run_name}\n\n{table.note.strip()}\n\n`{command}`\n\n{md}\n")
-    print(f"\n{md}\n\nwritten: {out / 'summary.json'}, {out / 'summary.md'}", file=sys.stdout)
+    from bprlab.eval.plots import table_plots
+
+    plots = table_plots({"table": table.name, "dataset": table.dataset, "run_name": table.run_name, "rows": results},
+                        out / "plots")
+    images = "".join(f"\n![{p.stem}](plots/{p.name})" for p in plots)
+    write_text(out / "summary.md", f"# {table.run_name}\n\n{table.note.strip()}\n\n`{command}`\n\n{md}\n{images}\n")
+    print(f"\n{md}\n\nwritten: {out / 'summary.json'}, {out / 'summary.md'}, {len(plots)} plots in {out / 'plots'}",
+          file=sys.stdout)
     return results

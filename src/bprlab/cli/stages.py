@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bprlab.config.schema import Checkpoint, DatasetName, RunConfig
 from bprlab.errors import StageError
-from bprlab.runs import RunPaths
+from bprlab.runs import NAMED_CHECKPOINTS, RunPaths
 
 log = logging.getLogger("bprlab")
 
@@ -22,8 +22,8 @@ def prepare(cfg: RunConfig, force: bool = False) -> None:
     if cfg.data.dataset is DatasetName.squad:
         manifest = prepare_squad(cfg.data.squad, paths.passages.parent, force=force)
         log.info("squad: %s", json.dumps(manifest["counts"]))
-    for path in (paths.train, paths.dev, paths.test, paths.passages):
-        if not Path(path).is_file():
+    for path in (paths.train, paths.dev, paths.test, paths.passages, paths.qrels):
+        if path is not None and not Path(path).is_file():
             hint = f"; run `make data DATASET={cfg.data.dataset.value}`" if cfg.data.dataset.value in ("nq", "trivia") else ""
             raise StageError(f"{path}: not found{hint}")
     store = PassageStore.open(paths.passages)
@@ -33,8 +33,16 @@ def prepare(cfg: RunConfig, force: bool = False) -> None:
 def train(cfg: RunConfig, force: bool = False) -> None:
     from bprlab.lit.train import train as fit
 
-    if cfg.checkpoint is Checkpoint.pretrained:
+    if cfg.checkpoint == Checkpoint.pretrained:
         log.info("checkpoint=pretrained: nothing to train for %s", cfg.name)
+        return
+    if str(cfg.checkpoint) not in NAMED_CHECKPOINTS:
+        log.info("checkpoint=%s: using those weights, nothing to train", cfg.checkpoint)
+        return
+    if cfg.data.dataset.folder and not cfg.data.train_file:
+        RunPaths(cfg).checkpoint()  # the run must already be trained (a clear error otherwise)
+        log.info("data.dataset=%s is evaluated, not trained on: using the weights already trained in %s",
+                 cfg.data.dataset.value, RunPaths(cfg).root)
         return
     RunPaths(cfg).record()
     summary = fit(cfg, force=force)
@@ -66,6 +74,10 @@ def index(cfg: RunConfig, force: bool = False) -> None:
 def evaluate(cfg: RunConfig, force: bool = False) -> dict | None:
     from bprlab.eval.retrieval import evaluate as run_evaluate
 
+    if cfg.data.dataset.folder:  # an evaluation-only folder: its store, encoding and index are made on first use
+        prepare(cfg)
+        encode(cfg, force=force)
+        index(cfg, force=force)
     if not _is_rank_zero():
         return None
     metrics = run_evaluate(cfg)

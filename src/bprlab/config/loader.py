@@ -164,6 +164,16 @@ def validate(cfg: RunConfig) -> None:
         problems.append("index.threads: a positive number of threads, or null for every core")
     if cfg.index.num_candidates < 1:
         problems.append("index.num_candidates: must be >= 1")
+    if str(cfg.checkpoint) not in ("best", "last", "pretrained") and not str(cfg.checkpoint).endswith(".ckpt"):
+        problems.append(f"checkpoint={cfg.checkpoint!r}: best, last, pretrained or the path of a .ckpt file")
+    if cfg.data.dataset.folder and not cfg.data.path:
+        problems.append(f"data.dataset={cfg.data.dataset.value} reads a folder: set data.path")
+    if cfg.index.rescore and not cfg.index.kind.rescorable:
+        problems.append(f"index.rescore: re-scores a quantised float index (pq, int8, rabitq, factory), not "
+                        f"index.kind={cfg.index.kind.value}" + ("; binary kinds rerank from the codes with "
+                                                                "index.rerank" if binary else ""))
+    if not 0 <= cfg.index.rabitq_query_bits <= 8:
+        problems.append("index.rabitq_query_bits: 0 (float question) to 8")
     if not cfg.eval.top_k or min(cfg.eval.top_k) < 1:
         problems.append("eval.top_k: a non-empty list of positive integers")
     elif binary and cfg.index.candidate_generation:

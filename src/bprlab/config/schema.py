@@ -27,7 +27,14 @@ class DatasetName(str, Enum):
     squad = "squad"
     nq = "nq"
     trivia = "trivia"
-    custom = "custom"  # every path given explicitly
+    custom = "custom"  # DPR-format files, every path given explicitly (data.*_file)
+    beir = "beir"  # a BEIR folder (data.path): corpus.jsonl, queries.jsonl, qrels/<data.split>.tsv
+    jsonl = "jsonl"  # a folder (data.path): corpus.jsonl + queries.jsonl with answers and/or relevant ids
+
+    @property
+    def folder(self) -> bool:
+        """Read from a folder named by data.path; evaluation only unless data.train_file/dev_file are given."""
+        return self in (DatasetName.beir, DatasetName.jsonl)
 
 
 class AnswerMatch(str, Enum):
@@ -52,13 +59,21 @@ class IndexKind(str, Enum):
     binary_hash = "binary_hash"  # Hamming hash-table lookup (IndexBinary[Multi]Hash) + rerank: BPR
     lsh = "lsh"  # post-hoc: sign of (rotated) projections of DPR embeddings, Hamming search (IndexLSH)
     pq = "pq"  # post-hoc: product quantisation of DPR embeddings, asymmetric inner product (IndexPQ)
+    int8 = "int8"  # post-hoc: 8-bit scalar quantisation of DPR embeddings, exact search (IndexScalarQuantizer QT_8bit)
+    rabitq = "rabitq"  # post-hoc: RaBitQ (IndexRaBitQ): one bit per dimension + two floats per passage
     hnsw = "hnsw"  # DPR + HNSW graph (IndexHNSWFlat): the speed reference of the official README
     factory = "factory"  # any faiss index_factory string over float embeddings (index.factory)
+    bm25 = "bm25"  # lexical BM25 over the passage texts (bm25s): no encoder; the floor every dense row faces
 
     @property
     def binary(self) -> bool:
         """Searches packed BPR codes (Hamming candidates + rerank) rather than float embeddings."""
         return self in (IndexKind.binary_flat, IndexKind.binary_hash)
+
+    @property
+    def rescorable(self) -> bool:
+        """A quantised float index whose top-l can be re-scored from the kept float vectors (index.rescore)."""
+        return self in (IndexKind.pq, IndexKind.int8, IndexKind.rabitq, IndexKind.factory)
 
 
 class SearchBackend(str, Enum):
@@ -76,6 +91,11 @@ class Rotation(str, Enum):
     none = "none"  # sign of the coordinates themselves (needs index.code_bits = dimension)
     random = "random"  # a random orthogonal projection (classic LSH)
     itq = "itq"  # a learned rotation: iterative quantisation (ITQ), fitted on the passage embeddings
+
+
+class Pooling(str, Enum):
+    cls = "cls"  # the [CLS] hidden state: the paper, DPR, BPR
+    mean = "mean"  # attention-masked mean of the token states: how sentence-transformers models (MiniLM) were trained
 
 
 class LoggerKind(str, Enum):
@@ -102,6 +122,8 @@ class SquadConfig:
 class DataConfig:
     dataset: DatasetName = DatasetName.squad
     root: str = "data"  # prepared and downloaded files live under root/<dataset>/
+    path: Optional[str] = None  # dataset=beir|jsonl: the folder holding corpus.jsonl, queries.jsonl (and qrels/)
+    split: str = "test"  # dataset=beir: which qrels/<split>.tsv the evaluation reads
     # Empty means the dataset's conventional file under root/<dataset>/ (see bprlab.data.registry).
     train_file: Optional[str] = None
     dev_file: Optional[str] = None
@@ -126,6 +148,10 @@ class DataConfig:
 class ModelConfig:
     name: str = "minilm"  # `minilm` = the packaged all-MiniLM-L6-v2; the paper uses bert-base-uncased
     projection_dim: Optional[int] = None  # a linear layer on [CLS] sets the code length; None keeps hidden size
+    # How a tower turns token states into e. The paper's [CLS] is the default for every encoder; the packaged
+    # MiniLM declares mean pooling + L2 normalisation as its own (its modules.json): experiments/squad/zero_shot_own.yaml.
+    pooling: Pooling = Pooling.cls
+    normalize: bool = False  # L2-normalise e (inner product = cosine), as sentence-transformers' Normalize module
     # Token type of the passage text segment in `[CLS] title [SEP] text [SEP]`; None: 1 for bpr, 0 for dpr.
     passage_text_token_type: Optional[int] = None
 
@@ -216,6 +242,12 @@ class IndexConfig:
     rotation: Rotation = Rotation.random  # lsh only
     pq_subquantizers: Optional[int] = None  # pq: M; None = dimension / 8, i.e. BPR's bytes with 8-bit codes
     pq_bits: int = 8
+    rabitq_query_bits: int = 4  # rabitq: bits of the quantised question (faiss `qb`; 0 = float question)
+    # Quantised float kinds (pq, int8, rabitq, factory): re-score the top index.num_candidates with exact inner
+    # products against the original float vectors, which the index then keeps beside the codes (faiss
+    # IndexRefineFlat). bytes_per_passage stays the code size; rescore_bytes_per_passage counts the kept floats.
+    # Binary kinds rerank with index.rerank instead, from the codes alone (no extra bytes).
+    rescore: bool = False
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 128
@@ -246,7 +278,9 @@ class RunConfig:
     method: Method = Method.bpr
     seed: int = 42
     runs_root: str = "runs"  # the run directory is runs_root/name
-    checkpoint: Checkpoint = Checkpoint.best  # which weights encode / evaluate use
+    # Which weights encode / evaluate use: best | last | pretrained (the untrained encoder), or the path of a
+    # Lightning checkpoint (*.ckpt) from any run, e.g. to evaluate it on another dataset.
+    checkpoint: str = Checkpoint.best.value
     logger: LoggerKind = LoggerKind.csv
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

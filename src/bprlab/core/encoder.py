@@ -43,16 +43,46 @@ def _load_backbone(name: str) -> nn.Module:
         return AutoModel.from_pretrained(path)
 
 
-class Tower(nn.Module):
-    """One encoder: backbone -> [CLS] hidden state -> optional projection (Linear + LayerNorm).
+POOLINGS = ("cls", "mean")
 
-    The projection follows the official BPR code (studio-ousia/bpr, bpr/biencoder.py, `BiEncoderModel`, af29763);
-    its output size is the code length.
+
+def declared_pooling(name: str) -> dict | None:
+    """The pooling a sentence-transformers model folder declares for itself (modules.json + 1_Pooling/config.json):
+    {"pooling": "mean" | "cls", "normalize": bool}, or None for a plain Hugging Face model (BERT: [CLS])."""
+    import json
+
+    folder = Path(resolve_model_name(name))
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+    except (OSError, ValueError):
+        return None
+    pooling, normalize = None, False
+    for module in modules:
+        kind = str(module.get("type", ""))
+        if kind.endswith("models.Pooling"):
+            config = json.loads((folder / module.get("path", "") / "config.json").read_text())
+            pooling = "mean" if config.get("pooling_mode_mean_tokens") else \
+                "cls" if config.get("pooling_mode_cls_token") else None
+        normalize = normalize or kind.endswith("models.Normalize")
+    return None if pooling is None else {"pooling": pooling, "normalize": normalize}
+
+
+class Tower(nn.Module):
+    """One encoder: backbone -> pooled hidden state -> optional projection (Linear + LayerNorm) -> optional L2
+    normalisation.
+
+    Pooling is the [CLS] hidden state (the paper, DPR and BPR) or the attention-masked mean of the token states
+    (what sentence-transformers models such as all-MiniLM-L6-v2 were trained with, `model.pooling=mean`). The
+    projection follows the official BPR code (studio-ousia/bpr, bpr/biencoder.py, `BiEncoderModel`, af29763); its
+    output size is the code length.
     """
 
-    def __init__(self, backbone: nn.Module, projection_dim: int | None = None):
+    def __init__(self, backbone: nn.Module, projection_dim: int | None = None, pooling: str = "cls",
+                 normalize: bool = False):
         super().__init__()
-        self.backbone = backbone
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.backbone, self.pooling, self.normalize = backbone, pooling, normalize
         hidden = backbone.config.hidden_size
         self.projection = None
         if projection_dim is not None:
@@ -64,8 +94,14 @@ class Tower(nn.Module):
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        cls = self.backbone(**kwargs).last_hidden_state[:, 0]  # (B, H)
-        return cls if self.projection is None else self.projection(cls)  # (B, D)
+        states = self.backbone(**kwargs).last_hidden_state  # (B, T, H)
+        if self.pooling == "cls":
+            pooled = states[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(states.dtype)  # (B, T, 1)
+            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        out = pooled if self.projection is None else self.projection(pooled)  # (B, D)
+        return nn.functional.normalize(out, dim=-1) if self.normalize else out
 
 
 class BiEncoder(nn.Module):
@@ -79,12 +115,22 @@ class BiEncoder(nn.Module):
         self.passage_tower = passage_tower
 
     @classmethod
-    def from_pretrained(cls, name: str, projection_dim: int | None = None) -> "BiEncoder":
+    def from_pretrained(cls, name: str, projection_dim: int | None = None, pooling: str = "cls",
+                        normalize: bool = False) -> "BiEncoder":
         """Both towers start from the same checkpoint and do not share weights."""
         return cls(
-            Tower(_load_backbone(name), projection_dim),
-            Tower(_load_backbone(name), projection_dim),
+            Tower(_load_backbone(name), projection_dim, pooling, normalize),
+            Tower(_load_backbone(name), projection_dim, pooling, normalize),
         )
+
+    @classmethod
+    def from_model_config(cls, model: dict) -> "BiEncoder":
+        """From a `model:` config section (a dict or the schema's ModelConfig); keys absent in older
+        checkpoints' configs take the paper's defaults ([CLS], no normalisation)."""
+        get = model.get if isinstance(model, dict) else lambda key, default=None: getattr(model, key, default)
+        pooling = get("pooling", "cls")
+        return cls.from_pretrained(get("name"), get("projection_dim"), getattr(pooling, "value", pooling) or "cls",
+                                   bool(get("normalize", False)))
 
     @property
     def dim(self) -> int:
@@ -101,6 +147,6 @@ def load_biencoder(checkpoint: str | Path) -> tuple[BiEncoder, dict]:
     """A trained BiEncoder from a Lightning checkpoint, built from the config saved inside it."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     config = state["hyper_parameters"]["config"]
-    model = BiEncoder.from_pretrained(config["model"]["name"], config["model"]["projection_dim"])
+    model = BiEncoder.from_model_config(config["model"])
     model.load_state_dict({k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")})
     return model, config

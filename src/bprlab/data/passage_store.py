@@ -55,6 +55,7 @@ class PassageStore:
             if {k: saved.get(k) for k in stamp} == stamp and saved.get("sha256"):
                 return cls(datasets.load_from_disk(str(store_dir)), saved)
         log.info("building the passage store %s from %s (once)", store_dir, tsv)
+        datasets.disable_progress_bars()  # one log line says it; per-split bars would bury an error about a record
         features = datasets.Features({k: datasets.Value("string") for k in ("id", "title", "text")})
         with tempfile.TemporaryDirectory(dir=store_dir.parent) as cache, atomic_dir(store_dir) as tmp:
             try:
@@ -77,6 +78,12 @@ class PassageStore:
 
     def texts(self, rows: Sequence[int]) -> list[str]:
         return self.table[[int(r) for r in rows]]["text"] if len(rows) else []
+
+    def title_texts(self, batch_size: int = 10_000) -> Iterator[str]:
+        """`title text` of every passage in row order, read a batch at a time (what lexical indexes consume)."""
+        for start in range(0, len(self.table), batch_size):
+            part = self.table[start : start + batch_size]
+            yield from (f"{title} {text}" for title, text in zip(part["title"], part["text"]))
 
     def ids(self, rows: Sequence[int]) -> list[str]:
         return self.table[[int(r) for r in rows]]["id"] if len(rows) else []

@@ -36,8 +36,14 @@ def _open(path: Path):
 
 
 def iter_passages(path: str | Path) -> Iterator[Passage]:
-    """Stream passages from a DPR passages TSV (21M rows for psgs_w100: never materialised here)."""
+    """Stream passages from a DPR passages TSV (21M rows for psgs_w100: never materialised here), or from a
+    BEIR / jsonl corpus.jsonl (bprlab.data.beir)."""
     path = Path(path)
+    if path.suffix == ".jsonl":
+        from bprlab.data.beir import iter_corpus
+
+        yield from iter_corpus(path)
+        return
     with _open(path) as handle:
         rows = csv.reader(handle, delimiter="\t")
         header = next(rows, None)

@@ -25,7 +25,10 @@ class BiencoderRecord:
 
 @dataclass
 class QARecord:
-    """One row of {nq,trivia}-{dev,test}.qa.csv: a question and its answer strings (or regexes)."""
+    """A test question: a row of {nq,trivia}-{dev,test}.qa.csv (question + answer strings or regexes), or a BEIR /
+    jsonl query with its id and relevance judgements {document id: grade}."""
 
     question: str
     answers: list[str]
+    id: str | None = None
+    relevant: dict[str, int] | None = None

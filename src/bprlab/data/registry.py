@@ -27,11 +27,18 @@ DOWNLOADS = {
 
 @dataclass(frozen=True)
 class DataPaths:
-    train: Path
-    dev: Path
-    test: Path
+    train: Path | None  # None: an evaluation-only dataset (beir / jsonl without data.train_file)
+    dev: Path | None
+    test: Path  # DPR qa file, or the folder's queries.jsonl
     passages: Path
     answer_match: AnswerMatch
+    qrels: Path | None = None  # beir: qrels/<split>.tsv
+
+    def training(self) -> tuple[Path, Path]:
+        if self.train is None or self.dev is None:
+            raise ConfigError("config: this dataset has no training data (an evaluation-only BEIR / jsonl folder); "
+                              "train on another dataset, or give data.train_file and data.dev_file")
+        return self.train, self.dev
 
 
 def _defaults(cfg: DataConfig) -> dict[str, Path]:
@@ -53,6 +60,14 @@ def _defaults(cfg: DataConfig) -> dict[str, Path]:
             "test": base / f"{name}-test.qa.csv",
             "passages": root / "wikipedia" / "psgs_w100.tsv",
         }
+    if cfg.dataset.folder and cfg.path:
+        from bprlab.data.beir import CORPUS, QRELS, QUERIES
+
+        folder = Path(cfg.path)
+        out = {"passages": folder / CORPUS, "test": folder / QUERIES}
+        if cfg.dataset is DatasetName.beir:
+            out["qrels"] = folder / QRELS / f"{cfg.split}.tsv"
+        return out
     return {}
 
 
@@ -60,7 +75,8 @@ def data_paths(cfg: DataConfig) -> DataPaths:
     defaults = _defaults(cfg)
     given = {"train": cfg.train_file, "dev": cfg.dev_file, "test": cfg.test_file, "passages": cfg.passages_file}
     paths = {key: Path(value) if value else defaults.get(key) for key, value in given.items()}
-    missing = [f"data.{key}_file" for key, value in paths.items() if value is None]
+    needed = ("test", "passages") if cfg.dataset.folder else tuple(paths)
+    missing = [f"data.{key}_file" for key in needed if paths[key] is None]
     if missing:
-        raise ConfigError(f"config: data.dataset=custom needs {', '.join(missing)}")
-    return DataPaths(answer_match=cfg.answer_match, **paths)
+        raise ConfigError(f"config: data.dataset={cfg.dataset.value} needs {', '.join(missing)}")
+    return DataPaths(answer_match=cfg.answer_match, qrels=defaults.get("qrels"), **paths)

@@ -11,7 +11,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from bprlab.artifacts import atomic_path, write_text
+from bprlab.artifacts import write_text
+from bprlab.eval.report import RELEVANCE_COLUMNS
+from bprlab.eval.plots import pyplot, bars, frontier, save
 
 PAPER_METRICS = ("top1", "top20", "top100")
 HEADER = """# Results
@@ -47,7 +49,8 @@ def section(table: dict) -> str:
     for metric in PAPER_METRICS:
         head += [f"{metric} paper", f"{metric} ours", f"{metric} Δ"] if with_paper else [metric]
     head.insert(2 if not with_paper else 4, "top5")
-    head += ["bytes/passage", "index bytes", "ms/query", "scanned"]
+    relevance = [k for k in RELEVANCE_COLUMNS if any(row.get(k) is not None for row in table["rows"])]
+    head += relevance + ["bytes/passage", "index bytes", "ms/query", "scanned"]
     lines = [f"## {table['run_name']}", "", table.get("note", "").strip(), ""]
     if table.get("command"):
         lines += [f"`{table['command']}`", ""]
@@ -63,7 +66,10 @@ def section(table: dict) -> str:
             else:
                 cells.append(_num(ours))
         cells.insert(2 if not with_paper else 4, _num(row.get("top5")))
-        cells += [f"{row.get('bytes_per_passage', '')}", f"{row.get('index_bytes', 0):,}",
+        rescore = row.get("rescore_bytes_per_passage")
+        cells += [_num(row.get(k)) for k in relevance]
+        cells += [f"{row.get('bytes_per_passage', '')}" + (f" (+{rescore} kept floats)" if rescore else ""),
+                  f"{row.get('index_bytes', 0):,}",
                   _num(row.get("ms_per_query"), 3), _num(row.get("scanned_fraction"), 2)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -83,59 +89,21 @@ def write_results(runs: str | Path = "runs", out: str | Path = "experiments") ->
     return path
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    return path
-
-
 def plot_frontiers(tables: list[dict], folder: Path) -> list[Path]:
-    """top-20 against bytes per passage, one point per distinct (run, search) of a dataset."""
+    """Accuracy against bytes per passage and ms/query, every distinct (run, search) of a dataset."""
     by_dataset: dict[str, dict[tuple, dict]] = defaultdict(dict)
     for table in tables:
         for row in table["rows"]:
-            if row.get("top20") is not None and row.get("bytes_per_passage"):
-                by_dataset[table.get("dataset") or "demo"][(row.get("run"), row.get("search"))] = row
-    plt, paths = _pyplot(), []
-    for dataset, rows in sorted(by_dataset.items()):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for row in rows.values():
-            ax.scatter(row["bytes_per_passage"], row["top20"], s=25)
-            ax.annotate(row["method"], (row["bytes_per_passage"], row["top20"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
-        ax.set_xscale("log", base=2)
-        ax.set(xlabel="bytes per passage (log scale)", ylabel="top-20 accuracy (%)",
-               title=f"Memory / accuracy frontier ({dataset})")
-        ax.grid(alpha=0.3)
-        paths.append(_save(fig, folder / f"frontier_{dataset}.png"))
-        plt.close(fig)
-    return paths
+            by_dataset[table.get("dataset") or "demo"][(row.get("run"), row.get("search"), row.get("data_path"))] = row
+    made = [frontier(list(rows.values()), dataset, folder / f"frontier_{dataset}.png")
+            for dataset, rows in sorted(by_dataset.items())]
+    return [p for p in made if p is not None]
 
 
 def plot_tables(tables: list[dict], folder: Path) -> list[Path]:
-    """One chart per table: top-1/20/100 across its rows (an ablation's curve)."""
-    plt, paths = _pyplot(), []
-    for table in tables:
-        rows = table["rows"]
-        fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(rows)), 4))
-        for metric, marker in (("top1", "o"), ("top20", "s"), ("top100", "^")):
-            ax.plot(range(len(rows)), [r.get(metric) for r in rows], marker=marker, label=metric)
-        ax.set_xticks(range(len(rows)), [r["method"] for r in rows], rotation=30, ha="right", fontsize=8)
-        ax.set(ylabel="accuracy (%)", title=table["run_name"])
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-        paths.append(_save(fig, folder / f"{table['run_name']}.png"))
-        plt.close(fig)
-    return paths
+    """One bar chart per table (its rows are categories: bars, never a line)."""
+    made = [bars(table["rows"], table["run_name"], folder / f"{table['run_name']}.png") for table in tables]
+    return [p for p in made if p is not None]
 
 
 def write_sweep_report(folder: str | Path, metric: str | None = None) -> Path:
@@ -159,7 +127,7 @@ def write_sweep_report(folder: str | Path, metric: str | None = None) -> Path:
 
 
 def plot_sweep_key(rows: list[dict], key: str, metric: str, folder: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     values = [r["params"].get(key) for r in rows]
     scores = [r["metrics"].get(metric) for r in rows]
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
@@ -173,6 +141,6 @@ def plot_sweep_key(rows: list[dict], key: str, metric: str, folder: Path) -> Pat
         ax.set_xticks(range(len(labels)), labels)
     ax.set(xlabel=key, ylabel=f"test/{metric} (%)", title=f"{metric} vs {key}")
     ax.grid(alpha=0.3)
-    path = _save(fig, folder / f"{metric}_vs_{key.replace('.', '_')}.png")
+    path = save(fig, folder / f"{metric}_vs_{key.replace('.', '_')}.png")
     plt.close(fig)
     return path

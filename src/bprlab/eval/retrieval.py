@@ -1,4 +1,5 @@
-"""The evaluate stage: test questions -> search the saved index -> DPR top-k accuracy + memory and latency.
+"""The evaluate stage: test questions -> search the saved index -> DPR top-k accuracy (answer strings) and/or
+qrels metrics (nDCG@10, MRR@10, recall; bprlab.eval.relevance) + memory and latency, and a TREC run file.
 
 Search time covers index search (candidate generation and reranking) only: question encoding is excluded and
 timed separately, and the batch size is recorded beside it (SPEC §5).
@@ -20,12 +21,13 @@ from bprlab.config.schema import IndexKind, RunConfig
 from bprlab.core.encoder import BiEncoder, load_biencoder, load_tokenizer
 from bprlab.data.collate import Collator
 from bprlab.data.passage_store import PassageStore
-from bprlab.data.readers import read_qa
+from bprlab.data.questions import read_test_questions
 from bprlab.data.records import QARecord
 from bprlab.data.registry import data_paths
 from bprlab.errors import StageError
 from bprlab.eval.answers import has_answer
 from bprlab.eval.metrics import top_k_accuracy
+from bprlab.eval.relevance import DEPTH, relevance_metrics, run_entries, write_trec_run
 from bprlab.index.base import SearchResult, SearchStats, load_index
 from bprlab.runs import RunPaths, search_tag
 
@@ -33,57 +35,86 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: RunConfig) -> dict:
-    """Writes <run>/eval/<weights>-<search>/metrics.json (+ retrieval.npz) and returns the metrics."""
+    """Writes <run>/eval/<weights>-<search>/ (metrics.json, retrieval.npz, run.trec) and returns the metrics."""
     paths, data = RunPaths(cfg), data_paths(cfg.data)
     index, meta = load_index(cfg.index, paths.index)
-    questions = read_qa(data.test)[: cfg.eval.max_questions]
-    if not questions:
-        raise StageError(f"{data.test}: no questions to evaluate")
-    question_emb, encode_seconds = encode_questions(cfg, paths.checkpoint(), [q.question for q in questions])
-    depth = max(cfg.eval.top_k)
-    result, search_seconds = timed_search(index, question_emb, depth, cfg.index.search_batch_size)
     store = PassageStore.open(data.passages)
     if len(store) != index.ntotal:
         raise StageError(f"{paths.index}: index holds {index.ntotal} passages, {data.passages} has {len(store)}")
-    hits = answer_hits(questions, result.rows, store, cfg.data.answer_match.value)
+    questions = read_test_questions(cfg.data, data, store)[: cfg.eval.max_questions]
+    judged, answered = any(q.relevant for q in questions), any(q.answers for q in questions)
+    depth = _depth(cfg, judged)
+    texts = [q.question for q in questions]
+    if index.input_kind == "text":  # BM25 searches the question texts
+        queries, encode_seconds = texts, 0.0
+    else:
+        queries, encode_seconds = encode_questions(cfg, paths.checkpoint(), texts)
+    result, search_seconds = timed_search(index, queries, depth, cfg.index.search_batch_size)
+    entries = run_entries(questions, result.rows, result.scores, store.ids)
+    hits = answer_hits(questions, result.rows, store, cfg.data.answer_match.value) if answered else None
     metrics = {
-        **top_k_accuracy(hits, cfg.eval.top_k),
+        **(top_k_accuracy(hits, cfg.eval.top_k) if answered else {}),
+        **(relevance_metrics(questions, entries) if judged else {}),
+        **_costs(cfg, index, meta, search_seconds, encode_seconds, len(questions)),
+    }
+    with atomic_dir(paths.eval) as tmp:
+        arrays = {"rows": result.rows, "scores": result.scores, **({"hits": hits} if answered else {})}
+        np.savez_compressed(tmp / "retrieval.npz", **arrays)
+        write_trec_run(tmp / "run.trec", entries, f"{cfg.name}-{search_tag(cfg.index)}")
+        write_json(tmp / "metrics.json", metrics)
+    return metrics
+
+
+def _depth(cfg: RunConfig, judged: bool) -> int:
+    """Results per question: max(eval.top_k), and 1000 for recall@1000 where there are qrels (a binary index
+    returns at most its num_candidates reranked passages)."""
+    depth = max(cfg.eval.top_k)
+    if judged:
+        cap = cfg.index.num_candidates if cfg.index.kind.binary and cfg.index.candidate_generation else DEPTH
+        depth = max(depth, min(DEPTH, cap))
+    return depth
+
+
+def _costs(cfg: RunConfig, index, meta: dict, search_seconds: float, encode_seconds: float, n: int) -> dict:
+    """Memory and latency beside the accuracy (SPEC §5), and what produced them."""
+    metrics = {
         "index_bytes": meta["index_bytes"],
         "bytes_per_passage": index.bytes_per_passage,
-        "ms_per_query": 1000.0 * search_seconds / len(questions),
+        # floats kept only to re-score candidates (index.rescore); BPR's rerank needs none
+        "rescore_bytes_per_passage": getattr(index, "rescore_bytes_per_passage", 0),
+        "ms_per_query": 1000.0 * search_seconds / n,
         "search_batch_size": cfg.index.search_batch_size,
         "num_passages": index.ntotal,
-        "num_questions": len(questions),
+        "num_questions": n,
         "scanned_fraction": index.stats.scanned_fraction,
         "code_bits": meta["dim"] if index.input_kind == "code" else None,
-        "question_encode_ms_per_query": 1000.0 * encode_seconds / len(questions),
-        "method": cfg.method.value,
+        "question_encode_ms_per_query": 1000.0 * encode_seconds / n,
+        "method": "bm25" if index.input_kind == "text" else cfg.method.value,
         "search": search_tag(cfg.index),
-        "checkpoint": cfg.checkpoint.value,
+        "checkpoint": str(cfg.checkpoint),
         "dataset": cfg.data.dataset.value,
-        "encoder": cfg.model.name,
+        "data_path": cfg.data.path,
+        "encoder": None if index.input_kind == "text" else cfg.model.name,
+        "pooling": None if index.input_kind == "text" else cfg.model.pooling.value,
         "faiss_threads": _faiss_threads(),
     }
     if index.input_kind == "code":  # where the search time goes, and what ran it
         metrics["search_split_ms_per_query"] = {
-            "candidates": 1000.0 * index.stats.candidate_seconds / len(questions),
-            "rerank": 1000.0 * index.stats.rerank_seconds / len(questions),
+            "candidates": 1000.0 * index.stats.candidate_seconds / n,
+            "rerank": 1000.0 * index.stats.rerank_seconds / n,
         }
         metrics["search_backend"] = {"backend": cfg.index.backend.value, "device": index.device,
                                      "threads": cfg.index.threads}
     if cfg.index.kind is IndexKind.binary_hash:  # the bucket size goes beside the share it scanned (SPEC §4)
         metrics["hash"] = {"bits": cfg.index.hash_bits, "tables": cfg.index.hash_tables, "flips": cfg.index.hash_flips,
                            "buckets_per_table": 2 ** cfg.index.hash_bits}
-    with atomic_dir(paths.eval) as tmp:
-        np.savez_compressed(tmp / "retrieval.npz", rows=result.rows, scores=result.scores, hits=hits)
-        write_json(tmp / "metrics.json", metrics)
     return metrics
 
 
 def encode_questions(cfg: RunConfig, checkpoint: Path | None, questions: list[str]) -> tuple[np.ndarray, float]:
     """Continuous question embeddings e_q (Q, D) with the trained (or pretrained) question encoder."""
     if checkpoint is None:
-        model, model_cfg = BiEncoder.from_pretrained(cfg.model.name, cfg.model.projection_dim), cfg
+        model, model_cfg = BiEncoder.from_model_config(cfg.model), cfg
     else:
         model, saved = load_biencoder(checkpoint)
         model_cfg = from_dict(saved)

@@ -1,8 +1,8 @@
 """One index protocol for every method (SPEC §4; DESIGN, house style 5).
 
 An index is built from the passage representation its kind consumes (`input_kind`: "emb" = float32 (N, D),
-"code" = packed uint8 (N, D/8)), searched with continuous question embeddings (Q, D), saved to a directory
-and loaded back. Rows returned are passage-store row numbers; -1 marks "no result" (a hash lookup can find
+"code" = packed uint8 (N, D/8), "text" = the passage texts for BM25), searched with continuous question
+embeddings (Q, D) (the question texts for "text"), saved to a directory and loaded back. Rows returned are passage-store row numbers; -1 marks "no result" (a hash lookup can find
 fewer than k passages).
 """
 
@@ -15,7 +15,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from bprlab.artifacts import atomic_dir, read_json, write_json
-from bprlab.config.schema import IndexConfig
+from bprlab.config.schema import IndexConfig, IndexKind
 from bprlab.errors import StageError
 
 META = "index.json"
@@ -66,15 +66,20 @@ class RetrievalIndex(Protocol):
         """Bytes of one stored passage representation (the code size)."""
 
 
-def create_index(cfg: IndexConfig, dim: int) -> RetrievalIndex:
+def create_index(cfg: IndexConfig, dim: int | None) -> RetrievalIndex:
     from bprlab.index.binary import BinaryIndex
+    from bprlab.index.bm25 import BM25Index
     from bprlab.index.dense import FaissIndex
 
+    if cfg.kind is IndexKind.bm25:
+        return BM25Index.create(cfg)
     return BinaryIndex.create(cfg, dim) if cfg.kind.binary else FaissIndex.create(cfg, dim)
 
 
 def input_kind(cfg: IndexConfig) -> str:
-    """Which passage representation the encode stage must produce for this index kind."""
+    """Which passage representation the encode stage must produce for this index kind ("text": none)."""
+    if cfg.kind is IndexKind.bm25:
+        return "text"
     return "code" if cfg.kind.binary else "emb"
 
 
@@ -83,7 +88,7 @@ def save_index(index: RetrievalIndex, cfg: IndexConfig, dim: int, directory: str
     directory = Path(directory)
     with atomic_dir(directory) as tmp:
         index.save_files(tmp)
-        nbytes = sum(f.stat().st_size for f in tmp.iterdir())
+        nbytes = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
         meta = {"kind": cfg.kind.value, "dim": dim, "ntotal": index.ntotal, "index_bytes": nbytes,
                 "bytes_per_passage": index.bytes_per_passage, **extra}
         write_json(tmp / META, meta)
@@ -103,6 +108,10 @@ def load_index(cfg: IndexConfig, directory: str | Path) -> tuple[RetrievalIndex,
         raise StageError(f"{directory}: holds a {meta['kind']} index, config asks for {cfg.kind.value}")
     if cfg.kind.binary:
         return BinaryIndex.load_files(cfg, meta["dim"], directory), meta
+    if cfg.kind is IndexKind.bm25:
+        from bprlab.index.bm25 import BM25Index
+
+        return BM25Index.load_files(cfg, directory, meta["ntotal"]), meta
     return FaissIndex.load_files(cfg, directory), meta
 
 

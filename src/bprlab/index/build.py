@@ -20,6 +20,8 @@ FORMAT = 2  # index folder layout; bumping it rebuilds older indexes (2: binary 
 
 def build_index(cfg: RunConfig, force: bool = False) -> Path:
     paths = RunPaths(cfg)
+    if input_kind(cfg.index) == "text":
+        return _build_text_index(cfg, paths, force)
     encoded = paths.passages(input_kind(cfg.index))
     if not (encoded / MANIFEST).is_file():
         raise StageError(f"{encoded}: no encoded passages; run `bprlab encode` first")
@@ -33,6 +35,23 @@ def build_index(cfg: RunConfig, force: bool = False) -> Path:
     index = create_index(cfg.index, manifest["dim"])
     index.build(values)
     save_index(index, cfg.index, manifest["dim"], out, source=stamp)
+    return out
+
+
+def _build_text_index(cfg: RunConfig, paths: RunPaths, force: bool) -> Path:
+    """BM25: built from the passage store's titles and texts; current while the corpus is the same."""
+    from bprlab.data.passage_store import PassageStore
+    from bprlab.data.registry import data_paths
+
+    store = PassageStore.open(data_paths(cfg.data).passages)
+    stamp = fingerprint({"corpus": store.fingerprint(), "num_passages": len(store)}, index_build_tag(cfg.index), FORMAT)
+    out = paths.index
+    if not force and (out / META).is_file() and read_json(out / META).get("source") == stamp:
+        log.info("%s is current", out)
+        return out
+    index = create_index(cfg.index, None)
+    index.build(store.title_texts())
+    save_index(index, cfg.index, 0, out, source=stamp)
     return out
 
 

@@ -5,8 +5,14 @@
   rotation, a random one, or a learned one (ITQ, faiss ITQTransform);
 - pq: product quantisation (IndexPQ, inner-product metric), codebooks trained on the passage embeddings,
   searched with the continuous question (asymmetric distance);
+- int8: 8-bit scalar quantisation per dimension (IndexScalarQuantizer QT_8bit), exact search over the codes;
+- rabitq: RaBitQ (IndexRaBitQ), one bit per dimension plus two floats per passage, with an unbiased distance
+  estimate from a `rabitq_query_bits`-bit question;
 - hnsw: a graph over the float vectors (IndexHNSWFlat), the speed reference of the official BPR README;
 - factory: any faiss index_factory string, for everything else.
+With `index.rescore` (pq, int8, rabitq, factory) the index keeps the original float vectors too and re-scores its
+top `num_candidates` exactly (IndexRefineFlat): the "quantise, then rescore" recipe, whose extra memory is the
+float vectors (`rescore_bytes_per_passage`), unlike BPR's rerank, which scores the codes themselves.
 `bytes_per_passage` is faiss's own code size (`sa_code_size`): what one passage costs in the index, before ids
 and graph links (those are counted in index_bytes); for HNSW it is the stored float vector.
 """
@@ -64,6 +70,9 @@ def _factory(cfg: IndexConfig, dim: int) -> faiss.Index:
 
 BUILDERS = {
     IndexKind.flat: lambda cfg, dim: faiss.IndexFlatIP(dim),
+    IndexKind.int8: lambda cfg, dim: faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit,
+                                                                faiss.METRIC_INNER_PRODUCT),
+    IndexKind.rabitq: lambda cfg, dim: faiss.IndexRaBitQ(dim, faiss.METRIC_INNER_PRODUCT),
     IndexKind.lsh: _lsh,
     IndexKind.pq: _pq,
     IndexKind.hnsw: _hnsw,
@@ -78,16 +87,28 @@ class FaissIndex:
         self.index, self.kind = index, cfg.kind
         self.train_size = cfg.train_size
         self.threads = cfg.threads
+        self.num_candidates = cfg.num_candidates
         self.stats = SearchStats()
+        refine = faiss.downcast_index(index)
+        self.rescore = isinstance(refine, faiss.IndexRefine)
+        self.base = faiss.downcast_index(refine.base_index) if self.rescore else refine
+        if self.rescore != cfg.rescore:
+            raise StageError(f"the saved {cfg.kind.value} index was built with index.rescore={self.rescore}; "
+                             f"rebuild it with `bprlab index` for index.rescore={cfg.rescore}")
         self._configure_search(cfg)
 
     @classmethod
     def create(cls, cfg: IndexConfig, dim: int) -> "FaissIndex":
-        return cls(BUILDERS[cfg.kind](cfg, dim), cfg)
+        index = BUILDERS[cfg.kind](cfg, dim)
+        if cfg.rescore:  # the float vectors kept beside the codes; k_factor is set per search
+            index = faiss.IndexRefineFlat(index)
+        return cls(index, cfg)
 
     def _configure_search(self, cfg: IndexConfig) -> None:
         if cfg.kind is IndexKind.hnsw:
-            faiss.downcast_index(self.index).hnsw.efSearch = cfg.hnsw_ef_search
+            self.base.hnsw.efSearch = cfg.hnsw_ef_search
+        if cfg.kind is IndexKind.rabitq:
+            self.base.qb = cfg.rabitq_query_bits
 
     def build(self, vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -111,6 +132,8 @@ class FaissIndex:
         hnsw = self.kind is IndexKind.hnsw
         if hnsw:
             faiss.cvar.hnsw_stats.reset()
+        if self.rescore:  # the base index proposes num_candidates, the float vectors order them
+            faiss.downcast_index(self.index).k_factor = max(1.0, self.num_candidates / k)
         with faiss_threads(self.threads):
             scores, rows = self.index.search(np.ascontiguousarray(question_emb, dtype=np.float32), k)
         self.stats.queries += len(question_emb)
@@ -127,14 +150,19 @@ class FaissIndex:
         return self.index.ntotal
 
     @property
+    def rescore_bytes_per_passage(self) -> int:
+        """Bytes per passage kept only for re-scoring (the float vectors), 0 without index.rescore."""
+        return 4 * self.index.d if self.rescore else 0
+
+    @property
     def bytes_per_passage(self) -> int:
-        index = faiss.downcast_index(self.index)
+        index = self.base
         if isinstance(index, faiss.IndexHNSW):  # the stored vector; the graph's links count in index_bytes
             index = faiss.downcast_index(index.storage)
         try:
             return int(index.sa_code_size())
         except RuntimeError:  # a factory index without a standalone codec: its serialised size per passage
-            return round(len(faiss.serialize_index(self.index)) / max(1, self.ntotal))
+            return round(len(faiss.serialize_index(self.base)) / max(1, self.ntotal))
 
     def save_files(self, directory: Path) -> None:
         faiss.write_index(self.index, str(directory / FILE))

@@ -32,8 +32,9 @@ class RetrieverDataModule(pl.LightningDataModule):
         data = self.cfg.data
         if stage in ("fit", "validate", None) and self.train_records is None:
             needs = data.num_hard_negatives + data.num_other_negatives > 0
-            self.train_records = usable_records(read_biencoder(self.paths.train), needs, str(self.paths.train))
-            dev = usable_records(read_biencoder(self.paths.dev), True, str(self.paths.dev))
+            train_file, dev_file = self.paths.training()
+            self.train_records = usable_records(read_biencoder(train_file), needs, str(train_file))
+            dev = usable_records(read_biencoder(dev_file), True, str(dev_file))
             if data.max_val_questions and data.max_val_questions < len(dev):  # a seeded sample across all articles
                 keep = sorted(random.Random(self.cfg.seed).sample(range(len(dev)), data.max_val_questions))
                 dev = [dev[i] for i in keep]

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 
-from bprlab.artifacts import file_sha256, read_json, write_json
+from bprlab.artifacts import atomic_dir, file_sha256, read_json, write_json
+from bprlab.core.hashing import pack_codes
 from bprlab.config.loader import encode_part
 from bprlab.config.schema import RunConfig
 from bprlab.errors import StageError
@@ -39,6 +40,9 @@ def encode(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = N
     """Write <run>/passages/<weights>-<emb|code>/; returns it. Skips when it exists for the same inputs."""
     paths = RunPaths(cfg)
     representation = input_kind(cfg.index)
+    if representation == "text":
+        log.info("index.kind=%s reads the passage texts: nothing to encode", cfg.index.kind.value)
+        return paths.passages(representation)
     out = paths.passages(representation)
     checkpoint = paths.checkpoint()
     store = PassageStore.open(data_paths(cfg.data).passages)
@@ -47,6 +51,8 @@ def encode(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = N
              "precision": cfg.encode.precision}
     if not force and (out / MANIFEST).is_file() and read_json(out / MANIFEST).get("stamp") == stamp:
         log.info("%s is current", out)
+        return out
+    if representation == "code" and not force and codes_from_embeddings(paths.passages("emb"), out, stamp):
         return out
     staging = out.with_name(out.name + ".partial")
     part = encode_part(cfg.encode.part) if cfg.encode.part else None
@@ -119,6 +125,24 @@ def missing_shards(staging: Path, shard_size: int, num_rows: int) -> list[int]:
         if not complete:
             todo.append(shard)
     return todo
+
+
+def codes_from_embeddings(emb_dir: Path, out: Path, stamp: dict) -> bool:
+    """Codes are sign(e) packed (`pack_codes`), so when the same weights have already encoded this corpus as
+    float embeddings, the codes are derived from them, bit for bit what the encoder would give, instead of
+    running it again (a DPR run's binary rows reuse its float encoding). False when there is none to use."""
+    if not (emb_dir / MANIFEST).is_file():
+        return False
+    manifest = read_json(emb_dir / MANIFEST)
+    if manifest.get("stamp") != {**stamp, "representation": "emb"}:
+        return False
+    with atomic_dir(out) as tmp:
+        for shard in sorted(emb_dir.glob("*.npz")):
+            with np.load(shard) as data:
+                np.savez(tmp / shard.name, rows=data["rows"], values=pack_codes(data["values"]))
+        write_json(tmp / MANIFEST, {**manifest, "stamp": stamp, "representation": "code", "derived_from": emb_dir.name})
+    log.info("%s: codes = sign of the embeddings in %s (no encoder pass)", out, emb_dir)
+    return True
 
 
 def _weights_stamp(checkpoint: Path | None, cfg: RunConfig) -> dict:

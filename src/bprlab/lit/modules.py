@@ -31,7 +31,7 @@ class RetrieverModule(pl.LightningModule):
         self.save_hyperparameters({"config": config})  # the resolved config travels inside every checkpoint
         self.cfg: RunConfig = from_dict(config)
         # from_pretrained returns eval mode; training uses the checkpoint's dropout, as DPR and BPR do
-        self.model = BiEncoder.from_pretrained(self.cfg.model.name, self.cfg.model.projection_dim).train()
+        self.model = BiEncoder.from_model_config(self.cfg.model).train()
         _check_lengths(self.cfg, self.model)
         self.loss_fn = self.make_loss()
         self.predict_representation = "emb"  # or "code": set by the encode stage

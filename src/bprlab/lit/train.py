@@ -66,6 +66,9 @@ def checkpoint_callbacks(cfg: RunConfig, paths: RunPaths) -> tuple[pl.Callback, 
 
 
 NOT_TRAINING_KEYS = ("name", "runs_root", "checkpoint", "logger", "encode", "index", "eval", "wandb")
+# Keys added after runs existed: left out of the fingerprint while at their default, so those runs stay current.
+LATER_KEYS = {("model", "pooling"): "cls", ("model", "normalize"): False, ("data", "path"): None,
+              ("data", "split"): "test"}
 STAMP = "fingerprint.txt"
 
 
@@ -75,6 +78,9 @@ def train_fingerprint(cfg: RunConfig) -> str:
     for key in NOT_TRAINING_KEYS:
         config.pop(key)
     config["train"].pop("resume")
+    for (section, key), default in LATER_KEYS.items():
+        if config[section].get(key, default) == default:
+            config[section].pop(key, None)
     return fingerprint(config)
 
 

@@ -1,0 +1,65 @@
+"""Relevance metrics from qrels (BEIR / jsonl datasets) and TREC run files.
+
+The measures are computed by ir-measures (terrier-org/ir_measures), not here: it names them as papers do
+(nDCG@10, R@100, RR@10) and computes nDCG and recall with pytrec_eval, the trec_eval C code BEIR's own
+`EvaluateRetrieval` uses, so the numbers are comparable with published BEIR tables; RR@10 gets a real cutoff,
+which trec_eval's recip_rank lacks. nDCG uses trec_eval's linear gain (grade / log2(rank + 1)).
+Every query is in the run (a query whose search found nothing counts as 0), and scores are reported in percent
+like the answer-string top-k.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from bprlab.artifacts import atomic_path
+from bprlab.data.records import QARecord
+
+MEASURES = ("nDCG@10", "RR@10", "R@10", "R@100", "R@1000")
+KEYS = {"nDCG@10": "ndcg@10", "RR@10": "mrr@10", "R@10": "recall@10", "R@100": "recall@100", "R@1000": "recall@1000"}
+DEPTH = 1000  # recall@1000 needs this many results per query
+
+
+def query_ids(questions: Sequence[QARecord]) -> list[str]:
+    """A question's own id, or its 1-based position in the test file (DPR qa files have no ids)."""
+    return [q.id if q.id is not None else str(i + 1) for i, q in enumerate(questions)]
+
+
+def run_entries(questions: Sequence[QARecord], rows: np.ndarray, scores: np.ndarray, doc_ids) -> list[tuple]:
+    """(query id, document id, rank, score) for every returned row; `doc_ids(rows)` maps store rows to ids."""
+    out = []
+    for qid, row_list, score_list in zip(query_ids(questions), rows, scores):
+        valid = row_list >= 0
+        for rank, (doc, score) in enumerate(zip(doc_ids(row_list[valid]), score_list[valid]), start=1):
+            out.append((qid, str(doc), rank, float(score)))
+    return out
+
+
+def relevance_metrics(questions: Sequence[QARecord], entries: list[tuple]) -> dict[str, float]:
+    """nDCG@10, MRR@10, recall@{10,100,1000} in percent, averaged over the questions that have judgements."""
+    import ir_measures
+
+    judged = [(qid, q) for qid, q in zip(query_ids(questions), questions) if q.relevant]
+    if not judged:
+        return {}
+    qrels = [ir_measures.Qrel(qid, doc, grade) for qid, q in judged for doc, grade in q.relevant.items()]
+    judged_ids = {qid for qid, _ in judged}
+    run = [ir_measures.ScoredDoc(qid, doc, score) for qid, doc, _, score in entries if qid in judged_ids]
+    # ir-measures ranks by score (ties as trec_eval breaks them), as every published BEIR number does
+    measures = [ir_measures.parse_measure(name) for name in MEASURES]
+    totals = dict.fromkeys(MEASURES, 0.0)
+    for metric in ir_measures.iter_calc(measures, qrels, run):
+        totals[str(metric.measure)] += metric.value
+    # queries without any returned document are absent from iter_calc's output: they add 0 and still count
+    return {KEYS[name]: 100.0 * value / len(judged) for name, value in totals.items()} | {"num_judged": len(judged)}
+
+
+def write_trec_run(path: str | Path, entries: list[tuple], tag: str) -> None:
+    """TREC run format: `query_id Q0 doc_id rank score tag`, one line per retrieved document."""
+    tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in tag) or "bprlab"
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for qid, doc, rank, score in entries:
+            handle.write(f"{qid} Q0 {doc} {rank} {score:.6f} {tag}\n")

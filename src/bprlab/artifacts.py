@@ -58,9 +58,13 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         _publishable(tmp, directory=True)
-        if path.exists():
-            shutil.rmtree(path)
+        old = None
+        if path.exists():  # replace, then delete: a kill in between leaves a complete folder under one of the names
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
         os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -76,7 +80,14 @@ def write_json(path: str | Path, data: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A JSON artifact; a damaged one (truncated, edited) is a one-line error naming it, not a traceback."""
+    from bprlab.errors import StageError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StageError(f"{path}: damaged ({exc.__class__.__name__}: {str(exc)[:80]}); rerun the stage that writes "
+                         "it with --force (train.json: `bprlab train --force`)") from None
 
 
 def fingerprint(*parts: Any) -> str:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from bprlab.artifacts import provenance, read_json, write_json, write_text
 from bprlab.config.loader import to_dict, to_yaml
@@ -58,6 +60,52 @@ def search_tag(cfg: IndexConfig) -> str:
     if not cfg.candidate_generation:
         return tag + "-exhaustive"
     return tag + (f"-l{cfg.num_candidates}" if cfg.rerank else "-norerank")
+
+
+def weights_stamp(checkpoint: Path | None, cfg: RunConfig) -> dict:
+    """What the weights are, by content: the pretrained name, or the checkpoint's name, size and hash (so a
+    moved or copied run keeps its encodings, and a retrained one does not)."""
+    from bprlab.artifacts import file_sha256
+
+    if checkpoint is None:
+        stamp = {"pretrained": cfg.model.name, "projection_dim": cfg.model.projection_dim}
+        if cfg.model.pooling.value != "cls" or cfg.model.normalize:  # keys absent at the defaults: older stamps hold
+            stamp.update(pooling=cfg.model.pooling.value, normalize=cfg.model.normalize)
+        return stamp
+    return {"checkpoint": checkpoint.name, "bytes": checkpoint.stat().st_size, "sha256": file_sha256(checkpoint)}
+
+
+@contextmanager
+def run_lock(root: Path) -> Iterator[None]:
+    """One bprlab process per run folder: a second one (same run name) is refused at once instead of resuming
+    from the first's checkpoints mid-flight. DDP / SLURM ranks other than 0 do not take it (rank 0 holds it for
+    the job). The lock is an flock: it goes with the process, so a killed run leaves nothing to clean."""
+    import fcntl
+    import os
+
+    from pytorch_lightning.utilities import rank_zero_only
+
+    if rank_zero_only.rank != 0:
+        yield
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / ".lock"
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise StageError(f"{root} is in use by another bprlab process (pid {holder}): wait for it to finish, "
+                             "or give this run another name=") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from bprlab.errors import BprlabError
+from bprlab.errors import BprlabError, ConfigError
 
 STAGES = {
     "prepare": "build the dataset's derived files (squad: corpus, splits, BM25 negatives) and the passage store",
@@ -60,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", default=None, help="float-vector sizes, comma-separated (e.g. 100000,1000000)")
     p.add_argument("--code-sizes", default=None, help="codes-only sizes, comma-separated ('' for none)")
     p.add_argument("--bits", default=None, help="code lengths, comma-separated (e.g. 768,384)")
+    p = sub.add_parser("search", help="ask a trained run questions: ranked passages (stdin: one JSON line each)")
+    p.add_argument("experiment", help="experiment YAML of the run (its index kind picks the search)")
+    p.add_argument("items", nargs="*", help="questions, and key=value overrides")
+    p.add_argument("--k", type=int, default=5, help="passages per question")
+    p.add_argument("--answers", nargs="*", default=[], help="answer strings to highlight")
+    p = sub.add_parser("export", help="a run as Hugging Face towers + faiss index files + model card")
+    p.add_argument("experiment")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--to", required=True, help="output folder")
     p = sub.add_parser("download", help="fetch DPR's public files for nq or trivia (needs internet)")
     p.add_argument("dataset", choices=["nq", "trivia", "wikipedia"])
     p.add_argument("--root", default="data")
@@ -122,6 +131,16 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(f"written: {bench(args)}")
         return 0
+    if args.command == "search":
+        from bprlab.cli.search import search_command
+
+        if args.k < 1:
+            raise ConfigError("--k: at least 1 passage per question")
+        return search_command(args.experiment, args.items, args.k, args.answers)
+    if args.command == "export":
+        from bprlab.cli.search import export_command
+
+        return export_command(args.experiment, args.overrides, args.to)
     if args.command == "download":
         from bprlab.data.download import download
 
@@ -137,7 +156,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         cfg.name = trial_name(cfg.name, args.trial)
         cfg.logger = LoggerKind.wandb
         cfg.wandb.group = cfg.wandb.group or os.environ.get("WANDB_SWEEP_ID")
-    getattr(stages, args.command)(cfg, force=args.force)
+    from bprlab.runs import RunPaths, run_lock
+
+    with run_lock(RunPaths(cfg).root):
+        getattr(stages, args.command)(cfg, force=args.force)
     return 0
 
 

@@ -21,6 +21,7 @@ from bprlab.config import load_config
 from bprlab.config.schema import RunConfig
 from bprlab.errors import ConfigError
 from bprlab.eval.report import markdown_table, summary_row
+from bprlab.runs import RunPaths, run_lock
 
 log = logging.getLogger("bprlab")
 ROW_KEYS = {"method", "experiment", "overrides", "paper", "family"}
@@ -87,7 +88,8 @@ def reproduce(table_path: str, overrides: list[str], dataset: str | None = None)
     results = []
     for row, cfg in zip(table.rows, configs):  # every config is validated before any work starts
         log.info("=== %s (%s)", row.method, cfg.name)
-        metrics = stages.run(cfg)
+        with run_lock(RunPaths(cfg).root):
+            metrics = stages.run(cfg)
         if metrics is None:  # a non-zero DDP rank: rank 0 evaluates and writes the summary
             continue
         results.append({**summary_row(row.method, metrics, run=cfg.name, family=row.family), "paper": row.paper,

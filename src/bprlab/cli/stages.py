@@ -86,7 +86,7 @@ def evaluate(cfg: RunConfig, force: bool = False) -> dict | None:
 
     log_evaluation(cfg, paths.root, metrics, [paths.eval / "metrics.json"])
     log.info("%s %s: %s", cfg.name, metrics["search"],
-             " ".join(f"{k}={metrics[k]:.1f}" for k in metrics if k.startswith("top")))
+             " ".join(f"{k}={metrics[k]:.1f}" for k in metrics if k.startswith(("top", "ndcg", "mrr", "recall"))))
     return metrics
 
 

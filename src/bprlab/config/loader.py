@@ -64,6 +64,21 @@ def parse_overrides(overrides: Iterable[str]) -> DictConfig:
     return merged
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML keeps the last one without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice in one mapping (line {key_node.start_mark.line + 1})",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def _layers(path: Path, chain: tuple[Path, ...]) -> list[tuple[Path, DictConfig]]:
     """The file and, first, everything it extends (depth first, in order)."""
     path = path.resolve()
@@ -73,7 +88,7 @@ def _layers(path: Path, chain: tuple[Path, ...]) -> list[tuple[Path, DictConfig]
         where = f" (extended from {chain[-1]})" if chain else ""
         raise ConfigError(f"{path}: config file not found{where}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

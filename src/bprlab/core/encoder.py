@@ -143,9 +143,30 @@ class BiEncoder(nn.Module):
         return self.passage_tower(input_ids, attention_mask, token_type_ids)
 
 
+def load_checkpoint_weights(checkpoint: str | Path) -> dict:
+    """A Lightning checkpoint's tensors and plain data, loaded with `weights_only=True`: a checkpoint file from
+    someone else cannot run code here (pickle can). Only Lightning's own resume reads full checkpoints, and only
+    the run's own last.ckpt. A damaged or foreign file is a clear error naming it."""
+    import pickle
+
+    from bprlab.errors import StageError
+
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise StageError(f"{checkpoint}: holds Python objects beyond weights and plain data, which bprlab does not "
+                         f"unpickle ({str(exc).splitlines()[0][:120]})") from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise StageError(f"{checkpoint}: damaged or not a checkpoint ({str(exc).splitlines()[0][:120]}); retrain it "
+                         "with `bprlab train <experiment.yaml> --force`, or name another checkpoint") from None
+    if not isinstance(state, dict) or "state_dict" not in state or "config" not in state.get("hyper_parameters", {}):
+        raise StageError(f"{checkpoint}: not a bprlab checkpoint (no state_dict / hyper_parameters.config)")
+    return state
+
+
 def load_biencoder(checkpoint: str | Path) -> tuple[BiEncoder, dict]:
     """A trained BiEncoder from a Lightning checkpoint, built from the config saved inside it."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = load_checkpoint_weights(checkpoint)
     config = state["hyper_parameters"]["config"]
     model = BiEncoder.from_model_config(config["model"])
     model.load_state_dict({k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")})

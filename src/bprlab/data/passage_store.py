@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
 from torch.utils.data import Dataset
 
 from bprlab.artifacts import atomic_dir, file_sha256, read_json, write_json
@@ -63,7 +64,8 @@ class PassageStore:
                     _rows, gen_kwargs={"path": str(tsv)}, features=features, cache_dir=cache
                 )
             except Exception as exc:  # datasets wraps our reader's error: surface the record it names
-                raise _data_error_in(exc) or exc
+                raise _data_error_in(exc) or _empty_error(exc, tsv) or exc
+            _check_unique_ids(table, tsv)
             table.save_to_disk(str(tmp))
             stamp["sha256"] = file_sha256(tsv)
             write_json(tmp / SOURCE, stamp)
@@ -86,7 +88,10 @@ class PassageStore:
             yield from (f"{title} {text}" for title, text in zip(part["title"], part["text"]))
 
     def ids(self, rows: Sequence[int]) -> list[str]:
-        return self.table[[int(r) for r in rows]]["id"] if len(rows) else []
+        """The passages' own ids, in the order of `rows` (one Arrow take, however many rows)."""
+        if not len(rows):
+            return []
+        return self.table.data.column("id").take(np.asarray(rows, dtype=np.int64)).to_pylist()
 
 
 def _data_error_in(exc: BaseException) -> DataFormatError | None:
@@ -95,6 +100,29 @@ def _data_error_in(exc: BaseException) -> DataFormatError | None:
             return exc
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def _empty_error(exc: BaseException, tsv: Path) -> DataFormatError | None:
+    """A corpus with a header and no rows: datasets fails with an error about its split; say what it means."""
+    if next(iter_passages(tsv), None) is None:
+        return DataFormatError(tsv, None, "no passages (the file has a header and no rows)")
+    return None
+
+
+def _check_unique_ids(table, tsv: Path) -> None:
+    """Passage ids name passages in qrels, run files and exports: two rows with one id is an error. Counted in
+    Arrow (cheap at 21M rows); the first repeated one is located only when there is one."""
+    import pyarrow.compute as pc
+
+    ids = table.data.column("id")
+    if pc.count_distinct(ids).as_py() == len(ids):
+        return
+    seen: dict[str, int] = {}
+    for row, value in enumerate(ids.to_pylist()):
+        if value in seen:
+            line = f"line {row + 2}" if tsv.suffix != ".jsonl" else f"row {row + 1}"
+            raise DataFormatError(tsv, line, f"duplicate passage id {value!r} (first at row {seen[value] + 1})")
+        seen[value] = row
 
 
 def iter_passages_checked(tsv: Path) -> Path:

@@ -77,7 +77,12 @@ def read_qa(path: str | Path) -> list[QARecord]:
         return _read_qa_jsonl(path)
     records = []
     with _open(path) as handle:
-        for line, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
+        reader, line = csv.reader(handle, delimiter="\t"), 0
+        for row in reader:
+            start, line = line + 1, reader.line_num
+            if line > start:  # one record over several lines: an unclosed quote swallowed the lines after it
+                raise DataFormatError(path, f"line {start}", f"a quote opened here is not closed on the line: it "
+                                                             f"swallows lines {start + 1}-{line} (records are one line each)")
             if not row:
                 continue
             if len(row) < 2:

@@ -51,6 +51,11 @@ class Question:
 def prepare_squad(cfg: SquadConfig, out_dir: str | Path, force: bool = False) -> dict:
     """Write passages, biencoder train/dev and test qa files under `out_dir`; skip when already current."""
     out_dir, source = Path(out_dir), _find_source(cfg.source)
+    if not source.is_file() and cfg.source == SquadConfig.source:  # a clone without ../shared: the official file
+        from bprlab.data.download import SQUAD_DEV, fetch_verified
+
+        source = fetch_verified(SQUAD_DEV["url"], out_dir.parent / "downloads" / "dev-v1.1.json",
+                                SQUAD_DEV["sha256"], SQUAD_DEV["bytes"])
     if not source.is_file():
         raise DataFormatError(source, None, "SQuAD v1.1 JSON not found (set data.squad.source)")
     stamp = fingerprint(asdict(cfg), file_sha256(source))

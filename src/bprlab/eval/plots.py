@@ -42,8 +42,14 @@ def _groups(rows: list[dict]) -> dict[str, list[dict]]:
     return groups
 
 
+def held_bytes(row: dict) -> int:
+    """What a passage costs in memory: its code, plus the float vector a rescoring row keeps beside it."""
+    return row["bytes_per_passage"] + (row.get("rescore_bytes_per_passage") or 0)
+
+
 def frontier(rows: list[dict], title: str, path: Path) -> Path | None:
-    """Two panels: accuracy vs bytes per passage (log x) and accuracy vs ms/query (log x)."""
+    """Two panels: accuracy vs bytes held per passage (log x; a rescoring row counts its kept floats) and
+    accuracy vs ms/query (log x)."""
     metric = accuracy_metric(rows)
     rows = [r for r in rows if metric and r.get(metric) is not None and r.get("bytes_per_passage")]
     if not rows:
@@ -51,16 +57,19 @@ def frontier(rows: list[dict], title: str, path: Path) -> Path | None:
     plt = pyplot()
     fig, (memory, speed) = plt.subplots(1, 2, figsize=(12, 4.6))
     for i, (name, group) in enumerate(sorted(_groups(rows).items())):
-        group = sorted(group, key=lambda r: r["bytes_per_passage"])
-        style = {"marker": MARKERS[i % len(MARKERS)], "color": f"C{i % 10}", "label": name}
+        group = sorted(group, key=held_bytes)
+        style = {"marker": MARKERS[i % len(MARKERS)], "color": plt.get_cmap("tab20")(i % 20), "label": name}
         line = "-" if len(group) > 1 and group[0].get("family") else "none"  # only a family is joined
-        memory.plot([r["bytes_per_passage"] for r in group], [r[metric] for r in group], linestyle=line, **style)
+        memory.plot([held_bytes(r) for r in group], [r[metric] for r in group], linestyle=line, **style)
         timed = [r for r in group if r.get("ms_per_query")]
         if timed:
             speed.plot([r["ms_per_query"] for r in timed], [r[metric] for r in timed], linestyle=line, **style)
+    from matplotlib.ticker import NullFormatter
+
     memory.set_xscale("log", base=2)
     speed.set_xscale("log")
-    memory.set(xlabel="bytes per passage (log scale)", ylabel=f"{metric} (%)", title=f"{title}: memory")
+    speed.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis collide
+    memory.set(xlabel="bytes held per passage, kept floats included (log scale)", ylabel=f"{metric} (%)", title=f"{title}: memory")
     speed.set(xlabel="ms per query, search only (log scale)", ylabel=f"{metric} (%)", title=f"{title}: speed")
     for ax in (memory, speed):
         ax.grid(alpha=0.3)

@@ -30,11 +30,12 @@ def query_ids(questions: Sequence[QARecord]) -> list[str]:
 
 def run_entries(questions: Sequence[QARecord], rows: np.ndarray, scores: np.ndarray, doc_ids) -> list[tuple]:
     """(query id, document id, rank, score) for every returned row; `doc_ids(rows)` maps store rows to ids."""
+    valid = rows >= 0
+    ids = iter(doc_ids(rows[valid]))  # one lookup for every returned row (row-major order)
     out = []
-    for qid, row_list, score_list in zip(query_ids(questions), rows, scores):
-        valid = row_list >= 0
-        for rank, (doc, score) in enumerate(zip(doc_ids(row_list[valid]), score_list[valid]), start=1):
-            out.append((qid, str(doc), rank, float(score)))
+    for qid, keep, score_list in zip(query_ids(questions), valid, scores):
+        for rank, score in enumerate(score_list[keep], start=1):
+            out.append((qid, str(next(ids)), rank, float(score)))
     return out
 
 

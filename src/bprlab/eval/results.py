@@ -90,13 +90,19 @@ def write_results(runs: str | Path = "runs", out: str | Path = "experiments") ->
 
 
 def plot_frontiers(tables: list[dict], folder: Path) -> list[Path]:
-    """Accuracy against bytes per passage and ms/query, every distinct (run, search) of a dataset."""
-    by_dataset: dict[str, dict[tuple, dict]] = defaultdict(dict)
+    """Accuracy against bytes per passage and ms/query, every distinct (run, search) evaluated on one corpus:
+    the demo, main, compression and code-length tables of squad meet in one plot; a BEIR folder gets its own."""
+    by_corpus: dict[str, dict[tuple, dict]] = defaultdict(dict)
     for table in tables:
         for row in table["rows"]:
-            by_dataset[table.get("dataset") or "demo"][(row.get("run"), row.get("search"), row.get("data_path"))] = row
-    made = [frontier(list(rows.values()), dataset, folder / f"frontier_{dataset}.png")
-            for dataset, rows in sorted(by_dataset.items())]
+            corpus = row.get("dataset") or table.get("dataset") or "demo"
+            if row.get("data_path"):
+                corpus = f"{corpus}-{Path(row['data_path']).name}"
+            key = (row.get("run"), row.get("search"))
+            if key not in by_corpus[corpus] or row.get("family"):  # one point per search; a family row names it
+                by_corpus[corpus][key] = row
+    made = [frontier(list(rows.values()), corpus, folder / f"frontier_{corpus}.png")
+            for corpus, rows in sorted(by_corpus.items())]
     return [p for p in made if p is not None]
 
 

@@ -29,7 +29,7 @@ from bprlab.eval.answers import has_answer
 from bprlab.eval.metrics import top_k_accuracy
 from bprlab.eval.relevance import DEPTH, relevance_metrics, run_entries, write_trec_run
 from bprlab.index.base import SearchResult, SearchStats, load_index
-from bprlab.runs import RunPaths, search_tag
+from bprlab.runs import RunPaths, search_tag, weights_stamp
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,13 @@ def evaluate(cfg: RunConfig) -> dict:
     if index.input_kind == "text":  # BM25 searches the question texts
         queries, encode_seconds = texts, 0.0
     else:
-        queries, encode_seconds = encode_questions(cfg, paths.checkpoint(), texts)
+        checkpoint = paths.checkpoint()
+        queries, encode_seconds = encode_questions(cfg, checkpoint, texts)  # a damaged checkpoint says so here
+        if meta.get("weights") and meta["weights"] != weights_stamp(checkpoint, cfg):
+            weights = checkpoint or "the pretrained encoder"
+            raise StageError(f"{paths.index}: built from passages encoded with other weights than {weights} "
+                             "(retrained since?): run `bprlab encode` and `bprlab index` again, or `bprlab run`, "
+                             "which does both")
     result, search_seconds = timed_search(index, queries, depth, cfg.index.search_batch_size)
     entries = run_entries(questions, result.rows, result.scores, store.ids)
     hits = answer_hits(questions, result.rows, store, cfg.data.answer_match.value) if answered else None

@@ -106,13 +106,17 @@ def load_index(cfg: IndexConfig, directory: str | Path) -> tuple[RetrievalIndex,
     meta = read_json(directory / META)
     if meta["kind"] != cfg.kind.value:
         raise StageError(f"{directory}: holds a {meta['kind']} index, config asks for {cfg.kind.value}")
-    if cfg.kind.binary:
-        return BinaryIndex.load_files(cfg, meta["dim"], directory), meta
-    if cfg.kind is IndexKind.bm25:
-        from bprlab.index.bm25 import BM25Index
+    try:
+        if cfg.kind.binary:
+            return BinaryIndex.load_files(cfg, meta["dim"], directory), meta
+        if cfg.kind is IndexKind.bm25:
+            from bprlab.index.bm25 import BM25Index
 
-        return BM25Index.load_files(cfg, directory, meta["ntotal"]), meta
-    return FaissIndex.load_files(cfg, directory), meta
+            return BM25Index.load_files(cfg, directory, meta["ntotal"]), meta
+        return FaissIndex.load_files(cfg, directory), meta
+    except (RuntimeError, ValueError, OSError, EOFError, KeyError) as exc:  # truncated / garbage / missing files
+        raise StageError(f"{directory}: the index files are damaged or missing ({str(exc).splitlines()[0][:100]}); "
+                         "rebuild them with `bprlab index <experiment.yaml> --force`") from None
 
 
 def top_k(scores: np.ndarray, rows: np.ndarray, k: int) -> SearchResult:

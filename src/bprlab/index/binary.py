@@ -82,6 +82,11 @@ class BinaryIndex:
         return np.concatenate(list(self._search.row_chunks()) or [np.zeros((0, self.dim // 8), np.uint8)])
 
     @property
+    def codes(self) -> np.ndarray:
+        """The (N, bits/8) packed codes in row order (the memory-mapped file until the first search)."""
+        return self._row_codes()
+
+    @property
     def tables(self) -> list[BucketTable]:
         if self._tables is None:
             codes = self._row_codes()

@@ -34,7 +34,8 @@ def build_index(cfg: RunConfig, force: bool = False) -> Path:
     values, manifest = read_encoded(encoded)
     index = create_index(cfg.index, manifest["dim"])
     index.build(values)
-    save_index(index, cfg.index, manifest["dim"], out, source=stamp)
+    # the weights that encoded the passages: evaluate refuses to search them with other question weights
+    save_index(index, cfg.index, manifest["dim"], out, source=stamp, weights=manifest.get("stamp", {}).get("weights"))
     return out
 
 

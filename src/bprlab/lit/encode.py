@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 
-from bprlab.artifacts import atomic_dir, file_sha256, read_json, write_json
+from bprlab.artifacts import atomic_dir, read_json, write_json
 from bprlab.core.hashing import pack_codes
 from bprlab.config.loader import encode_part
 from bprlab.config.schema import RunConfig
@@ -30,7 +30,7 @@ from bprlab.index.build import MANIFEST, check_encoded
 from bprlab.lit.callbacks import ShardWriter, shard_file
 from bprlab.lit.datamodule import RetrieverDataModule
 from bprlab.lit.train import load_module, make_collator, make_trainer
-from bprlab.runs import RunPaths
+from bprlab.runs import RunPaths, weights_stamp
 
 log = logging.getLogger(__name__)
 PLAN = "plan.json"
@@ -46,7 +46,7 @@ def encode(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = N
     out = paths.passages(representation)
     checkpoint = paths.checkpoint()
     store = PassageStore.open(data_paths(cfg.data).passages)
-    stamp = {"weights": _weights_stamp(checkpoint, cfg), "representation": representation,
+    stamp = {"weights": weights_stamp(checkpoint, cfg), "representation": representation,
              "corpus": store.fingerprint(), "num_passages": len(store), "shard_size": cfg.encode.shard_size,
              "precision": cfg.encode.precision}
     if not force and (out / MANIFEST).is_file() and read_json(out / MANIFEST).get("stamp") == stamp:
@@ -143,11 +143,3 @@ def codes_from_embeddings(emb_dir: Path, out: Path, stamp: dict) -> bool:
         write_json(tmp / MANIFEST, {**manifest, "stamp": stamp, "representation": "code", "derived_from": emb_dir.name})
     log.info("%s: codes = sign of the embeddings in %s (no encoder pass)", out, emb_dir)
     return True
-
-
-def _weights_stamp(checkpoint: Path | None, cfg: RunConfig) -> dict:
-    """What the weights are, by content: the pretrained name, or the checkpoint's name, size and hash (so a
-    moved or copied run keeps its encodings, and a retrained one does not)."""
-    if checkpoint is None:
-        return {"pretrained": cfg.model.name, "projection_dim": cfg.model.projection_dim}
-    return {"checkpoint": checkpoint.name, "bytes": checkpoint.stat().st_size, "sha256": file_sha256(checkpoint)}

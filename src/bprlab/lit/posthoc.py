@@ -31,7 +31,9 @@ class PostHocModule(DPRModule):
     @classmethod
     def from_dpr(cls, checkpoint: str, **index_settings) -> "PostHocModule":
         """Wrap a trained DPR checkpoint; `index_settings` override its index config (e.g. code_bits=256)."""
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        from bprlab.core.encoder import load_checkpoint_weights
+
+        state = load_checkpoint_weights(checkpoint)
         config = state["hyper_parameters"]["config"]
         config["index"] = {**config["index"], **index_settings, "kind": cls.kind.value}
         module = cls(config)

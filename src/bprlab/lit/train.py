@@ -61,7 +61,8 @@ def checkpoint_callbacks(cfg: RunConfig, paths: RunPaths) -> tuple[pl.Callback, 
                                         auto_insert_metric_name=False)
     best = SelectionCheckpoint(start_epoch=cfg.train.select_from_epoch, dirpath=paths.checkpoints,
                                filename="best-epoch{epoch}-step{step}", monitor="val/avg_rank", mode="min",
-                               save_top_k=1, auto_insert_metric_name=False)
+                               save_top_k=1, auto_insert_metric_name=False,
+                               save_weights_only=True)  # the selected model: weights, no optimizer state (1/3 the size)
     return last, best
 
 

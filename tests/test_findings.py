@@ -1,0 +1,129 @@
+"""What trying bprlab as a new user found (issue 10): each was a silent wrong result or a traceback before."""
+
+from __future__ import annotations
+
+import pytest
+
+from bprlab.cli import stages
+from bprlab.cli.main import main
+from bprlab.config import load_config
+from bprlab.data.passage_store import PassageStore
+from bprlab.data.readers import read_qa
+from bprlab.errors import ConfigError, DataFormatError, StageError
+from bprlab.runs import RunPaths, run_lock
+
+
+def _empty(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("{}\n")
+    return path
+
+
+def test_a_key_given_twice_in_a_yaml_file_is_named(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  batch_size: 8\n  epochs: 2\n  batch_size: 16\n")
+    with pytest.raises(ConfigError, match=r"exp.yaml: not valid YAML: .*'batch_size' appears twice .*line 4"):
+        load_config(path, [])
+
+
+def test_an_unclosed_quote_in_a_qa_file_is_an_error_not_swallowed_questions(tmp_path):
+    path = tmp_path / "test.qa.csv"
+    path.write_text("who is a?\t['x']\n\"who is b?\t['y']\nwho is c?\t['z']\nwho is d?\t['w']\n")
+    with pytest.raises(DataFormatError, match=r"test.qa.csv: record line 2: a quote opened here is not closed"):
+        read_qa(path)
+
+
+def test_duplicate_passage_ids_and_an_empty_corpus_are_named(tmp_path):
+    dup = tmp_path / "dup.tsv"
+    dup.write_text("id\ttext\ttitle\n1\ta\tA\n2\tb\tB\n1\tc\tC\n")
+    with pytest.raises(DataFormatError, match=r"dup.tsv: record line 4: duplicate passage id '1' \(first at row 1\)"):
+        PassageStore.open(dup)
+    assert not (tmp_path / "dup.tsv.arrow").exists()
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("id\ttext\ttitle\n")
+    with pytest.raises(DataFormatError, match="empty.tsv: no passages"):
+        PassageStore.open(empty)
+
+
+def test_a_second_process_on_the_same_run_is_refused(tiny_overrides, tmp_path, capsys):
+    cfg = load_config(None, [*tiny_overrides, "name=busy", "method=dpr", "index.kind=flat"])
+    with run_lock(RunPaths(cfg).root):  # another bprlab holds the run folder
+        code = main(["run", str(_empty(tmp_path)), *tiny_overrides, "name=busy", "method=dpr", "index.kind=flat"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is in use by another bprlab process" in err
+    assert not RunPaths(cfg).checkpoints.exists()  # it did nothing
+
+
+def test_evaluate_refuses_an_index_from_weights_retrained_since(tiny_overrides):
+    base = [*tiny_overrides, "name=retrained", "method=dpr", "index.kind=flat", "checkpoint=last"]
+    cfg = load_config(None, base)
+    stages.run(cfg)
+    stages.train(load_config(None, [*base, "optim.lr=1e-3"]), force=True)  # new weights, same run
+    with pytest.raises(StageError, match="encoded with other weights .* run `bprlab encode` and `bprlab index`"):
+        stages.evaluate(cfg)
+    assert stages.run(cfg)["num_questions"] == 8  # run brings encoding and index up to date
+
+
+def test_an_edited_corpus_with_the_same_row_count_is_encoded_again(tiny_overrides, tiny_data):
+    cfg = load_config(None, [*tiny_overrides, "name=edited", "method=dpr", "index.kind=flat", "checkpoint=pretrained"])
+    stages.run(cfg)
+    encoded = RunPaths(cfg).passages("emb") / "manifest.json"
+    before = encoded.read_text()
+    text = tiny_data["passages"].read_text().replace("Madrid is the capital", "Madrid is the largest city")
+    tiny_data["passages"].write_text(text)
+    stages.run(cfg)
+    assert encoded.read_text() != before  # a new corpus fingerprint: encoded again, index rebuilt
+
+
+def test_damaged_artifacts_are_named_with_the_command_that_rebuilds_them(tiny_overrides, tmp_path, capsys):
+    args = [*tiny_overrides, "name=damaged", "method=dpr", "index.kind=flat"]
+    cfg = load_config(None, args)
+    stages.run(cfg)
+    paths = RunPaths(cfg)
+    faiss_file = paths.index / "faiss.index"
+    faiss_file.write_bytes(faiss_file.read_bytes()[:50])  # truncated
+    err = _last_err(tmp_path, args, capsys, "evaluate")
+    assert "damaged or missing" in err and "bprlab index <experiment.yaml> --force" in err
+    assert main(["index", str(_empty(tmp_path)), *args, "--force"]) == 0
+    assert main(["evaluate", str(_empty(tmp_path)), *args]) == 0
+    best = paths.checkpoint()
+    best.write_bytes(best.read_bytes()[:1000])  # a corrupt checkpoint
+    err = _last_err(tmp_path, args, capsys, "evaluate")
+    assert "damaged or not a checkpoint" in err and "bprlab train <experiment.yaml> --force" in err
+    paths.train_summary.write_text('{"best_checkpoint": ')  # a truncated train.json
+    assert "train.json: damaged" in _last_err(tmp_path, args, capsys, "evaluate")
+
+
+def _last_err(tmp_path, args, capsys, command) -> str:
+    capsys.readouterr()
+    assert main([command, str(_empty(tmp_path)), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+def test_best_checkpoint_is_weights_only_and_loads_without_unpickling_objects(tiny_overrides):
+    import torch
+
+    cfg = load_config(None, [*tiny_overrides, "name=small", "method=bpr"])
+    stages.train(cfg)
+    paths = RunPaths(cfg)
+    best, last = torch.load(paths.checkpoint(), weights_only=True), torch.load(paths.last_checkpoint, weights_only=True)
+    assert "optimizer_states" not in best and "optimizer_states" in last  # last resumes; best is the model
+    assert paths.checkpoint().stat().st_size < paths.last_checkpoint.stat().st_size
+
+
+@pytest.mark.parametrize("name, env, expected", [
+    ("ablations.ipynb", "BPRLAB_SWEEP_DIR", "run `make sweep"),
+    ("results.ipynb", "BPRLAB_RUNS", "run `make demo`"),
+])
+def test_notebooks_say_what_to_run_when_there_is_nothing_to_read(tmp_path, monkeypatch, name, env, expected):
+    from pathlib import Path
+
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / name, as_version=4)
+    monkeypatch.setenv(env, str(tmp_path / "nothing-here"))
+    nbclient.NotebookClient(notebook, timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    printed = "".join(out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", []))
+    assert expected in printed

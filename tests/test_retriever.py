@@ -1,0 +1,137 @@
+"""The Python API, `bprlab search` and `bprlab export`: the same passages as the run's own evaluation."""
+
+from __future__ import annotations
+
+import doctest
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bprlab.cli import stages
+from bprlab.cli.main import main
+from bprlab.config import load_config
+from bprlab.retriever import Retriever
+from bprlab.runs import RunPaths
+
+
+@pytest.fixture
+def bpr_run(tiny_overrides):
+    overrides = [*tiny_overrides, "name=bpr", "method=bpr", "index.kind=binary_flat", "eval.top_k=[1,3]"]
+    cfg = load_config(None, overrides)
+    stages.run(cfg)
+    return cfg, overrides
+
+
+def _evaluated_rows(cfg, k):
+    with np.load(RunPaths(cfg).eval / "retrieval.npz") as saved:
+        return saved["rows"][:, :k]
+
+
+def _questions(cfg):
+    from bprlab.data.readers import read_qa
+
+    return [q.question for q in read_qa(cfg.data.test_file)]
+
+
+def test_retriever_returns_the_runs_own_evaluation(bpr_run):
+    cfg, overrides = bpr_run
+    retriever = Retriever.from_config(None, overrides)
+    hits = retriever.search(_questions(cfg), k=3)
+    assert [[h.row for h in per] for per in hits] == _evaluated_rows(cfg, 3).tolist()
+    first = hits[0][0]
+    assert first.id and first.title and first.text and first.rank == 1
+    same = Retriever.from_run(RunPaths(cfg).root).search(_questions(cfg)[:2], k=3)
+    assert [[h.row for h in per] for per in same] == _evaluated_rows(cfg, 3)[:2].tolist()
+    assert retriever.encode_passages([("Oslo", "Oslo is the capital of Norway.")]).shape == (1, 32)
+    # the docstring example runs
+    result = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for test in doctest.DocTestFinder().find(Retriever.search, "search", globs={"retriever": retriever}):
+        result.run(test)
+    assert result.failures == 0 and result.tries == 2
+
+
+def test_search_command_prints_ranked_passages_and_reads_stdin(bpr_run, tmp_path, capsys, monkeypatch):
+    cfg, overrides = bpr_run
+    config = tmp_path / "empty.yaml"
+    config.write_text("{}\n")
+    question = _questions(cfg)[0]
+    assert main(["search", str(config), question, *overrides, "--k", "2", "--answers", "Paris"]) == 0
+    out = capsys.readouterr().out
+    assert question in out and " 1. " in out and " 2. " in out and " 3. " not in out
+    monkeypatch.setattr("sys.stdin", io.StringIO(question + "\n\n" + _questions(cfg)[1] + "\n"))
+    assert main(["search", str(config), *overrides, "--k", "3"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [len(line["hits"]) for line in lines] == [3, 3] and lines[0]["question"] == question
+    assert [h["row"] for h in lines[0]["hits"]] == _evaluated_rows(cfg, 3)[0].tolist()
+
+
+def test_export_round_trip_with_plain_transformers_and_faiss(bpr_run, tmp_path):
+    import faiss
+    from transformers import AutoModel, AutoTokenizer
+
+    from bprlab.core.encoder import load_biencoder
+
+    cfg, overrides = bpr_run
+    assert main(["export", str(_empty(tmp_path)), *overrides, "--to", str(tmp_path / "out")]) == 0
+    out = tmp_path / "out"
+    model, _ = load_biencoder(RunPaths(cfg).checkpoint())
+    tokenizer = AutoTokenizer.from_pretrained(out / "question_encoder")
+    plain = AutoModel.from_pretrained(out / "question_encoder").eval()
+    batch = tokenizer(_questions(cfg)[:3], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ours = model.eval().question_tower(**batch)
+        theirs = plain(**batch).last_hidden_state[:, 0]
+    assert torch.equal(ours, theirs)  # bit for bit on the CPU
+    index = faiss.read_index_binary(str(out / "index" / "passages.faissindex"))
+    codes = faiss.vector_to_array(index.xb).reshape(index.ntotal, -1)
+    assert np.array_equal(codes, np.load(RunPaths(cfg).index / "codes.npy"))
+    ids = (out / "index" / "ids.txt").read_text().split()
+    assert ids == [str(i) for i in range(1, 9)]
+    reloaded = Retriever.from_export(out)
+    hits = reloaded.search(_questions(cfg), k=3)
+    assert [[h.row for h in per] for per in hits] == _evaluated_rows(cfg, 3).tolist()
+    assert hits[0][0].id == ids[hits[0][0].row]
+    card = (out / "README.md").read_text()
+    assert "packbits" in card and "bpr" in card
+
+
+def _empty(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("{}\n")
+    return path
+
+
+def test_a_clone_without_shared_data_fetches_squad_once_and_checks_it(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from bprlab.data import download
+    from bprlab.errors import StageError
+
+    official = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad" / "dev-v1.1.json"
+    if not official.is_file():
+        pytest.skip("needs ../shared/data to stand in for the official server")
+    calls = []
+
+    def fake_urlopen(url, timeout):
+        calls.append(url)
+        return io.BytesIO(official.read_bytes())
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", fake_urlopen)
+    spec = download.SQUAD_DEV
+    target = download.fetch_verified(spec["url"], tmp_path / "dev-v1.1.json", spec["sha256"], spec["bytes"])
+    assert target.stat().st_size == 4_854_279
+    download.fetch_verified(spec["url"], target, spec["sha256"], spec["bytes"])
+    assert calls == [spec["url"]]  # once
+    with pytest.raises(StageError, match="not using it"):
+        download.fetch_verified(spec["url"], tmp_path / "other.json", "0" * 64, spec["bytes"])
+    assert not (tmp_path / "other.json").exists()
+
+    def offline(url, timeout):
+        raise download.urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", offline)
+    with pytest.raises(StageError, match="Offline\\? Copy the file"):
+        download.fetch_verified(spec["url"], tmp_path / "third.json", spec["sha256"], spec["bytes"])

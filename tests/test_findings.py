@@ -127,3 +127,129 @@ def test_notebooks_say_what_to_run_when_there_is_nothing_to_read(tmp_path, monke
     nbclient.NotebookClient(notebook, timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
     printed = "".join(out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", []))
     assert expected in printed
+
+
+def test_custom_data_needs_training_files_only_to_train(tiny_overrides, tmp_path, capsys):
+    drop = ("data.train_file=", "data.dev_file=")
+    args = [o for o in tiny_overrides if not o.startswith(drop)] + ["name=zs", "method=dpr", "index.kind=flat",
+                                                                     "checkpoint=pretrained"]
+    assert stages.run(load_config(None, args))["num_questions"] == 8  # encode + index + evaluate, no train files
+    code = main(["train", str(_empty(tmp_path)), *[a for a in args if a != "checkpoint=pretrained"]])
+    err = capsys.readouterr().err
+    assert code == 2 and "training needs data.train_file and data.dev_file" in err
+
+
+@pytest.mark.parametrize("name, content, reader", [
+    ("psgs.tsv", b"id\ttext\ttitle\n1\tcaf\xe9 au lait\tA\n", "passages"),
+    ("test.qa.csv", b"who?\t['a']\nwh\xff?\t['b']\n", "qa"),
+    ("train.json", b'[{"question": "caf\xe9", "answers": []}]', "biencoder"),
+])
+def test_non_utf8_bytes_name_the_file_line_and_byte(tmp_path, name, content, reader):
+    from bprlab.data.readers import iter_passages, read_biencoder
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    read = {"passages": lambda p: list(iter_passages(p)), "qa": read_qa, "biencoder": read_biencoder}[reader]
+    with pytest.raises(DataFormatError, match=rf"{name}: record line \d: not UTF-8: byte 0x(e9|ff)"):
+        read(path)
+
+
+def test_training_files_without_a_usable_record_say_why(tiny_overrides, tmp_path, capsys):
+    empty = tmp_path / "train.json"
+    empty.write_text("[]")
+    code = main(["train", str(_empty(tmp_path)), *tiny_overrides, "name=t", f"data.train_file={empty}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "train.json: 0 records read, none usable for training: the file holds no records" in err
+
+
+def test_a_misspelt_model_name_is_one_line(tiny_overrides, tmp_path, capsys, monkeypatch):
+    import transformers
+
+    def hub(name, *args, **kwargs):  # what the hub answers offline or for a name it does not know
+        raise OSError(f"We couldn't connect to 'https://huggingface.co' to load the files of {name}.")
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", hub)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", hub)
+    args = [*tiny_overrides, "name=typo", "method=dpr", "index.kind=flat", "checkpoint=pretrained",
+            "model.name=bert-base-uncasd"]
+    code = main(["run", str(_empty(tmp_path)), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "model.name='bert-base-uncasd'" in err[0] and "minilm" in err[0]
+
+
+def test_a_read_only_run_folder_is_one_line(tiny_overrides, tmp_path, capsys):
+    import os
+
+    runs = tmp_path / "ro-runs"
+    runs.mkdir()
+    os.chmod(runs, 0o555)
+    try:
+        if os.access(runs, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        code = main(["run", str(_empty(tmp_path)), *tiny_overrides, f"runs_root={runs}", "name=ro"])
+        err = capsys.readouterr().err
+        assert code == 2 and "permission denied" in err and "Traceback" not in err
+    finally:
+        os.chmod(runs, 0o755)
+
+
+def test_a_validation_interval_beyond_the_epoch_is_a_config_error(tiny_overrides, tmp_path, capsys):
+    code = main(["train", str(_empty(tmp_path)), *tiny_overrides, "name=vci", "train.val_check_interval=50"])
+    err = capsys.readouterr().err
+    assert code == 2 and "train.val_check_interval=50" in err
+
+
+def test_a_truncated_resume_checkpoint_or_shard_names_the_file_and_the_command(tiny_overrides, tmp_path, capsys):
+    args = [*tiny_overrides, "name=trunc", "method=dpr", "index.kind=flat"]
+    cfg = load_config(None, args)
+    stages.run(cfg)
+    paths = RunPaths(cfg)
+    shard = next((paths.passages("emb")).glob("*.npz"))
+    shard.write_bytes(shard.read_bytes()[:40])
+    capsys.readouterr()
+    assert main(["index", str(_empty(tmp_path)), *args, "--force"]) == 2
+    err = capsys.readouterr().err
+    assert f"{shard.name}: damaged" in err and "bprlab encode <experiment.yaml> --force" in err
+    paths.last_checkpoint.write_bytes(b"")
+    paths.train_summary.unlink()  # so that training runs (and would resume)
+    assert main(["train", str(_empty(tmp_path)), *args]) == 2
+    err = capsys.readouterr().err
+    assert "last.ckpt: damaged (truncated or empty)" in err and "--force" in err
+
+
+def test_a_write_killed_midway_leaves_no_folder_behind_after_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    from bprlab.artifacts import atomic_dir
+
+    target = tmp_path / "index"
+    code = f"""
+import os
+from bprlab.artifacts import atomic_dir
+with atomic_dir({str(target)!r}) as tmp:
+    (tmp / "half").write_text("x")
+    os._exit(9)  # killed mid-write
+"""
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 9
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".index.")]  # the dead writer's folder
+    with atomic_dir(target) as tmp:
+        (tmp / "whole").write_text("y")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
+    assert (target / "whole").is_file()
+
+
+def test_a_moved_project_keeps_its_encodings_and_indexes(tiny_overrides, tiny_data, tmp_path, caplog):
+    import shutil
+
+    args = [*tiny_overrides, "name=moved", "method=dpr", "index.kind=flat"]
+    stages.run(load_config(None, args))
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "runs", moved / "runs")
+    shutil.copytree(tiny_data["root"], moved / "data")
+    new_args = [a.replace(str(tmp_path / "runs"), str(moved / "runs")).replace(str(tiny_data["root"]),
+                                                                               str(moved / "data")) for a in args]
+    with caplog.at_level("INFO"):
+        metrics = stages.run(load_config(None, new_args))
+    assert "already trained" in caplog.text and caplog.text.count("is current") >= 2  # encoding and index reused
+    assert "building the passage store" not in caplog.text and metrics["num_questions"] == 8

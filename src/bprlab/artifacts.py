@@ -49,18 +49,37 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def _remove_orphans(path: Path) -> None:
+    """Temporary folders of earlier writes of `path` whose process is gone (killed mid-write): `.<name>.<pid>.*`."""
+    for stale in path.parent.glob(f".{path.name}.*"):
+        pid = stale.name[len(path.name) + 2:].split(".", 1)[0]
+        if stale.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    _remove_orphans(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
     try:
         yield tmp
         _publishable(tmp, directory=True)
         old = None
         if path.exists():  # replace, then delete: a kill in between leaves a complete folder under one of the names
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            old = path.with_name(f".{path.name}.{os.getpid()}.old")
             os.replace(path, old)
         os.replace(tmp, path)
         if old is not None:

@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from bprlab.errors import BprlabError, ConfigError
@@ -97,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     except BprlabError as exc:
         print(f"bprlab: error: {exc}", file=sys.stderr)
         return 2
+    except PermissionError as exc:  # a read-only run folder or data folder
+        print(f"bprlab: error: {exc.filename or exc}: permission denied (bprlab writes runs/ and data/ beside the "
+              "experiment; run it where you can write, or set runs_root= / data.root=)", file=sys.stderr)
+        return 2
 
 
 def _quiet_libraries() -> None:
@@ -105,6 +110,26 @@ def _quiet_libraries() -> None:
 
     hf_logging.set_verbosity_error()
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_LightningNoise())
+    for message in NOISE_WARNINGS:  # library notices about choices bprlab makes on purpose (README: Layout)
+        warnings.filterwarnings("ignore", message=message)
+
+
+NOISE_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\).*",  # a Lightning-internal deprecation, nothing a user can change
+    r"You are using a custom batch sampler .*",  # encode's ShardBatchSampler returns every row (tested)
+    r"Checkpoint directory .* exists and is not empty.*",  # bprlab sets stale checkpoints aside itself
+)
+
+
+class _LightningNoise(logging.Filter):
+    """Lightning's per-Trainer hardware lines and product tips: one of each per stage otherwise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (text.startswith(("GPU available", "TPU available", "HPU available")) or "litlogger" in text
+                    or "LitLogger" in text)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ def prepare(cfg: RunConfig, force: bool = False) -> None:
     if cfg.data.dataset is DatasetName.squad:
         manifest = prepare_squad(cfg.data.squad, paths.passages.parent, force=force)
         log.info("squad: %s", json.dumps(manifest["counts"]))
-    for path in (paths.train, paths.dev, paths.test, paths.passages, paths.qrels):
+    for path in (paths.train, paths.dev, paths.test, paths.passages, paths.qrels):  # those configured
         if path is not None and not Path(path).is_file():
             hint = f"; run `make data DATASET={cfg.data.dataset.value}`" if cfg.data.dataset.value in ("nq", "trivia") else ""
             raise StageError(f"{path}: not found{hint}")
@@ -44,6 +44,9 @@ def train(cfg: RunConfig, force: bool = False) -> None:
         log.info("data.dataset=%s is evaluated, not trained on: using the weights already trained in %s",
                  cfg.data.dataset.value, RunPaths(cfg).root)
         return
+    from bprlab.data.registry import data_paths
+
+    data_paths(cfg.data).training()  # before any weights load: a dataset without training files says so at once
     RunPaths(cfg).record()
     summary = fit(cfg, force=force)
     log.info("trained %s: %s", cfg.name, json.dumps(summary))

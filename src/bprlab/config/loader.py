@@ -123,6 +123,8 @@ def _check_ranges(cfg: RunConfig, problems: list[str]) -> None:
         problems.append("train.epochs: must be >= 1 (checkpoint=pretrained evaluates the untrained encoder)")
     if train.max_steps != -1 and train.max_steps < 1:
         problems.append("train.max_steps: -1 (epochs decide) or >= 1")
+    if cfg.optim.projection_lr is not None and cfg.optim.projection_lr < 0:
+        problems.append("optim.projection_lr: null (= optim.lr) or >= 0")
     if cfg.optim.lr < 0 or cfg.optim.eps <= 0 or cfg.optim.max_grad_norm < 0:
         problems.append("optim: lr >= 0, eps > 0 and max_grad_norm >= 0 are required")
     devices = train.devices

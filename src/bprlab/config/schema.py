@@ -180,6 +180,10 @@ class OptimConfig:
     warmup_ratio: float = 0.06
     warmup_steps: Optional[int] = None  # overrides warmup_ratio (DPR: 1237)
     max_grad_norm: float = 2.0
+    # Learning rate of the projection layer (model.projection_dim), which starts from random weights while the
+    # encoder is pretrained; null = optim.lr, as the paper and the official code. The squad code-length twins,
+    # 50 CPU steps long, set it higher: at the encoder's rate a fresh projection does not train in 50 steps.
+    projection_lr: Optional[float] = None
 
 
 @dataclass

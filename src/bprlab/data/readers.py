@@ -26,6 +26,18 @@ _HEADER_TEXT = "id<TAB>text<TAB>title"
 csv.field_size_limit(sys.maxsize)  # psgs_w100 rows are short, but custom corpora need not be
 
 
+def bad_utf8(path: Path) -> DataFormatError:
+    """The first line of `path` that is not UTF-8, named with the offending byte (an error path: reads again)."""
+    with open(path, "rb") as handle:
+        for line, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return DataFormatError(path, f"line {line}", f"not UTF-8: byte 0x{raw[exc.start]:02x} at byte "
+                                                             f"{exc.start + 1} of the line (save the file as UTF-8)")
+    return DataFormatError(path, None, "not UTF-8 (save the file as UTF-8)")
+
+
 def _open(path: Path):
     if not path.is_file():
         raise DataFormatError(path, None, "file not found")
@@ -44,6 +56,13 @@ def iter_passages(path: str | Path) -> Iterator[Passage]:
 
         yield from iter_corpus(path)
         return
+    try:
+        yield from _iter_passages_tsv(path)
+    except UnicodeDecodeError:
+        raise bad_utf8(path) from None
+
+
+def _iter_passages_tsv(path: Path) -> Iterator[Passage]:
     with _open(path) as handle:
         rows = csv.reader(handle, delimiter="\t")
         header = next(rows, None)
@@ -73,6 +92,13 @@ def write_passages(path: str | Path, passages: Iterable[Passage]) -> int:
 
 def read_qa(path: str | Path) -> list[QARecord]:
     path = Path(path)
+    try:
+        return _read_qa(path)
+    except UnicodeDecodeError:
+        raise bad_utf8(path) from None
+
+
+def _read_qa(path: Path) -> list[QARecord]:
     if path.suffix == ".jsonl" or _looks_like_jsonl(path):
         return _read_qa_jsonl(path)
     records = []
@@ -147,6 +173,8 @@ def read_biencoder(path: str | Path) -> list[BiencoderRecord]:
     with _open(path) as handle:
         try:
             entries = json.load(handle)
+        except UnicodeDecodeError:
+            raise bad_utf8(path) from None
         except json.JSONDecodeError as exc:
             raise DataFormatError(path, None, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     if not isinstance(entries, list):

@@ -36,8 +36,8 @@ class DataPaths:
 
     def training(self) -> tuple[Path, Path]:
         if self.train is None or self.dev is None:
-            raise ConfigError("config: this dataset has no training data (an evaluation-only BEIR / jsonl folder); "
-                              "train on another dataset, or give data.train_file and data.dev_file")
+            raise ConfigError("config: training needs data.train_file and data.dev_file (DPR biencoder JSON); this "
+                              "dataset has none configured. Encoding and evaluating do not need them.")
         return self.train, self.dev
 
 
@@ -75,7 +75,7 @@ def data_paths(cfg: DataConfig) -> DataPaths:
     defaults = _defaults(cfg)
     given = {"train": cfg.train_file, "dev": cfg.dev_file, "test": cfg.test_file, "passages": cfg.passages_file}
     paths = {key: Path(value) if value else defaults.get(key) for key, value in given.items()}
-    needed = ("test", "passages") if cfg.dataset.folder else tuple(paths)
+    needed = ("test", "passages")  # train / dev only when training (DataPaths.training says so then)
     missing = [f"data.{key}_file" for key in needed if paths[key] is None]
     if missing:
         raise ConfigError(f"config: data.dataset={cfg.dataset.value} needs {', '.join(missing)}")

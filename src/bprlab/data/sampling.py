@@ -29,6 +29,12 @@ def normalize_question(question: str) -> str:
 
 def usable_records(records: Sequence[BiencoderRecord], needs_negatives: bool, source: str) -> list[BiencoderRecord]:
     kept = [r for r in records if r.positives and (r.hard_negatives or r.negatives or not needs_negatives)]
+    if not kept:
+        from bprlab.errors import DataFormatError
+
+        why = "the file holds no records" if not records else (
+            f"every one lacks a positive passage{' or any negative (data.num_*_negatives > 0)' if needs_negatives else ''}")
+        raise DataFormatError(source, None, f"{len(records)} records read, none usable for training: {why}")
     if len(kept) < len(records):
         log.warning("%s: dropped %d of %d records without a positive%s", source, len(records) - len(kept),
                     len(records), " or any negative" if needs_negatives else "")

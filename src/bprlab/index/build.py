@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -63,12 +64,20 @@ def _shards(directory: Path) -> list[Path]:
     return shards
 
 
+def _load_shard(shard: Path):
+    try:
+        return np.load(shard)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise StageError(f"{shard}: damaged ({str(exc).splitlines()[0][:80]}); encode again with "
+                         "`bprlab encode <experiment.yaml> --force`") from None
+
+
 def check_encoded(directory: Path) -> None:
     """Every row 0..N-1 is present in some rank's shard (reads only the row ids)."""
     n = read_json(directory / MANIFEST)["num_passages"]
     seen = np.zeros(n, dtype=bool)
     for shard in _shards(directory):
-        with np.load(shard) as data:
+        with _load_shard(shard) as data:
             seen[data["rows"]] = True
     if not seen.all():
         raise StageError(f"{directory}: {int((~seen).sum())} of {n} passages missing from the shards")
@@ -81,7 +90,7 @@ def read_encoded(directory: Path) -> tuple[np.ndarray, dict]:
     n = manifest["num_passages"]
     out, seen = None, np.zeros(n, dtype=bool)
     for shard in _shards(directory):
-        with np.load(shard) as data:
+        with _load_shard(shard) as data:
             rows, values = data["rows"], data["values"]
             if len(rows) and (rows.min() < 0 or rows.max() >= n):
                 raise StageError(f"{shard}: rows outside 0..{n - 1}; the encoding is damaged: rerun `bprlab encode --force`")

@@ -72,12 +72,14 @@ class RetrieverModule(pl.LightningModule):
 
     def configure_optimizers(self):
         optim = self.cfg.optim
-        decay, no_decay = [], []
+        groups: dict[tuple[bool, bool], list] = {}
         for name, param in self.named_parameters():
-            if param.requires_grad:
-                (no_decay if name.endswith(NO_DECAY) else decay).append(param)
+            if param.requires_grad:  # (a new projection head?, decayed?) -> parameters
+                groups.setdefault((".projection." in name, not name.endswith(NO_DECAY)), []).append(param)
+        head_lr = optim.projection_lr if optim.projection_lr is not None else optim.lr
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [{"params": params, "weight_decay": optim.weight_decay if decayed else 0.0,
+              "lr": head_lr if head else optim.lr} for (head, decayed), params in sorted(groups.items())],
             lr=optim.lr, eps=optim.eps,
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))

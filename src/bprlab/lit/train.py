@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zipfile
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -14,7 +15,7 @@ from bprlab.config.loader import to_dict
 from bprlab.config.schema import RunConfig
 from bprlab.core.encoder import load_tokenizer
 from bprlab.data.collate import Collator
-from bprlab.errors import ConfigError
+from bprlab.errors import ConfigError, StageError
 from bprlab.lit.callbacks import SelectionCheckpoint
 from bprlab.lit.datamodule import RetrieverDataModule
 from bprlab.lit.loggers import make_logger
@@ -50,6 +51,9 @@ def make_trainer(cfg: RunConfig, callbacks: list, logger=False, **overrides) -> 
         val_check_interval=train.val_check_interval, log_every_n_steps=train.log_every_n_steps,
         reload_dataloaders_every_n_epochs=1, deterministic=train.deterministic, callbacks=callbacks, logger=logger,
         default_root_dir=str(RunPaths(cfg).root), num_sanity_val_steps=0,
+        # one epoch cut short by max_steps: the progress bar counts to max_steps, not to the epoch's length
+        limit_train_batches=train.max_steps * train.accumulate_grad_batches
+        if train.max_steps > 0 and train.epochs == 1 else None,
     )
     options.update(overrides)
     return pl.Trainer(**options)
@@ -69,7 +73,7 @@ def checkpoint_callbacks(cfg: RunConfig, paths: RunPaths) -> tuple[pl.Callback, 
 NOT_TRAINING_KEYS = ("name", "runs_root", "checkpoint", "logger", "encode", "index", "eval", "wandb")
 # Keys added after runs existed: left out of the fingerprint while at their default, so those runs stay current.
 LATER_KEYS = {("model", "pooling"): "cls", ("model", "normalize"): False, ("data", "path"): None,
-              ("data", "split"): "test"}
+              ("data", "split"): "test", ("optim", "projection_lr"): None}
 STAMP = "fingerprint.txt"
 
 
@@ -79,6 +83,12 @@ def train_fingerprint(cfg: RunConfig) -> str:
     for key in NOT_TRAINING_KEYS:
         config.pop(key)
     config["train"].pop("resume")
+    # data files by their place in the project, not on this disk: a moved or copied project stays trained
+    base = Path(cfg.runs_root).resolve().parent
+    for key in ("root", "path", "train_file", "dev_file", "test_file", "passages_file"):
+        value = config["data"].get(key)
+        if value and Path(value).is_absolute() and Path(value).is_relative_to(base):
+            config["data"][key] = str(Path(value).relative_to(base))
     for (section, key), default in LATER_KEYS.items():
         if config[section].get(key, default) == default:
             config[section].pop(key, None)
@@ -106,12 +116,22 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     callbacks = [last, best, *([pl.callbacks.LearningRateMonitor("step")] if logger else []), *(extra_callbacks or [])]
     trainer = make_trainer(cfg, callbacks, logger=logger)
     resume = paths.last_checkpoint if cfg.train.resume and paths.last_checkpoint.is_file() else None
+    if resume and not zipfile.is_zipfile(resume):  # torch writes zip archives: a truncated or zero-byte file is not
+        raise StageError(f"{resume}: damaged (truncated or empty), so training cannot resume from it; move it aside "
+                         "to resume from nothing, or start over with `bprlab train <experiment.yaml> --force`")
     if resume:
         log.info("resuming from %s", resume)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None,
+                        weights_only=False)  # resuming our own last.ckpt: optimizer and loop state included
+        except ValueError as exc:
+            if "val_check_interval" not in str(exc):
+                raise
+            raise ConfigError(f"config: train.val_check_interval={cfg.train.val_check_interval}: "
+                              f"{str(exc).splitlines()[0]}") from None
         # last.ckpt is the final state whatever the step-based saving cadence was (all ranks call; rank 0 writes)
-        trainer.save_checkpoint(paths.last_checkpoint)
+        trainer.save_checkpoint(paths.last_checkpoint, weights_only=False)  # full state: resumable
     finally:
         _finish_logger(trainer)
     summary = {
@@ -136,7 +156,8 @@ def load_module(cfg: RunConfig, checkpoint: Path | None) -> RetrieverModule:
     cls = module_class(cfg.method)
     if checkpoint is None:
         return cls(to_dict(cfg))
-    return cls.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=False)
+    # weights_only: a checkpoint named by a user (checkpoint=<path>) cannot run code; ours hold plain data only
+    return cls.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
 
 
 def _set_aside_stale(paths: RunPaths, stamp: str, force: bool) -> None:

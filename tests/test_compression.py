@@ -133,3 +133,15 @@ def test_frontier_joins_only_a_familys_budgets_and_bars_for_categories(tmp_path)
     assert drawn["dpr-pq"][0] == ([24, 48, 96], "-")  # one method over its budgets: a line
     assert drawn["dpr-flat"][0][1] == "none" and drawn["bpr-linear"][0][1] == "none"  # categories: points
     assert plots.bars(rows, "t", tmp_path / "b.png").is_file()
+
+
+def test_same_projection_init_starts_both_towers_in_one_space(tiny_bert):
+    from bprlab.core.encoder import BiEncoder
+
+    torch.manual_seed(0)
+    tied = BiEncoder.from_pretrained(tiny_bert, projection_dim=16, same_projection_init=True)
+    free = BiEncoder.from_pretrained(tiny_bert, projection_dim=16)
+    for a, b in zip(tied.question_tower.projection.parameters(), tied.passage_tower.projection.parameters()):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()  # equal values, separate weights
+    weight = lambda m, side: getattr(m, f"{side}_tower").projection[0].weight  # noqa: E731
+    assert not torch.equal(weight(free, "question"), weight(free, "passage"))  # the official code's default

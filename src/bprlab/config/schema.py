@@ -151,6 +151,10 @@ class ModelConfig:
     # How a tower turns token states into e. The paper's [CLS] is the default for every encoder; the packaged
     # MiniLM declares mean pooling + L2 normalisation as its own (its modules.json): experiments/squad/zero_shot_own.yaml.
     pooling: Pooling = Pooling.cls
+    # With a projection: start both towers' projection layers from the same random weights (false: independent,
+    # as the official code). A short run cannot align two unrelated random projections: the squad code-length
+    # twins (50 CPU steps) set it.
+    same_projection_init: bool = False
     normalize: bool = False  # L2-normalise e (inner product = cosine), as sentence-transformers' Normalize module
     # Token type of the passage text segment in `[CLS] title [SEP] text [SEP]`; None: 1 for bpr, 0 for dpr.
     passage_text_token_type: Optional[int] = None
@@ -181,8 +185,7 @@ class OptimConfig:
     warmup_steps: Optional[int] = None  # overrides warmup_ratio (DPR: 1237)
     max_grad_norm: float = 2.0
     # Learning rate of the projection layer (model.projection_dim), which starts from random weights while the
-    # encoder is pretrained; null = optim.lr, as the paper and the official code. The squad code-length twins,
-    # 50 CPU steps long, set it higher: at the encoder's rate a fresh projection does not train in 50 steps.
+    # encoder is pretrained; null = optim.lr, as the paper and the official code.
     projection_lr: Optional[float] = None
 
 

@@ -137,12 +137,17 @@ class BiEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name: str, projection_dim: int | None = None, pooling: str = "cls",
-                        normalize: bool = False) -> "BiEncoder":
-        """Both towers start from the same checkpoint and do not share weights."""
-        return cls(
+                        normalize: bool = False, same_projection_init: bool = False) -> "BiEncoder":
+        """Both towers start from the same checkpoint and do not share weights. Their projection layers start
+        from independent random weights (the official code), or from the same ones (`same_projection_init`), so
+        that before training both towers map into one space (a random rotation, then LayerNorm)."""
+        model = cls(
             Tower(_load_backbone(name), projection_dim, pooling, normalize),
             Tower(_load_backbone(name), projection_dim, pooling, normalize),
         )
+        if same_projection_init and projection_dim is not None:
+            model.passage_tower.projection.load_state_dict(model.question_tower.projection.state_dict())
+        return model
 
     @classmethod
     def from_model_config(cls, model: dict) -> "BiEncoder":
@@ -151,7 +156,7 @@ class BiEncoder(nn.Module):
         get = model.get if isinstance(model, dict) else lambda key, default=None: getattr(model, key, default)
         pooling = get("pooling", "cls")
         return cls.from_pretrained(get("name"), get("projection_dim"), getattr(pooling, "value", pooling) or "cls",
-                                   bool(get("normalize", False)))
+                                   bool(get("normalize", False)), bool(get("same_projection_init", False)))
 
     @property
     def dim(self) -> int:

@@ -73,7 +73,8 @@ def checkpoint_callbacks(cfg: RunConfig, paths: RunPaths) -> tuple[pl.Callback, 
 NOT_TRAINING_KEYS = ("name", "runs_root", "checkpoint", "logger", "encode", "index", "eval", "wandb")
 # Keys added after runs existed: left out of the fingerprint while at their default, so those runs stay current.
 LATER_KEYS = {("model", "pooling"): "cls", ("model", "normalize"): False, ("data", "path"): None,
-              ("data", "split"): "test", ("optim", "projection_lr"): None}
+              ("data", "split"): "test", ("optim", "projection_lr"): None,
+              ("model", "same_projection_init"): False}
 STAMP = "fingerprint.txt"
 
 

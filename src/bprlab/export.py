@@ -92,14 +92,12 @@ def _write_index(index, path: Path) -> None:
 
 def load_exported_biencoder(folder: Path, cfg: RunConfig):
     """Both towers from the exported Hugging Face folders (+ projection), as the run computed them."""
-    from transformers import AutoModel
-
-    from bprlab.core.encoder import BiEncoder, Tower
+    from bprlab.core.encoder import BiEncoder, Tower, load_backbone
 
     towers = {}
     projection = torch.load(folder / "projection.pt", weights_only=True) if (folder / "projection.pt").is_file() else None
     for side, name in (("question", "question_encoder"), ("passage", "passage_encoder")):
-        tower = Tower(AutoModel.from_pretrained(folder / name, add_pooling_layer=False), cfg.model.projection_dim,
+        tower = Tower(load_backbone(str(folder / name)), cfg.model.projection_dim,
                       cfg.model.pooling.value, cfg.model.normalize)
         if projection is not None:
             tower.projection.load_state_dict(projection[side])

@@ -45,14 +45,15 @@ def load_tokenizer(name: str):
         raise _unloadable(name, exc) from None
 
 
-def _load_backbone(name: str) -> nn.Module:
+def load_backbone(name: str) -> nn.Module:
     from transformers import AutoModel
 
     from transformers.utils import logging as hf_logging
 
     path = resolve_model_name(name)
-    level = hf_logging.get_verbosity()
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # its load report would list the pooler we leave out on purpose
+    hf_logging.disable_progress_bar()  # and a "Loading weights" bar per tower
     try:
         try:  # no pooler: BPR/DPR use the last hidden state of [CLS]; an unused pooler also upsets DDP
             return AutoModel.from_pretrained(path, add_pooling_layer=False)
@@ -62,6 +63,8 @@ def _load_backbone(name: str) -> nn.Module:
         raise _unloadable(name, exc) from None
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 POOLINGS = ("cls", "mean")
@@ -142,8 +145,8 @@ class BiEncoder(nn.Module):
         from independent random weights (the official code), or from the same ones (`same_projection_init`), so
         that before training both towers map into one space (a random rotation, then LayerNorm)."""
         model = cls(
-            Tower(_load_backbone(name), projection_dim, pooling, normalize),
-            Tower(_load_backbone(name), projection_dim, pooling, normalize),
+            Tower(load_backbone(name), projection_dim, pooling, normalize),
+            Tower(load_backbone(name), projection_dim, pooling, normalize),
         )
         if same_projection_init and projection_dim is not None:
             model.passage_tower.projection.load_state_dict(model.question_tower.projection.state_dict())

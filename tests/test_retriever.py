@@ -105,28 +105,34 @@ def _empty(tmp_path):
 
 
 def test_a_clone_without_shared_data_fetches_squad_once_and_checks_it(tmp_path, monkeypatch):
+    import hashlib
     from pathlib import Path
 
     from bprlab.data import download
     from bprlab.errors import StageError
 
     official = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad" / "dev-v1.1.json"
-    if not official.is_file():
-        pytest.skip("needs ../shared/data to stand in for the official server")
+    if official.is_file():  # the pinned size and hash are those of the file the demo reads
+        payload = official.read_bytes()
+        assert len(payload) == download.SQUAD_DEV["bytes"]
+        assert hashlib.sha256(payload).hexdigest() == download.SQUAD_DEV["sha256"]
+    else:  # a clone without ../shared: the mechanism, on a stand-in file
+        payload = b'{"version": "1.1", "data": []}'
+    size, sha = len(payload), hashlib.sha256(payload).hexdigest()
     calls = []
 
     def fake_urlopen(url, timeout):
         calls.append(url)
-        return io.BytesIO(official.read_bytes())
+        return io.BytesIO(payload)
 
     monkeypatch.setattr(download.urllib.request, "urlopen", fake_urlopen)
-    spec = download.SQUAD_DEV
-    target = download.fetch_verified(spec["url"], tmp_path / "dev-v1.1.json", spec["sha256"], spec["bytes"])
-    assert target.stat().st_size == 4_854_279
-    download.fetch_verified(spec["url"], target, spec["sha256"], spec["bytes"])
-    assert calls == [spec["url"]]  # once
+    url = download.SQUAD_DEV["url"]
+    target = download.fetch_verified(url, tmp_path / "dev-v1.1.json", sha, size)
+    assert target.read_bytes() == payload
+    download.fetch_verified(url, target, sha, size)
+    assert calls == [url]  # once
     with pytest.raises(StageError, match="not using it"):
-        download.fetch_verified(spec["url"], tmp_path / "other.json", "0" * 64, spec["bytes"])
+        download.fetch_verified(url, tmp_path / "other.json", "0" * 64, size)
     assert not (tmp_path / "other.json").exists()
 
     def offline(url, timeout):
@@ -134,15 +140,4 @@ def test_a_clone_without_shared_data_fetches_squad_once_and_checks_it(tmp_path, 
 
     monkeypatch.setattr(download.urllib.request, "urlopen", offline)
     with pytest.raises(StageError, match="Offline\\? Copy the file"):
-        download.fetch_verified(spec["url"], tmp_path / "third.json", spec["sha256"], spec["bytes"])
-
-
-@pytest.mark.parametrize("extra", [["method=dpr", "index.kind=flat"], ["method=dpr", "index.kind=pq",
-                                   "index.pq_subquantizers=4", "index.pq_bits=2"],
-                                   ["checkpoint=pretrained", "index.kind=bm25"]])
-def test_retriever_serves_every_index_kind_as_the_evaluation_did(tiny_overrides, extra):
-    overrides = [*tiny_overrides, "name=kinds", *extra, "eval.top_k=[1,3]"]
-    cfg = load_config(None, overrides)
-    stages.run(cfg)
-    hits = Retriever.from_config(None, overrides).search(_questions(cfg), k=3)
-    assert [[h.row for h in per] for per in hits] == _evaluated_rows(cfg, 3).tolist()
+        download.fetch_verified(url, tmp_path / "third.json", sha, size)

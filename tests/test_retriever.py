@@ -141,3 +141,14 @@ def test_a_clone_without_shared_data_fetches_squad_once_and_checks_it(tmp_path, 
     monkeypatch.setattr(download.urllib.request, "urlopen", offline)
     with pytest.raises(StageError, match="Offline\\? Copy the file"):
         download.fetch_verified(url, tmp_path / "third.json", sha, size)
+
+
+@pytest.mark.parametrize("extra", [["method=dpr", "index.kind=flat"], ["method=dpr", "index.kind=pq",
+                                   "index.pq_subquantizers=4", "index.pq_bits=2"],
+                                   ["checkpoint=pretrained", "index.kind=bm25"]])
+def test_retriever_serves_every_index_kind_as_the_evaluation_did(tiny_overrides, extra):
+    overrides = [*tiny_overrides, "name=kinds", *extra, "eval.top_k=[1,3]"]
+    cfg = load_config(None, overrides)
+    stages.run(cfg)
+    hits = Retriever.from_config(None, overrides).search(_questions(cfg), k=3)
+    assert [[h.row for h in per] for per in hits] == _evaluated_rows(cfg, 3).tolist()

@@ -23,6 +23,29 @@ class SelectionCheckpoint(ModelCheckpoint):
             super().on_validation_end(trainer, pl_module)
 
 
+TRIM_EVERY = 1  # batches
+
+
+def release_freed_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc `malloc_trim`). Batches from DataLoader workers and the
+    activations they cause vary in size, and glibc keeps the freed blocks: a 200k-passage encode grew to 1.7 GB
+    of anonymous memory without this. No-op where glibc is absent."""
+    global _TRIM
+    if _TRIM is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
+
+
 class ShardWriter(BasePredictionWriter):
     """Writes shard s (rows s * shard_size ..) as `shard-<s>.npz` (rows + values), atomically, the moment its
     last row arrives. Shards are defined by rows, not by ranks, so a rerun with any number of devices finds the
@@ -45,6 +68,8 @@ class ShardWriter(BasePredictionWriter):
             self._count[int(shard)] = self._count.get(int(shard), 0) + int(mine.sum())
             if self._count[int(shard)] == len(shard_rows(int(shard), self.shard_size, self.num_rows)):
                 self._flush(int(shard))
+        if batch_idx % TRIM_EVERY == 0:
+            release_freed_memory()
 
     def _flush(self, shard: int) -> None:
         path = self.directory / shard_file(shard)

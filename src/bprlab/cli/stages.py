@@ -74,10 +74,10 @@ def index(cfg: RunConfig, force: bool = False) -> None:
     log.info("index: %s", build_index(cfg, force=force))
 
 
-def evaluate(cfg: RunConfig, force: bool = False) -> dict | None:
+def evaluate(cfg: RunConfig, force: bool = False, inputs_current: bool = False) -> dict | None:
     from bprlab.eval.retrieval import evaluate as run_evaluate
 
-    if cfg.data.dataset.folder:  # an evaluation-only folder: its store, encoding and index are made on first use
+    if cfg.data.dataset.folder and not inputs_current:  # an evaluation-only folder: made on first use
         prepare(cfg)
         encode(cfg, force=force)
         index(cfg, force=force)
@@ -99,4 +99,4 @@ def run(cfg: RunConfig, force: bool = False) -> dict | None:
     train(cfg, force=force)
     encode(cfg, force=force)
     index(cfg, force=force)
-    return evaluate(cfg)
+    return evaluate(cfg, inputs_current=True)  # run has just brought encoding and index up to date

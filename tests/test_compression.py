@@ -118,7 +118,8 @@ def test_frontier_joins_only_a_familys_budgets_and_bars_for_categories(tmp_path)
     rows = [{"method": "dpr-flat", "bytes_per_passage": 1536, "top20": 92.0, "ms_per_query": 0.2},
             {"method": "bpr-linear", "bytes_per_passage": 48, "top20": 90.0, "ms_per_query": 0.08},
             *({"method": f"pq-{b}", "family": "dpr-pq", "bytes_per_passage": b, "top20": 80 + b / 20,
-               "ms_per_query": 0.1} for b in (24, 48, 96))]
+               "ms_per_query": 0.1} for b in (24, 48, 96)),
+            {"method": "dpr-pq", "bytes_per_passage": 12, "top20": 79.0}]  # another table's row: joins the family
     drawn = {}
     real_plot = plots.pyplot().Axes.plot
 
@@ -130,7 +131,7 @@ def test_frontier_joins_only_a_familys_budgets_and_bars_for_categories(tmp_path)
         mp.setattr(plots.pyplot().Axes, "plot", spy)
         path = plots.frontier(rows, "t", tmp_path / "f.png")
     assert path.is_file()
-    assert drawn["dpr-pq"][0] == ([24, 48, 96], "-")  # one method over its budgets: a line
+    assert drawn["dpr-pq"][0] == ([12, 24, 48, 96], "-")  # one method over its budgets: a line
     assert drawn["dpr-flat"][0][1] == "none" and drawn["bpr-linear"][0][1] == "none"  # categories: points
     assert plots.bars(rows, "t", tmp_path / "b.png").is_file()
 

@@ -56,6 +56,12 @@ def test_thread_counts_and_batching_give_identical_results():
     alone = [hamming_top_l(codes, questions[i : i + 1], 300, 2) for i in range(len(questions))]
     assert np.array_equal(one[1], two[1]) and np.array_equal(one[0], two[0])
     assert np.array_equal(np.vstack([r for _, r in alone]), two[1])
+    for prefetch_bytes in (0, 1, 1 << 16):  # prefetching is a hint: off, one block ahead, past the chunk's end
+        for batch in (questions[:1], questions[:2], questions):
+            want = hamming_top_l(codes, batch, 300, 2)
+            for n_threads in (1, 2):
+                got = hamming_top_l(codes, batch, 300, n_threads, prefetch_bytes)
+                assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
 
 
 def test_non_contiguous_and_unaligned_codes_are_read_correctly():
@@ -96,6 +102,10 @@ def test_lookup_rerank_equals_the_float_rerank(bits):
         want = -np.sort(-picked, axis=1)[:, :10]
         assert np.allclose(scores, want, rtol=1e-5, atol=1e-4)
         assert np.allclose(np.take_along_axis(truth, rows, 1), scores, rtol=1e-5, atol=1e-4)
+        for ahead in (0, 1, 5000):  # prefetch distance: none, one candidate, past the last
+            for n_threads, batch in ((1, 7), (2, 7), (2, 1)):  # a lone question splits its candidates
+                again = rerank_top_k(layout, questions[:batch], candidates[:batch], 10, n_threads, ahead)
+                assert np.array_equal(again[1], rows[:batch]) and np.array_equal(again[0], scores[:batch])
 
 
 def test_scoring_every_code_equals_brute_force():

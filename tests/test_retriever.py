@@ -152,3 +152,19 @@ def test_retriever_serves_every_index_kind_as_the_evaluation_did(tiny_overrides,
     stages.run(cfg)
     hits = Retriever.from_config(None, overrides).search(_questions(cfg), k=3)
     assert [[h.row for h in per] for per in hits] == _evaluated_rows(cfg, 3).tolist()
+
+
+def test_overrides_and_questions_may_follow_an_option():
+    from bprlab.cli.main import build_parser, parse_args
+
+    parser = build_parser()
+    args = parse_args(parser, ["export", "exp.yaml", "--to", "out", "index.kind=flat", "method=dpr"])
+    assert args.to == "out" and args.overrides == ["index.kind=flat", "method=dpr"]
+    args = parse_args(parser, ["search", "exp.yaml", "--k", "2", "Who wrote it?", "name=bpr"])
+    assert args.k == 2 and args.items == ["Who wrote it?", "name=bpr"]
+    args = parse_args(parser, ["evaluate", "exp.yaml", "--force", "eval.top_k=[1]"])
+    assert args.force and args.overrides == ["eval.top_k=[1]"]
+    for bad in (["export", "exp.yaml", "--to", "out", "stray"], ["export", "exp.yaml", "--to", "out", "--tto=x"]):
+        with pytest.raises(SystemExit) as exit_:
+            parse_args(parser, bad)
+        assert exit_.value.code == 2

@@ -85,9 +85,23 @@ def split_trial(argv: list[str]) -> tuple[list[str], list[str] | None]:
     return argv[:at] + argv[at + 1 :], [a for a in argv[at + 1 :] if "=" in a]
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """argparse stops filling a `nargs="*"` positional at the first option: `bprlab export exp.yaml --to DIR
+    key=value` would reject its override. key=value words left over after an option join the overrides (for
+    `search`, any word joins its questions); anything else left over is still an error."""
+    args, extra = parser.parse_known_args(argv)
+    target = "overrides" if hasattr(args, "overrides") else "items" if hasattr(args, "items") else None
+    if extra:
+        allowed = (lambda w: not w.startswith("-")) if target == "items" else (lambda w: "=" in w and w[0] != "-")
+        if target is None or not all(allowed(word) for word in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        setattr(args, target, list(getattr(args, target)) + extra)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     argv, trial = split_trial(list(sys.argv[1:] if argv is None else argv))
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     args.trial = trial
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -59,7 +59,8 @@ def frontier(rows: list[dict], title: str, path: Path) -> Path | None:
     for i, (name, group) in enumerate(sorted(_groups(rows).items())):
         group = sorted(group, key=held_bytes)
         style = {"marker": MARKERS[i % len(MARKERS)], "color": plt.get_cmap("tab20")(i % 20), "label": name}
-        line = "-" if len(group) > 1 and group[0].get("family") else "none"  # only a family is joined
+        # only a family is joined (a row of another table named like the family, e.g. main's dpr-pq, joins it)
+        line = "-" if len(group) > 1 and any(r.get("family") for r in group) else "none"
         memory.plot([held_bytes(r) for r in group], [r[metric] for r in group], linestyle=line, **style)
         timed = [r for r in group if r.get("ms_per_query")]
         if timed:

@@ -20,12 +20,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from bprlab.index.kernels.jit import JIT, popcount64, trailing_zeros64
+from bprlab.index.kernels.jit import JIT, popcount64, prefetch, trailing_zeros64
 from bprlab.index.kernels.layout import LANES, BlockedCodes
 
 U_LANES = np.uint64(LANES)
 U0, U1, U2, U3, U4 = (np.uint64(i) for i in range(5))
 GROUP_BYTES = 1 << 15  # codes per group of blocks: stays in L1 while every question of the batch reads it
+PREFETCH_BYTES = 1 << 13  # how far ahead of the scan its code words are prefetched (see `_prefetch_block`)
 
 
 @numba.njit(inline="always", **JIT)
@@ -134,10 +135,21 @@ def _admit(dist, row0, nrows, q, keep, dists, rows, counts, bounds, hist):
             bound = np.uint32(bounds[q])
 
 
+@numba.njit(inline="always", **JIT)
+def _prefetch_block(words, b, b1, width):
+    """Prefetch every cache line of block b (< b1). The CPU's own prefetcher stops at each 4 KiB page, and a
+    block spans two or more: without this, a lone question's scan stalls at every page boundary."""
+    if b < b1:
+        base = np.uint64(b) * width * U_LANES
+        for line in range(U0, width * U_LANES, np.uint64(8)):
+            prefetch(words, base + line)
+
+
 @numba.njit(**JIT)
-def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, keep, dists, rows, counts, bounds, hist, group):
+def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, keep, dists, rows, counts, bounds, hist, group, ahead):
     """Admit the rows of blocks [b0, b1) into each question's buffer (see module doc). Questions go in pairs
-    through each group of blocks, so one load of a code word serves two of them."""
+    through each group of blocks, so one load of a code word serves two of them. The first pass over a block
+    (the first question or pair) prefetches the block `ahead` blocks on."""
     dist_a = np.empty(LANES, np.uint32)
     dist_b = np.empty(LANES, np.uint32)
     for g0 in range(b0, b1, group):
@@ -145,6 +157,8 @@ def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, keep, dists, rows, cou
         for q in range(0, nq - 1, 2):
             qbase = np.uint64(q) * width
             for b in range(g0, g1):
+                if q == 0 and ahead > 0:
+                    _prefetch_block(words, b + ahead, b1, width)
                 _distances_pair(words, np.uint64(b) * width * U_LANES, width, qwords, qbase, dist_a, dist_b)
                 row0 = np.int64(b) * LANES
                 nrows = min(LANES, ntotal - row0)
@@ -156,6 +170,8 @@ def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, keep, dists, rows, cou
             for b in range(g0, g1):
                 if bounds[q] < 0:
                     break
+                if nq == 1 and ahead > 0:
+                    _prefetch_block(words, b + ahead, b1, width)
                 _distances(words, np.uint64(b) * width * U_LANES, width, qwords, qbase, dist_a)
                 row0 = np.int64(b) * LANES
                 _admit(dist_a, row0, min(LANES, ntotal - row0), q, keep, dists, rows, counts, bounds, hist)
@@ -191,7 +207,7 @@ def _merge(dists, rows, counts, q, keep, hist, out_dist, out_rows):
 
 
 @numba.njit(parallel=True, **JIT)
-def _top_l(words, width, ntotal, qwords, nq, keep, nchunks, bits):
+def _top_l(words, width, ntotal, qwords, nq, keep, nchunks, bits, ahead):
     nblocks = len(words) // (width * LANES) if width > 0 else 0
     cap = max(2 * keep, keep + 256)
     dists = np.empty((nchunks, nq, cap), np.uint16)
@@ -203,7 +219,7 @@ def _top_l(words, width, ntotal, qwords, nq, keep, nchunks, bits):
     for c in numba.prange(nchunks):
         hist = np.zeros(bits + 1, np.int64)
         _scan_chunk(words, width, ntotal, qwords, nq, c * step, min(nblocks, (c + 1) * step), keep,
-                    dists[c], rows[c], counts[c], bounds[c], hist, group)
+                    dists[c], rows[c], counts[c], bounds[c], hist, group, ahead)
     out_dist = np.full((nq, keep), bits + 1, np.int32)
     out_rows = np.full((nq, keep), -1, np.int64)
     for q in numba.prange(nq):
@@ -212,15 +228,18 @@ def _top_l(words, width, ntotal, qwords, nq, keep, nchunks, bits):
     return out_dist, out_rows
 
 
-def hamming_top_l(codes: BlockedCodes, question_words: np.ndarray, l: int, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
+def hamming_top_l(codes: BlockedCodes, question_words: np.ndarray, l: int, n_threads: int,
+                  prefetch_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The l nearest codes of each question by Hamming distance, ordered by (distance, row).
 
     question_words: (Q, W) uint64 (see `layout.to_words`). Returns (Q, l) int32 distances and int64 rows;
     where the index holds fewer than l codes, the missing places have row -1 and a distance above any real one.
+    prefetch_bytes: how far ahead of the scan code words are prefetched (None: PREFETCH_BYTES; 0: not at all).
     """
     nq, width = question_words.shape
     if width != codes.width:
         raise ValueError(f"questions have {width} words per code, the index {codes.width}")
     qwords = np.ascontiguousarray(question_words, dtype=np.uint64).ravel()
     nchunks = max(1, min(n_threads, codes.nblocks))
-    return _top_l(codes.words, np.uint64(width), codes.ntotal, qwords, nq, int(l), nchunks, width * 64)
+    ahead = -(-(PREFETCH_BYTES if prefetch_bytes is None else prefetch_bytes) // (width * LANES * 8))  # 0: off
+    return _top_l(codes.words, np.uint64(width), codes.ntotal, qwords, nq, int(l), nchunks, width * 64, ahead)

@@ -45,6 +45,32 @@ def trailing_zeros64(typingctx, x):
     return sig, codegen
 
 
+def _prefetch_intrinsic(locality: int, doc: str):
+    def prefetch(typingctx, array, index):
+        if not isinstance(array, types.Array) or not isinstance(index, types.Integer):
+            return None
+        sig = types.void(array, index)
+
+        def codegen(context, builder, signature, args):
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            address = builder.gep(data, [args[1]])
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [address.type, i32, i32, i32])
+            fn = builder.module.declare_intrinsic("llvm.prefetch", [address.type], fnty)
+            builder.call(fn, [address, ir.Constant(i32, 0), ir.Constant(i32, locality), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    prefetch.__doc__ = doc
+    return intrinsic(prefetch)
+
+
+prefetch = _prefetch_intrinsic(3, "LLVM's prefetch of array[index] into every cache level (a hint: never faults, "
+                                  "retires without waiting).")
+prefetch_l2 = _prefetch_intrinsic(2, "LLVM's prefetch of array[index] into L2 and beyond, not L1.")
+
+
 def available_threads() -> int:
     return numba.config.NUMBA_NUM_THREADS
 

@@ -7,8 +7,8 @@ multiply-adds, and no unpacked (Q, l, D) float tensor. T_q is built once per que
 
 Codes are read as 64-bit words, blocked (`layout`, the native index) or row-major (N, W) (a faiss index's own
 storage), so the reference backend reranks with the same arithmetic. In the blocked layout a row's words are W
-cache lines apart: the rerank first touches every line of every candidate with short independent loads (many
-misses in flight at once), then does the lookups from cache.
+cache lines apart: the rerank prefetches the lines of the candidates a few places ahead of the one it scores
+(many misses in flight at once), starting before the question's table is built.
 """
 
 from __future__ import annotations
@@ -16,42 +16,53 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from bprlab.index.kernels.jit import JIT
+from bprlab.index.kernels.jit import JIT, prefetch_l2
 from bprlab.index.kernels.layout import LANES, BlockedCodes, to_words
 
 # NIBBLE_SIGNS[v, k] = +1 if bit k of the 4-bit value v (k = 0 the most significant) is set, else -1
+PREFETCH_AHEAD = 12  # candidates whose codes are in flight while one is scored (see `_score_candidates`)
 NIBBLE_SIGNS = np.array([[1.0 if (v >> (3 - k)) & 1 else -1.0 for k in range(4)] for v in range(16)], np.float32)
+SIGNS_BY_BIT = np.ascontiguousarray(NIBBLE_SIGNS.T)  # [k, v]: what `_build_table` reads, one row per bit
+# unsigned constants for index arithmetic (numba types uint64 op int64 as float64)
+U0, U1, U4, U8, U16, U24, U32, U40, U48, U56 = (np.uint64(i) for i in (0, 1, 4, 8, 16, 24, 32, 40, 48, 56))
+U255, U256, U512, U768, U1024, U1280, U1536, U1792, U2048 = (np.uint64(i) for i in
+                                                             (255, 256, 512, 768, 1024, 1280, 1536, 1792, 2048))
+U_LANES = np.uint64(LANES)
 
 
 @numba.njit(**JIT)
-def _build_table(emb, table, nibble_signs):
+def _build_table(emb, table, signs_by_bit):
     """table (W * 8 * 256,) <- T_q for one question; positions past the embedding stay 0 (zero padding bytes).
 
     T_q[p, v] = H[v >> 4] + L[v & 15], where H and L are the 16 signed sums of the byte's first and last four
-    dimensions: 32 small sums and 256 independent additions per byte."""
+    dimensions (signs_by_bit[k, v]: the sign of bit k of nibble v): 32 small sums, then 16 rows of 16 additions
+    per byte, each a vector add of one H to all of L. Unsigned indices, as in `hamming`: they vectorise."""
     table[:] = 0.0
     high = np.empty(16, np.float32)
     low = np.empty(16, np.float32)
-    for pos in range(len(emb) // 8):
-        for v in range(16):
-            h = np.float32(0.0)
-            lo = np.float32(0.0)
-            for k in range(4):
-                h += nibble_signs[v, k] * emb[pos * 8 + k]
-                lo += nibble_signs[v, k] * emb[pos * 8 + 4 + k]
-            high[v] = h
-            low[v] = lo
-        base = pos * 256
-        for v in range(256):
-            table[base + v] = high[v >> 4] + low[v & 15]
+    for pos in range(U0, np.uint64(len(emb) // 8)):
+        for v in range(U0, U16):
+            high[v] = 0.0
+            low[v] = 0.0
+        for k in range(U0, U4):
+            eh, el = emb[pos * U8 + k], emb[pos * U8 + U4 + k]
+            for v in range(U0, U16):
+                high[v] += signs_by_bit[k, v] * eh
+                low[v] += signs_by_bit[k, v] * el
+        for hv in range(U0, U16):
+            base = pos * U256 + hv * U16
+            h = high[hv]
+            for lv in range(U0, U16):
+                table[base + lv] = h + low[lv]
 
 
 @numba.njit(inline="always", **JIT)
 def _locate(row, width, blocked):
-    """(index of the row's first word, distance between its words) in either layout."""
+    """(index of the row's first word, distance between its words) in either layout, unsigned (row >= 0)."""
+    r = np.uint64(row)
     if blocked:
-        return (row // LANES) * width * LANES + row % LANES, LANES
-    return row * width, 1
+        return (r // U_LANES) * width * U_LANES + r % U_LANES, U_LANES
+    return r * width, U1
 
 
 @numba.njit(inline="always", **JIT)
@@ -59,17 +70,17 @@ def _lookup(words, row, width, blocked, table):
     """Sum of the code's byte lookups, with one accumulator per byte of a word (independent add chains)."""
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.float32(0.0)
     at, stride = _locate(row, width, blocked)
-    for w in range(width):
+    for w in range(U0, width):
         word = words[at + w * stride]
-        base = w * 2048
-        s0 += table[base + (word & 255)]
-        s1 += table[base + 256 + ((word >> 8) & 255)]
-        s2 += table[base + 512 + ((word >> 16) & 255)]
-        s3 += table[base + 768 + ((word >> 24) & 255)]
-        s4 += table[base + 1024 + ((word >> 32) & 255)]
-        s5 += table[base + 1280 + ((word >> 40) & 255)]
-        s6 += table[base + 1536 + ((word >> 48) & 255)]
-        s7 += table[base + 1792 + ((word >> 56) & 255)]
+        base = w * U2048
+        s0 += table[base + (word & U255)]
+        s1 += table[base + U256 + ((word >> U8) & U255)]
+        s2 += table[base + U512 + ((word >> U16) & U255)]
+        s3 += table[base + U768 + ((word >> U24) & U255)]
+        s4 += table[base + U1024 + ((word >> U32) & U255)]
+        s5 += table[base + U1280 + ((word >> U40) & U255)]
+        s6 += table[base + U1536 + ((word >> U48) & U255)]
+        s7 += table[base + U1792 + (word >> U56)]
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
@@ -95,20 +106,34 @@ def _best_k(scores, k):
     return picked[np.argsort(-scores[picked], kind="mergesort")]
 
 
+@numba.njit(inline="always", **JIT)
+def _prefetch_code(words, row, width, blocked):
+    """Prefetch every cache line of a row's code (W lines apart in the blocked layout) into L2: measured here,
+    L2 prefetches keep more misses in flight than L1 ones (1.2x faster reranks of random rows)."""
+    at, stride = _locate(row, width, blocked)
+    step = U8 if stride == U1 else stride  # each cache line once
+    for w in range(U0, width * stride, step):
+        prefetch_l2(words, at + w)
+
+
 @numba.njit(**JIT)
-def _score_candidates(words, width, blocked, rows, table, scores, start, stop):
-    """scores[i] for candidates [start, stop) of one question. Every candidate's code is touched first: short
-    independent loads keep many cache misses in flight, so the lookups find the codes in cache (random rows of a
-    large index otherwise stall on each one). Returns the touched words' XOR, so the loads are kept."""
-    touched = np.uint64(0)
-    for i in range(start, stop):
+def _prefetch_first(words, width, blocked, rows, start, stop, ahead):
+    """Start the misses of the first `ahead` candidates of [start, stop) (before the table is built)."""
+    for i in range(start, min(stop, start + ahead)):
         if rows[i] >= 0:
-            at, stride = _locate(rows[i], width, blocked)
-            for w in range(0, width * stride, 8 * stride if stride == 1 else stride):  # each cache line
-                touched ^= words[at + w]
+            _prefetch_code(words, rows[i], width, blocked)
+
+
+@numba.njit(**JIT)
+def _score_candidates(words, width, blocked, rows, table, scores, start, stop, ahead):
+    """scores[i] for candidates [start, stop) of one question (the first `ahead` already prefetched by
+    `_prefetch_first`). The codes of the candidates `ahead` places on are prefetched while one is scored: random
+    rows of a large index would otherwise stall on each of their cache lines in turn, and prefetches, unlike
+    loads, retire at once, so many misses stay in flight."""
     for i in range(start, stop):
+        if i + ahead < stop and rows[i + ahead] >= 0:
+            _prefetch_code(words, rows[i + ahead], width, blocked)
         scores[i] = _lookup(words, rows[i], width, blocked, table) if rows[i] >= 0 else -np.inf
-    return touched
 
 
 @numba.njit(**JIT)
@@ -121,30 +146,32 @@ def _keep(rows, scores, k, q, out_scores, out_rows):
 
 
 @numba.njit(parallel=True, **JIT)
-def _rerank(words, width, blocked, emb, rows, k, nibble_signs, nchunks):
+def _rerank(words, width, blocked, emb, rows, k, signs_by_bit, nchunks, ahead):
     """A thread per question; with fewer questions than threads, a question's candidates are split instead."""
     nq, depth = rows.shape
     out_scores = np.full((nq, k), -np.inf, np.float32)
     out_rows = np.full((nq, k), -1, np.int64)
-    sink = np.zeros(max(nq, nchunks), np.uint64)
     if nq >= nchunks:
         for q in numba.prange(nq):
-            table = np.empty(width * 2048, np.float32)
-            _build_table(emb[q], table, nibble_signs)
+            _prefetch_first(words, width, blocked, rows[q], 0, depth, ahead)
+            table = np.empty(np.int64(width) * 2048, np.float32)
+            _build_table(emb[q], table, signs_by_bit)
             scores = np.empty(depth, np.float32)
-            sink[q] = _score_candidates(words, width, blocked, rows[q], table, scores, 0, depth)
+            _score_candidates(words, width, blocked, rows[q], table, scores, 0, depth, ahead)
             _keep(rows[q], scores, k, q, out_scores, out_rows)
-        return out_scores, out_rows, sink
-    table = np.empty(width * 2048, np.float32)
+        return out_scores, out_rows
+    table = np.empty(np.int64(width) * 2048, np.float32)
     scores = np.empty(depth, np.float32)
     step = -(-depth // nchunks)
     for q in range(nq):
-        _build_table(emb[q], table, nibble_signs)
+        for c in range(nchunks):
+            _prefetch_first(words, width, blocked, rows[q], c * step, min(depth, (c + 1) * step), ahead)
+        _build_table(emb[q], table, signs_by_bit)
         for c in numba.prange(nchunks):
-            sink[c] ^= _score_candidates(words, width, blocked, rows[q], table, scores, c * step,
-                                         min(depth, (c + 1) * step))
+            _score_candidates(words, width, blocked, rows[q], table, scores, c * step, min(depth, (c + 1) * step),
+                              ahead)
         _keep(rows[q], scores, k, q, out_scores, out_rows)
-    return out_scores, out_rows, sink
+    return out_scores, out_rows
 
 
 @numba.njit(**JIT)
@@ -158,15 +185,15 @@ def _keep_best(scores, rows, count, k):
 
 
 @numba.njit(parallel=True, **JIT)
-def _score_all(words, width, blocked, ntotal, emb, k, nchunks, nibble_signs):
+def _score_all(words, width, blocked, ntotal, emb, k, nchunks, signs_by_bit):
     nq = emb.shape[0]
     cap = max(2 * k, k + 256)
     buf_scores = np.empty((nchunks, nq, cap), np.float32)
     buf_rows = np.empty((nchunks, nq, cap), np.int64)
     counts = np.zeros((nchunks, nq), np.int64)
-    tables = np.empty((nq, width * 2048), np.float32)
+    tables = np.empty((nq, np.int64(width) * 2048), np.float32)
     for q in numba.prange(nq):
-        _build_table(emb[q], tables[q], nibble_signs)
+        _build_table(emb[q], tables[q], signs_by_bit)
     step = -(-ntotal // nchunks)
     for c in numba.prange(nchunks):
         for q in range(nq):
@@ -216,15 +243,17 @@ def _check(emb: np.ndarray, width: int) -> np.ndarray:
     return emb
 
 
-def rerank_top_k(codes, question_emb: np.ndarray, rows: np.ndarray, k: int, n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def rerank_top_k(codes, question_emb: np.ndarray, rows: np.ndarray, k: int, n_threads: int = 1,
+                 ahead: int = PREFETCH_AHEAD) -> tuple[np.ndarray, np.ndarray]:
     """The k best of each question's candidate rows by <e_q, sign(e_p)>: (Q, k) float32 scores, int64 rows.
 
-    Equal scores keep the candidates' order (Hamming distance, then row); rows -1 (no candidate) never win."""
+    Equal scores keep the candidates' order (Hamming distance, then row); rows -1 (no candidate) never win.
+    ahead: how many candidates ahead their codes are prefetched (0: not at all)."""
     words, width, blocked, _ = _as_words(codes)
     emb = _check(question_emb, width)
     rows = np.ascontiguousarray(rows, dtype=np.int64)
-    scores, rows, _ = _rerank(words, width, blocked, emb, rows, int(k), NIBBLE_SIGNS, max(1, int(n_threads)))
-    return scores, rows
+    return _rerank(words, np.uint64(width), blocked, emb, rows, int(k), SIGNS_BY_BIT, max(1, int(n_threads)),
+                   int(ahead))
 
 
 def score_all_top_k(codes, question_emb: np.ndarray, k: int, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
@@ -233,4 +262,4 @@ def score_all_top_k(codes, question_emb: np.ndarray, k: int, n_threads: int) -> 
     words, width, blocked, ntotal = _as_words(codes)
     emb = _check(question_emb, width)
     nchunks = max(1, min(n_threads, ntotal))
-    return _score_all(words, width, blocked, ntotal, emb, int(k), nchunks, NIBBLE_SIGNS)
+    return _score_all(words, np.uint64(width), blocked, ntotal, emb, int(k), nchunks, SIGNS_BY_BIT)

@@ -33,3 +33,16 @@ def test_a_store_built_from_another_tsv_is_rebuilt_not_reused(tmp_path):
     os.utime(first["passages"], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     rebuilt = PassageStore.open(first["passages"])
     assert rebuilt[0].text != before and rebuilt.fingerprint() != store.fingerprint()
+
+
+def test_texts_and_ids_of_scattered_rows_are_the_rows_asked_for(tmp_path):
+    import numpy as np
+
+    from bprlab.data.passage_store import PassageStore
+
+    files = write_corpus(tmp_path / "r", 3000, num_questions=2, seed=4, words=40)
+    store = PassageStore.open(files["passages"])
+    rows = np.random.default_rng(0).permutation(3000)[:500]
+    want = [p.text for p in (store[int(r)] for r in rows)]
+    assert store.texts(rows) == want and store.texts([]) == []
+    assert store.ids(rows) == [store[int(r)].id for r in rows] and store.ids([]) == []

@@ -60,7 +60,7 @@ def encode(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = N
     module.predict_representation = representation
     datamodule = RetrieverDataModule(cfg, make_collator(module.cfg))
     plan = EncodePlan(staging, stamp, force, part)
-    writer = ShardWriter(staging, cfg.encode.shard_size, len(store))
+    writer = ShardWriter(staging, cfg.encode.shard_size, len(store), workers=cfg.data.num_workers > 0)
     trainer = make_trainer(cfg, [plan, writer, *(extra_callbacks or [])], enable_checkpointing=False, inference_mode=True,
                            precision=cfg.encode.precision, use_distributed_sampler=False)
     trainer.predict(module, datamodule=datamodule, return_predictions=False)

@@ -79,12 +79,13 @@ class PassageStore:
         return Passage(title=item["title"], text=item["text"], id=item["id"])
 
     def texts(self, rows: Sequence[int]) -> list[str]:
-        """The texts of `rows`, in order, from the text column alone (titles and ids are not read). Through
-        `datasets`' row lookup: an Arrow `take` on the whole chunked column concatenates its chunks first."""
+        """The texts of `rows`, in order, from the text column alone (titles and ids are not read)."""
         return self._gather("text", rows)
 
     def _gather(self, column: str, rows: Sequence[int]) -> list[str]:
-        """One column's values at `rows`, in order (a one-column view of the store, made once per column)."""
+        """One column's values at `rows`, in order, through `datasets`' row lookup on a one-column view of the store
+        (made once per column). An Arrow `take` on the whole chunked column would concatenate its chunks first:
+        63 ms per call for the ids of 2M passages, 2 s for their texts."""
         if not len(rows):
             return []
         if column not in self._columns:
@@ -98,8 +99,7 @@ class PassageStore:
             yield from (f"{title} {text}" for title, text in zip(part["title"], part["text"]))
 
     def ids(self, rows: Sequence[int]) -> list[str]:
-        """The passages' own ids, in the order of `rows` (an Arrow `take` on the whole chunked column would first
-        concatenate its chunks: 2 s per call for the texts of 2M passages)."""
+        """The passages' own ids, in the order of `rows`."""
         return self._gather("id", rows)
 
 

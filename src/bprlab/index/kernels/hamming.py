@@ -21,10 +21,9 @@ import numba
 import numpy as np
 
 from bprlab.index.kernels.jit import JIT, popcount64, prefetch, trailing_zeros64
-from bprlab.index.kernels.layout import LANES, BlockedCodes
+from bprlab.index.kernels.layout import LANES, U_LANES, BlockedCodes
 
-U_LANES = np.uint64(LANES)
-U0, U1, U2, U3, U4 = (np.uint64(i) for i in range(5))
+U0, U1, U2, U3, U4 = (np.uint64(i) for i in range(5))  # unsigned: see the module doc
 GROUP_BYTES = 1 << 15  # codes per group of blocks: stays in L1 while every question of the batch reads it
 PREFETCH_BYTES = 1 << 13  # how far ahead of the scan its code words are prefetched (see `_prefetch_block`)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 LANES = 64  # rows per block; the vectorised popcount loop runs over them. Changing it: clear numba's cache.
+U_LANES = np.uint64(LANES)  # the same, for the kernels' unsigned index arithmetic
 CHUNK_ROWS = 1 << 16  # rows converted at a time (bounds the extra memory of a conversion)
 
 

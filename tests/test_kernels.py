@@ -11,6 +11,7 @@ from bprlab.index.kernels.hamming import hamming_top_l
 from bprlab.index.kernels.jit import threads
 from bprlab.index.kernels.layout import BlockedCodes, to_words
 from bprlab.index.kernels.lut import rerank_top_k, score_all_top_k
+from bprlab.index.kernels.select import best_k
 
 
 def brute_hamming(codes: np.ndarray, questions: np.ndarray, l: int):
@@ -106,6 +107,24 @@ def test_lookup_rerank_equals_the_float_rerank(bits):
             for n_threads, batch in ((1, 7), (2, 7), (2, 1)):  # a lone question splits its candidates
                 again = rerank_top_k(layout, questions[:batch], candidates[:batch], 10, n_threads, ahead)
                 assert np.array_equal(again[1], rows[:batch]) and np.array_equal(again[0], scores[:batch])
+
+
+def test_top_k_selection_is_numpys_stable_order():
+    """The rerank's selection: the k highest scores, best first, equal scores in their order (numpy's stable
+    argsort), with -inf (no candidate) lowest, -0.0 equal to 0.0, and few distinct values (the cut bucket full)."""
+    rng = np.random.default_rng(11)
+    cases = [np.full(50, 1.5, np.float32), np.array([-np.inf, 0.0, -0.0, 0.0, -np.inf], np.float32),
+             np.array([], np.float32), np.array([3e38, -3e38, 1e-38, 0.0], np.float32)]
+    for trial in range(300):
+        scores = np.round(rng.standard_normal(int(rng.integers(1, 400))) * 10, int(rng.integers(0, 3)))
+        if trial % 3 == 0:
+            scores[rng.integers(0, len(scores), len(scores) // 3)] = -np.inf
+        if trial % 5 == 0:
+            scores[rng.integers(0, len(scores), len(scores) // 4)] = -0.0
+        cases.append(scores.astype(np.float32))
+    for scores in cases:
+        for k in (0, 1, 7, 100, len(scores), len(scores) + 3):
+            assert np.array_equal(best_k(scores, k), np.argsort(-scores, kind="stable")[:k]), (scores, k)
 
 
 def test_scoring_every_code_equals_brute_force():

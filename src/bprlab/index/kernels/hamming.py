@@ -106,16 +106,17 @@ def _admit(dist, row0, nrows, q, keep, dists, rows, counts, bounds, hist):
     if bounds[q] < 0:
         return
     bound = np.uint32(bounds[q])
-    lowest = dist[0]  # a vectorised min first: most blocks have no row within the bound
-    for j in range(U1, U_LANES):
-        lowest = min(lowest, dist[j])
-    if lowest > bound:
-        return
-    passing = U0  # bit j set: lane j is within the bound; then one pass over the set bits
+    # Bit j set: lane j is within the bound (vector compares into a mask; most blocks have none). A scalar min
+    # over the lanes first, as this once did, compiled to 63 dependent compare-and-moves per block (measured at
+    # 1M codes, 2 threads: batch 200 1.47 -> 1.25 ms/query; a lone question 4.10 -> 3.55 ms with the codes in
+    # cache, 5.40 -> 5.31 ms from DRAM).
+    passing = U0
     for j in range(U_LANES):
         passing |= np.uint64(dist[j] <= bound) << j
     if nrows < LANES:
         passing &= (U1 << np.uint64(nrows)) - U1
+    if passing == U0:
+        return
     cap = dists.shape[1]
     while passing:
         j = trailing_zeros64(passing)

@@ -65,6 +65,53 @@ def test_thread_counts_and_batching_give_identical_results():
                 assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
 
 
+POPCOUNT8 = np.array([bin(v).count("1") for v in range(256)], np.int64)
+
+
+def popcount_distances(codes, questions):
+    return np.stack([POPCOUNT8[codes ^ q].sum(1) for q in questions])
+
+
+def test_speculative_bounds_keep_the_scan_exact():
+    """Large chunks start from a bound sampled from one block in 64: on random codes it holds (no rescan) and the
+    top-l is still exactly numpy's, ties by row, for one question and a batch, on 1 and 2 threads."""
+    rng = np.random.default_rng(21)
+    codes = random_codes(rng, 160_000, 96, distinct=120_000)  # duplicates: equal distances across the cut
+    questions = random_codes(rng, 3, 96)
+    truth = popcount_distances(codes, questions)
+    blocked = BlockedCodes.from_rows(codes)
+    for l in (100, 1000):
+        order = np.lexsort((np.broadcast_to(np.arange(len(codes)), truth.shape), truth), axis=1)[:, :l]
+        for n_threads in (1, 2):
+            stats = {}
+            dist, rows = hamming_top_l(blocked, to_words(questions), l, n_threads, stats=stats)
+            assert np.array_equal(rows, order) and np.array_equal(dist, np.take_along_axis(truth, order, 1))
+            alone = hamming_top_l(blocked, to_words(questions[:1]), l, n_threads, stats=stats)
+            assert np.array_equal(alone[1], order[:1])
+            assert stats["speculative_chunks"] == 4 * n_threads and stats["rescanned_chunks"] == 0
+
+
+def test_a_speculative_bound_that_misses_is_rescanned():
+    """Near codes only in the sampled blocks (one in 64, from the 33rd of each chunk): the sample predicts far more
+    near rows than the chunks hold, each chunk ends short of l, and rescanning it gives numpy's exact top-l."""
+    rng = np.random.default_rng(22)
+    n, l = 64 * 2048, 1500  # 2048 blocks: chunk starts are multiples of 64 blocks on 1 and 2 threads
+    question = random_codes(rng, 1, 96)
+    codes = random_codes(rng, n, 96)
+    block = np.arange(n) // 64
+    near = block % 64 == 32
+    flips = np.unpackbits(question, axis=1).repeat(near.sum(), 0)
+    flips ^= rng.random(flips.shape) < 0.1  # ~77 bits from the question
+    codes[near] = np.packbits(flips, axis=1)
+    truth = popcount_distances(codes, question)
+    order = np.lexsort((np.arange(n)[None], truth), axis=1)[:, :l]
+    for n_threads in (1, 2):
+        stats = {}
+        dist, rows = hamming_top_l(BlockedCodes.from_rows(codes), to_words(question), l, n_threads, stats=stats)
+        assert np.array_equal(rows, order) and np.array_equal(dist, np.take_along_axis(truth, order, 1))
+        assert stats["rescanned_chunks"] == stats["speculative_chunks"] == n_threads
+
+
 def test_non_contiguous_and_unaligned_codes_are_read_correctly():
     rng = np.random.default_rng(2)
     wide = rng.integers(0, 256, (500, 200), dtype=np.uint8)

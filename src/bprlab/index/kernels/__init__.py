@@ -2,6 +2,7 @@
 
 - `layout`: packed codes in the blocked word layout the CPU kernels scan (64 rows x 64-bit words per block);
 - `hamming`: one pass of XOR + popcount fused with counting top-l selection, multi-threaded (numba JIT);
+- `buffers`: the scan's per-question buffers (admit a block's rows, compact by a histogram, merge the chunks);
 - `lut`: <e_q, sign(e_p)> by table lookup, for reranking candidates and for scoring every code;
 - `select`: stable top-k of float scores (the rerank's last step);
 - `buckets`: the hash-table lookup (faiss IndexBinaryHash / IndexBinaryMultiHash semantics, codes held once);

@@ -5,11 +5,9 @@ thread; inside a chunk, a group of blocks small enough to stay in L1 serves ever
 time, so each code word loaded serves both) before the next group is read: a batch pays for the memory traffic
 once, and a single question uses every thread.
 
-Selection counts instead of sorting: Hamming distances are integers in 0..bits. Each (chunk, question) keeps a
-buffer of admitted (distance, row) pairs in row order. When the buffer fills, a histogram of its distances gives
-the l-th smallest distance t; pairs beyond it are dropped (ties at t keep the lowest rows) and from then on only
-distances below t are admitted. Chunks are merged the same way, and the l survivors are ordered by a stable
-counting sort: distance first, then row id.
+Selection counts instead of sorting (see `buffers`): each (chunk, question) admits the rows within its bound
+into a buffer; a full buffer is cut to the l nearest by a histogram of its distances, which tightens the bound.
+Chunks are merged the same way, and the l survivors are ordered by distance, then row id.
 
 A bound that starts at `bits` admits every early row, and tightening it costs a compaction per l admissions
 (~9,500 admissions and 8 compactions per 500k-row chunk at l = 1000: a fifth of a batched scan). So a large chunk
@@ -27,10 +25,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from bprlab.index.kernels.jit import JIT, popcount64, prefetch, trailing_zeros64
-from bprlab.index.kernels.layout import LANES, U_LANES, BlockedCodes
+from bprlab.index.kernels.buffers import admit, merge
+from bprlab.index.kernels.jit import JIT, popcount64, prefetch
+from bprlab.index.kernels.layout import LANES, U0, U1, U2, U3, U4, U_LANES, BlockedCodes
 
-U0, U1, U2, U3, U4 = (np.uint64(i) for i in range(5))  # unsigned: see the module doc
 GROUP_BYTES = 1 << 15  # codes per group of blocks: stays in L1 while every question of the batch reads it
 PREFETCH_BYTES = 1 << 13  # how far ahead of the scan its code words are prefetched (see `_prefetch_block`)
 SAMPLE_STRIDE = 64  # a chunk samples one block in 64 for its speculative bound (see `_speculative_bound`)
@@ -60,28 +58,6 @@ def _distances(words, base, width, qwords, qbase, dist):
             dist[j] += np.uint32(popcount64(words[start + j] ^ qw))
 
 
-@numba.njit(**JIT)
-def _compact(dists, rows, count, keep, hist):
-    """Keep the `keep` smallest (distance, row) pairs of the first `count`, in their order; returns the cut t."""
-    hist[:] = 0
-    for i in range(count):
-        hist[dists[i]] += 1
-    below, cut = 0, 0
-    while below + hist[cut] < keep:
-        below += hist[cut]
-        cut += 1
-    ties, out = keep - below, 0
-    for i in range(count):
-        d = dists[i]
-        if d < cut or (d == cut and ties > 0):
-            if d == cut:
-                ties -= 1
-            dists[out] = d
-            rows[out] = rows[i]
-            out += 1
-    return cut
-
-
 @numba.njit(inline="always", **JIT)
 def _distances_pair(words, base, width, qwords, qbase, dist_a, dist_b):
     """`_distances` for two questions (rows qbase and qbase + width of qwords): each code word is read once."""
@@ -108,41 +84,6 @@ def _distances_pair(words, base, width, qwords, qbase, dist_a, dist_b):
             c0 = words[s0 + j]
             dist_a[j] += np.uint32(popcount64(c0 ^ a0))
             dist_b[j] += np.uint32(popcount64(c0 ^ b0))
-
-
-@numba.njit(inline="always", **JIT)
-def _admit(dist, row0, nrows, q, keep, dists, rows, counts, bounds, hist):
-    """Add the block's rows within question q's bound to its buffer, compacting it when full."""
-    if bounds[q] < 0:
-        return
-    bound = np.uint32(bounds[q])
-    # Bit j set: lane j is within the bound (vector compares into a mask; most blocks have none). A scalar min
-    # over the lanes first, as this once did, compiled to 63 dependent compare-and-moves per block (measured at
-    # 1M codes, 2 threads: batch 200 1.47 -> 1.25 ms/query; a lone question 4.10 -> 3.55 ms with the codes in
-    # cache, 5.40 -> 5.31 ms from DRAM).
-    passing = U0
-    for j in range(U_LANES):
-        passing |= np.uint64(dist[j] <= bound) << j
-    if nrows < LANES:
-        passing &= (U1 << np.uint64(nrows)) - U1
-    if passing == U0:
-        return
-    cap = dists.shape[1]
-    while passing:
-        j = trailing_zeros64(passing)
-        passing &= passing - U1
-        if dist[j] > bound:  # the bound tightened since the mask was taken
-            continue
-        c = counts[q]
-        dists[q, c] = dist[j]
-        rows[q, c] = row0 + np.int64(j)
-        counts[q] = c + 1
-        if c + 1 == cap:
-            counts[q] = keep
-            bounds[q] = _compact(dists[q], rows[q], cap, keep, hist) - 1
-            if bounds[q] < 0:
-                return
-            bound = np.uint32(bounds[q])
 
 
 @numba.njit(inline="always", **JIT)
@@ -206,8 +147,8 @@ def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, keep, dists, rows, cou
                 _distances_pair(words, np.uint64(b) * width * U_LANES, width, qwords, qbase, dist_a, dist_b)
                 row0 = np.int64(b) * LANES
                 nrows = min(LANES, ntotal - row0)
-                _admit(dist_a, row0, nrows, q, keep, dists, rows, counts, bounds, hist)
-                _admit(dist_b, row0, nrows, q + 1, keep, dists, rows, counts, bounds, hist)
+                admit(dist_a, row0, nrows, q, keep, dists, rows, counts, bounds, hist)
+                admit(dist_b, row0, nrows, q + 1, keep, dists, rows, counts, bounds, hist)
         if nq % 2:
             q = nq - 1
             qbase = np.uint64(q) * width
@@ -218,36 +159,7 @@ def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, keep, dists, rows, cou
                     _prefetch_block(words, b + ahead, b1, width)
                 _distances(words, np.uint64(b) * width * U_LANES, width, qwords, qbase, dist_a)
                 row0 = np.int64(b) * LANES
-                _admit(dist_a, row0, min(LANES, ntotal - row0), q, keep, dists, rows, counts, bounds, hist)
-
-
-@numba.njit(**JIT)
-def _merge(dists, rows, counts, q, keep, hist, out_dist, out_rows):
-    """The `keep` best pairs of question q over every chunk's buffer, ordered by (distance, row)."""
-    nchunks = dists.shape[0]
-    hist[:] = 0
-    total = 0
-    for c in range(nchunks):
-        total += counts[c, q]
-        for i in range(counts[c, q]):
-            hist[dists[c, q, i]] += 1
-    keep = min(keep, total)
-    below, cut = 0, 0
-    while cut < len(hist) and below + hist[cut] < keep:
-        below += hist[cut]
-        cut += 1
-    # start offset of each distance in the output (counting sort); ties at the cut keep the lowest rows
-    offset = np.zeros(cut + 2, np.int64)
-    for d in range(cut):
-        offset[d + 1] = offset[d] + hist[d]
-    offset[cut + 1] = keep
-    for c in range(nchunks):
-        for i in range(counts[c, q]):
-            d = dists[c, q, i]
-            if d < cut or (d == cut and offset[d] < offset[d + 1]):
-                out_dist[q, offset[d]] = d
-                out_rows[q, offset[d]] = rows[c, q, i]
-                offset[d] += 1
+                admit(dist_a, row0, min(LANES, ntotal - row0), q, keep, dists, rows, counts, bounds, hist)
 
 
 @numba.njit(parallel=True, **JIT)
@@ -269,7 +181,7 @@ def _top_l(words, width, ntotal, qwords, nq, keep, nchunks, bits, ahead):
     out_rows = np.full((nq, keep), -1, np.int64)
     for q in numba.prange(nq):
         hist = np.zeros(bits + 1, np.int64)
-        _merge(dists, rows, counts, q, keep, hist, out_dist, out_rows)
+        merge(dists, rows, counts, q, keep, hist, out_dist, out_rows)
     rescans = _rescan_short_chunks(words, width, ntotal, qwords, nq, keep, nchunks, bits, ahead, step, nblocks,
                                    dists, rows, counts, bounds, spec, group, out_dist, out_rows)
     return out_dist, out_rows, np.sum(spec < bits), rescans
@@ -297,7 +209,7 @@ def _rescan_short_chunks(words, width, ntotal, qwords, nq, keep, nchunks, bits, 
         if again:
             out_dist[q, :] = bits + 1
             out_rows[q, :] = -1
-            _merge(dists, rows, counts, q, keep, hist, out_dist, out_rows)
+            merge(dists, rows, counts, q, keep, hist, out_dist, out_rows)
     return rescans
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 LANES = 64  # rows per block; the vectorised popcount loop runs over them. Changing it: clear numba's cache.
 U_LANES = np.uint64(LANES)  # the same, for the kernels' unsigned index arithmetic
+U0, U1, U2, U3, U4 = (np.uint64(i) for i in range(5))  # unsigned constants: see `hamming`'s module doc
 CHUNK_ROWS = 1 << 16  # rows converted at a time (bounds the extra memory of a conversion)
 
 

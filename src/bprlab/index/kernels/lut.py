@@ -17,8 +17,7 @@ import numba
 import numpy as np
 
 from bprlab.index.kernels.jit import JIT, prefetch_l2
-from bprlab.index.kernels.hamming import U0, U1, U2, U3, U4
-from bprlab.index.kernels.layout import U_LANES, BlockedCodes, to_words
+from bprlab.index.kernels.layout import U0, U1, U2, U3, U4, U_LANES, BlockedCodes, to_words
 from bprlab.index.kernels.select import best_k, keep_best
 
 PREFETCH_AHEAD = 12  # candidates whose codes are in flight while one is scored (see `_score_candidates`)

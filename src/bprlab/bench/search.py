@@ -151,14 +151,25 @@ def _repeats(plan: SearchPlan, batch: int) -> int:
     return max(1, min(plan.max_batches, 16 // batch if batch < 8 else 1 if batch >= 100 else 2))
 
 
+def _pause(seconds: float) -> None:
+    """Wait with the calling thread busy. The other threads' OpenMP pools stop spinning meanwhile (they spin for
+    up to ~5 ms here), but the machine is not left idle: after a 20 ms sleep on this project's VM, a trivial
+    2-thread numba call took 184 us to 1.4 ms (median; up to 7.8 ms), after 20 ms of this busy wait 122 us. A
+    sleep charged that wake-up to whichever method ran next, and most of it to the fast ones (a 1M-code BPR search
+    takes ~5 ms, DPR's ~290)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
 def _time_row(plan: SearchPlan, data: Synthetic, methods: list[Method], size: int, bits: int, n_threads: int,
               batch: int, bandwidth_gbs: float, codes_only: bool, estimate: dict) -> dict:
     """Round-robin: each repetition runs every method still timing on the same batch of questions; a method runs
     at least `_repeats` batches and until it has `min_seconds`. The reference backend is skipped where one batch
     would take longer than `max_cell_seconds` (estimated from its ms/query at the previous batch size), and the
     row says so.
-    Before each timed call the process pauses briefly: OpenMP pools (faiss's, torch's) spin for a while after
-    their last parallel region and would otherwise steal cores from the method timed next."""
+    Before each timed call the process pauses briefly (`_pause`): OpenMP pools (faiss's, torch's) spin for a
+    while after their last parallel region and would otherwise steal cores from the method timed next."""
     times = {m.name: [] for m in methods}
     skipped = {m.name: estimate[m.name] * batch / 1000.0 for m in methods if m.name in plan.skippable
                and m.name in estimate and estimate[m.name] * batch / 1000.0 > plan.max_cell_seconds}
@@ -175,7 +186,7 @@ def _time_row(plan: SearchPlan, data: Synthetic, methods: list[Method], size: in
         for m in timing:
             stats = getattr(m.index, "stats", None)
             before = (stats.candidate_seconds, stats.rerank_seconds) if stats else (0.0, 0.0)
-            time.sleep(plan.pause_seconds)
+            _pause(plan.pause_seconds)
             with faiss_threads(n_threads):
                 start = time.perf_counter()
                 result = m.index.search(questions, plan.k)

@@ -86,7 +86,6 @@ def _lookup(words, row, width, blocked, table):
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
-
 @numba.njit(inline="always", **JIT)
 def _prefetch_code(words, row, width, blocked):
     """Prefetch every cache line of a row's code (W lines apart in the blocked layout) into L2: measured here,
@@ -153,7 +152,6 @@ def _rerank(words, width, blocked, emb, rows, k, signs_by_bit, nchunks, ahead):
                               ahead)
         _keep(rows[q], scores, k, q, out_scores, out_rows)
     return out_scores, out_rows
-
 
 
 @numba.njit(parallel=True, **JIT)

@@ -144,9 +144,9 @@ def test_lookup_rerank_equals_the_float_rerank(bits):
         want = -np.sort(-picked, axis=1)[:, :10]
         assert np.allclose(scores, want, rtol=1e-5, atol=1e-4)
         assert np.allclose(np.take_along_axis(truth, rows, 1), scores, rtol=1e-5, atol=1e-4)
-        for ahead in (0, 1, 5000):  # prefetch distance: none, one candidate, past the last
+        for burst in (0, 1, 7, 5000):  # prefetch bursts: none, one candidate, a last one cut short, all at once
             for n_threads, batch in ((1, 7), (2, 7), (2, 1)):  # a lone question splits its candidates
-                again = rerank_top_k(layout, questions[:batch], candidates[:batch], 10, n_threads, ahead)
+                again = rerank_top_k(layout, questions[:batch], candidates[:batch], 10, n_threads, burst)
                 assert np.array_equal(again[1], rows[:batch]) and np.array_equal(again[0], scores[:batch])
 
 

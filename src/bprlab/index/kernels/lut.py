@@ -7,8 +7,8 @@ multiply-adds, and no unpacked (Q, l, D) float tensor. T_q is built once per que
 
 Codes are read as 64-bit words, blocked (`layout`, the native index) or row-major (N, W) (a faiss index's own
 storage), so the reference backend reranks with the same arithmetic. In the blocked layout a row's words are W
-cache lines apart: the rerank prefetches the lines of the candidates a few places ahead of the one it scores
-(many misses in flight at once), starting before the question's table is built.
+cache lines apart: the rerank prefetches the lines of the candidates in bursts, one burst ahead of those it
+scores (many misses in flight at once), the first before the question's table is built.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from bprlab.index.kernels.jit import JIT, prefetch_l2
 from bprlab.index.kernels.layout import U0, U1, U2, U3, U4, U_LANES, BlockedCodes, to_words
 from bprlab.index.kernels.select import best_k, keep_best
 
-PREFETCH_AHEAD = 12  # candidates whose codes are in flight while one is scored (see `_score_candidates`)
+PREFETCH_BURST = 32  # candidates whose codes are prefetched together, a burst ahead (see `_score_candidates`)
 # NIBBLE_SIGNS[v, k] = +1 if bit k of the 4-bit value v (k = 0 the most significant) is set, else -1
 NIBBLE_SIGNS = np.array([[1.0 if (v >> (3 - k)) & 1 else -1.0 for k in range(4)] for v in range(16)], np.float32)
 SIGNS_BY_BIT = np.ascontiguousarray(NIBBLE_SIGNS.T)  # [k, v]: what `_build_table` reads, one row per bit
@@ -97,23 +97,30 @@ def _prefetch_code(words, row, width, blocked):
 
 
 @numba.njit(**JIT)
-def _prefetch_first(words, width, blocked, rows, start, stop, ahead):
-    """Start the misses of the first `ahead` candidates of [start, stop) (before the table is built)."""
-    for i in range(start, min(stop, start + ahead)):
+def _prefetch_first(words, width, blocked, rows, start, stop, count):
+    """Start the misses of the first `count` candidates of [start, stop)."""
+    for i in range(start, min(stop, start + count)):
         if rows[i] >= 0:
             _prefetch_code(words, rows[i], width, blocked)
 
 
 @numba.njit(**JIT)
-def _score_candidates(words, width, blocked, rows, table, scores, start, stop, ahead):
-    """scores[i] for candidates [start, stop) of one question (the first `ahead` already prefetched by
-    `_prefetch_first`). The codes of the candidates `ahead` places on are prefetched while one is scored: random
-    rows of a large index would otherwise stall on each of their cache lines in turn, and prefetches, unlike
-    loads, retire at once, so many misses stay in flight."""
-    for i in range(start, stop):
-        if ahead > 0 and i + ahead < stop and rows[i + ahead] >= 0:
-            _prefetch_code(words, rows[i + ahead], width, blocked)
-        scores[i] = _lookup(words, rows[i], width, blocked, table) if rows[i] >= 0 else -np.inf
+def _score_candidates(words, width, blocked, rows, table, scores, start, stop, burst):
+    """scores[i] for candidates [start, stop) of one question, `burst` at a time: the codes of the next burst are
+    prefetched together before the current one is scored (the first burst already by `_prefetch_first`). Random
+    rows of a large index would otherwise stall on each of their cache lines in turn. Measured (21M codes, batch
+    1000, 2 threads): bursts of 16-64 candidates 0.13-0.15 ms/query against 0.20-0.24 with one candidate's
+    prefetch issued per candidate scored (at any distance), 0.15-0.17 with the whole question's prefetched first;
+    the same within noise at 1M, whose codes sit in the L3. Prefetches spread among the lookups compete with them
+    for the load ports and fill buffers; a burst issues them while the previous burst's lines are in L2."""
+    if burst <= 0:
+        for i in range(start, stop):
+            scores[i] = _lookup(words, rows[i], width, blocked, table) if rows[i] >= 0 else -np.inf
+        return
+    for first in range(start, stop, burst):
+        _prefetch_first(words, width, blocked, rows, first + burst, stop, burst)
+        for i in range(first, min(stop, first + burst)):
+            scores[i] = _lookup(words, rows[i], width, blocked, table) if rows[i] >= 0 else -np.inf
 
 
 @numba.njit(**JIT)
@@ -126,18 +133,18 @@ def _keep(rows, scores, k, q, out_scores, out_rows):
 
 
 @numba.njit(parallel=True, **JIT)
-def _rerank(words, width, blocked, emb, rows, k, signs_by_bit, nchunks, ahead):
+def _rerank(words, width, blocked, emb, rows, k, signs_by_bit, nchunks, burst):
     """A thread per question; with fewer questions than threads, a question's candidates are split instead."""
     nq, depth = rows.shape
     out_scores = np.full((nq, k), -np.inf, np.float32)
     out_rows = np.full((nq, k), -1, np.int64)
     if nq >= nchunks:
         for q in numba.prange(nq):
-            _prefetch_first(words, width, blocked, rows[q], 0, depth, ahead)
+            _prefetch_first(words, width, blocked, rows[q], 0, depth, burst)
             table = np.empty(np.int64(width) * 2048, np.float32)
             _build_table(emb[q], table, signs_by_bit)
             scores = np.empty(depth, np.float32)
-            _score_candidates(words, width, blocked, rows[q], table, scores, 0, depth, ahead)
+            _score_candidates(words, width, blocked, rows[q], table, scores, 0, depth, burst)
             _keep(rows[q], scores, k, q, out_scores, out_rows)
         return out_scores, out_rows
     table = np.empty(np.int64(width) * 2048, np.float32)
@@ -145,11 +152,11 @@ def _rerank(words, width, blocked, emb, rows, k, signs_by_bit, nchunks, ahead):
     step = -(-depth // nchunks)
     for q in range(nq):
         for c in range(nchunks):
-            _prefetch_first(words, width, blocked, rows[q], c * step, min(depth, (c + 1) * step), ahead)
+            _prefetch_first(words, width, blocked, rows[q], c * step, min(depth, (c + 1) * step), burst)
         _build_table(emb[q], table, signs_by_bit)
         for c in numba.prange(nchunks):
             _score_candidates(words, width, blocked, rows[q], table, scores, c * step, min(depth, (c + 1) * step),
-                              ahead)
+                              burst)
         _keep(rows[q], scores, k, q, out_scores, out_rows)
     return out_scores, out_rows
 
@@ -214,16 +221,16 @@ def _check(emb: np.ndarray, width: int) -> np.ndarray:
 
 
 def rerank_top_k(codes, question_emb: np.ndarray, rows: np.ndarray, k: int, n_threads: int = 1,
-                 ahead: int = PREFETCH_AHEAD) -> tuple[np.ndarray, np.ndarray]:
+                 burst: int = PREFETCH_BURST) -> tuple[np.ndarray, np.ndarray]:
     """The k best of each question's candidate rows by <e_q, sign(e_p)>: (Q, k) float32 scores, int64 rows.
 
     Equal scores keep the candidates' order (Hamming distance, then row); rows -1 (no candidate) never win.
-    ahead: how many candidates ahead their codes are prefetched (0: not at all)."""
+    burst: how many candidates' codes are prefetched together, a burst ahead of those scored (0: none)."""
     words, width, blocked, _ = _as_words(codes)
     emb = _check(question_emb, width)
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     return _rerank(words, np.uint64(width), blocked, emb, rows, int(k), SIGNS_BY_BIT, max(1, int(n_threads)),
-                   int(ahead))
+                   int(burst))
 
 
 def score_all_top_k(codes, question_emb: np.ndarray, k: int, n_threads: int) -> tuple[np.ndarray, np.ndarray]:

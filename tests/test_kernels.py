@@ -1,11 +1,15 @@
 """The search kernels against numpy brute force, faiss and each other (exact distances, ties, edge sizes)."""
 
+import os
+import subprocess
+import sys
+
 import faiss
 import numpy as np
 import pytest
 
 from bprlab.core.hashing import pack_codes, unpack_codes
-from bprlab.index.kernels import torch_search
+from bprlab.index.kernels import nibble, torch_search
 from bprlab.index.kernels.buckets import BucketTable, flip_masks, probe, slice_keys
 from bprlab.index.kernels.hamming import hamming_top_l
 from bprlab.index.kernels.jit import threads
@@ -130,8 +134,11 @@ def test_top_l_matches_faiss_linear_scan():
         assert set(rows[q][dist[q] < cut]) == set(faiss_rows[q][faiss_dist[q] < cut])
 
 
-@pytest.mark.parametrize("bits", [64, 384, 768])
-def test_lookup_rerank_equals_the_float_rerank(bits):
+@pytest.mark.parametrize("nibbles", [False, True], ids=["byte-tables", "nibble-registers"])
+@pytest.mark.parametrize("bits", [64, 72, 384, 768])
+def test_lookup_rerank_equals_the_float_rerank(bits, nibbles):
+    """Both lookups (byte tables; 4-bit tables in registers, emulated where the CPU has no AVX-512), both layouts,
+    codes whose last word is padding (72 bits), every prefetch burst and thread split."""
     rng = np.random.default_rng(bits)
     passages = rng.standard_normal((3000, bits)).astype(np.float32)
     questions = rng.standard_normal((7, bits)).astype(np.float32)
@@ -139,15 +146,52 @@ def test_lookup_rerank_equals_the_float_rerank(bits):
     truth = questions @ unpack_codes(codes, bits).T  # <e_q, sign(e_p)>
     candidates = rng.integers(-1, 3000, (7, 400))  # -1: no candidate, never returned
     for layout in (BlockedCodes.from_rows(codes), codes):
-        scores, rows = rerank_top_k(layout, questions, candidates, 10)
+        scores, rows = rerank_top_k(layout, questions, candidates, 10, nibbles=nibbles)
         picked = np.where(candidates >= 0, np.take_along_axis(truth, np.maximum(candidates, 0), 1), -np.inf)
         want = -np.sort(-picked, axis=1)[:, :10]
         assert np.allclose(scores, want, rtol=1e-5, atol=1e-4)
         assert np.allclose(np.take_along_axis(truth, rows, 1), scores, rtol=1e-5, atol=1e-4)
         for burst in (0, 1, 7, 5000):  # prefetch bursts: none, one candidate, a last one cut short, all at once
             for n_threads, batch in ((1, 7), (2, 7), (2, 1)):  # a lone question splits its candidates
-                again = rerank_top_k(layout, questions[:batch], candidates[:batch], 10, n_threads, burst)
+                again = rerank_top_k(layout, questions[:batch], candidates[:batch], 10, n_threads, burst, nibbles)
                 assert np.array_equal(again[1], rows[:batch]) and np.array_equal(again[0], scores[:batch])
+
+
+GENERIC_TARGET_CHECK = """
+import numpy as np
+from bprlab.core.hashing import pack_codes, unpack_codes
+from bprlab.index.kernels import nibble
+from bprlab.index.kernels.lut import rerank_top_k
+assert not nibble.AVAILABLE
+rng = np.random.default_rng(5)
+passages, questions = rng.standard_normal((300, 384)), rng.standard_normal((3, 384)).astype(np.float32)
+codes = pack_codes(passages.astype(np.float32))
+truth = questions @ unpack_codes(codes, 384).T
+candidates = rng.integers(0, 300, (3, 40))
+for nibbles in (False, True):
+    scores, rows = rerank_top_k(codes, questions, candidates, 5, nibbles=nibbles)
+    assert np.allclose(np.take_along_axis(truth, rows, 1), scores, rtol=1e-5, atol=1e-4)
+    assert np.allclose(scores[:, 0], np.take_along_axis(truth, candidates, 1).max(1), rtol=1e-5, atol=1e-4)
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_nibble_lookups_compile_and_agree_without_avx512(tmp_path):
+    """On a CPU without AVX-512 (here: numba told to compile for a generic x86-64) the nibble lookup is emitted as
+    plain vector IR: it must compile and score the same (the byte tables stay the default there)."""
+    env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("NUMBA_CPU_FEATURES", None)
+    done = subprocess.run([sys.executable, "-c", GENERIC_TARGET_CHECK], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_nibble_lookups_are_the_default_exactly_where_the_cpu_has_avx512():
+    import llvmlite.binding as llvm
+
+    host = "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
+    assert nibble.AVAILABLE == (host and os.environ.get("NUMBA_CPU_NAME") is None)
 
 
 def test_top_k_selection_is_numpys_stable_order():

@@ -16,12 +16,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
+
+from bprlab.index.kernels.jit import JIT
 
 LANES = 64  # rows per block; the vectorised popcount loop runs over them. Changing it: clear numba's cache.
 U_LANES = np.uint64(LANES)  # the same, for the kernels' unsigned index arithmetic
 U0, U1, U2, U3, U4 = (np.uint64(i) for i in range(5))  # unsigned constants: see `hamming`'s module doc
 CHUNK_ROWS = 1 << 16  # rows converted at a time (bounds the extra memory of a conversion)
+
+
+@numba.njit(inline="always", **JIT)
+def locate(row, width, blocked):
+    """(index of a row's first word, distance between its words) in the blocked layout, or in row-major (N, W)
+    words when not `blocked`; unsigned (row >= 0)."""
+    r = np.uint64(row)
+    if blocked:
+        return (r // U_LANES) * width * U_LANES + r % U_LANES, U_LANES
+    return r * width, U1
 
 
 def words_per_code(nbytes: int) -> int:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from bprlab.index.kernels import nibble
 from bprlab.index.kernels.jit import JIT, prefetch_l2
-from bprlab.index.kernels.layout import U0, U1, U2, U3, U4, U_LANES, BlockedCodes, to_words
+from bprlab.index.kernels.layout import U0, U1, U2, U3, U4, BlockedCodes, locate, to_words
 from bprlab.index.kernels.select import best_k, keep_best
 
 PREFETCH_BURST = 32  # candidates whose codes are prefetched together, a burst ahead (see `_score_candidates`)
@@ -59,19 +60,10 @@ def _build_table(emb, table, signs_by_bit):
 
 
 @numba.njit(inline="always", **JIT)
-def _locate(row, width, blocked):
-    """(index of the row's first word, distance between its words) in either layout, unsigned (row >= 0)."""
-    r = np.uint64(row)
-    if blocked:
-        return (r // U_LANES) * width * U_LANES + r % U_LANES, U_LANES
-    return r * width, U1
-
-
-@numba.njit(inline="always", **JIT)
 def _lookup(words, row, width, blocked, table):
     """Sum of the code's byte lookups, with one accumulator per byte of a word (independent add chains)."""
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.float32(0.0)
-    at, stride = _locate(row, width, blocked)
+    at, stride = locate(row, width, blocked)
     for w in range(U0, width):
         word = words[at + w * stride]
         base = w * U2048
@@ -90,7 +82,7 @@ def _lookup(words, row, width, blocked, table):
 def _prefetch_code(words, row, width, blocked):
     """Prefetch every cache line of a row's code (W lines apart in the blocked layout) into L2: measured here,
     L2 prefetches keep more misses in flight than L1 ones (1.2x faster reranks of random rows)."""
-    at, stride = _locate(row, width, blocked)
+    at, stride = locate(row, width, blocked)
     step = U8 if stride == U1 else stride  # each cache line once
     for w in range(U0, width * stride, step):
         prefetch_l2(words, at + w)
@@ -105,22 +97,41 @@ def _prefetch_first(words, width, blocked, rows, start, stop, count):
 
 
 @numba.njit(**JIT)
-def _score_candidates(words, width, blocked, rows, table, scores, start, stop, burst):
+def _score_some(words, width, blocked, rows, table, scores, start, stop, nibbles, block, acc):
+    if nibbles:  # 16 candidates at a time from in-register 4-bit tables
+        nibble.score_range(words, width, blocked, rows, table, scores, start, stop, block, acc)
+        return
+    for i in range(start, stop):
+        scores[i] = _lookup(words, rows[i], width, blocked, table) if rows[i] >= 0 else -np.inf
+
+
+@numba.njit(**JIT)
+def _score_candidates(words, width, blocked, rows, table, scores, start, stop, burst, nibbles):
     """scores[i] for candidates [start, stop) of one question, `burst` at a time: the codes of the next burst are
     prefetched together before the current one is scored (the first burst already by `_prefetch_first`). Random
     rows of a large index would otherwise stall on each of their cache lines in turn. Measured (21M codes, batch
     1000, 2 threads): bursts of 16-64 candidates 0.13-0.15 ms/query against 0.20-0.24 with one candidate's
     prefetch issued per candidate scored (at any distance), 0.15-0.17 with the whole question's prefetched first;
     the same within noise at 1M, whose codes sit in the L3. Prefetches spread among the lookups compete with them
-    for the load ports and fill buffers; a burst issues them while the previous burst's lines are in L2."""
+    for the load ports and fill buffers; a burst issues them while the previous burst's lines are in L2.
+    `table` holds N_q (`nibble`) when `nibbles`, else T_q."""
+    block = np.empty(width * nibble.U_GROUP, np.uint64)
+    acc = np.empty(nibble.GROUP, np.float32)
     if burst <= 0:
-        for i in range(start, stop):
-            scores[i] = _lookup(words, rows[i], width, blocked, table) if rows[i] >= 0 else -np.inf
+        _score_some(words, width, blocked, rows, table, scores, start, stop, nibbles, block, acc)
         return
     for first in range(start, stop, burst):
         _prefetch_first(words, width, blocked, rows, first + burst, stop, burst)
-        for i in range(first, min(stop, first + burst)):
-            scores[i] = _lookup(words, rows[i], width, blocked, table) if rows[i] >= 0 else -np.inf
+        _score_some(words, width, blocked, rows, table, scores, first, min(stop, first + burst), nibbles, block, acc)
+
+
+@numba.njit(**JIT)
+def _fill_table(emb, table, signs_by_bit, nibbles):
+    if nibbles:
+        words = (len(emb) + 63) // 64  # nibbles of the zero padding look up 0
+        nibble.build_table(emb, table[: words * nibble.NIBBLES_PER_WORD * nibble.GROUP], NIBBLE_SIGNS)
+    else:
+        _build_table(emb, table, signs_by_bit)
 
 
 @numba.njit(**JIT)
@@ -133,7 +144,7 @@ def _keep(rows, scores, k, q, out_scores, out_rows):
 
 
 @numba.njit(parallel=True, **JIT)
-def _rerank(words, width, blocked, emb, rows, k, signs_by_bit, nchunks, burst):
+def _rerank(words, width, blocked, emb, rows, k, signs_by_bit, nchunks, burst, nibbles):
     """A thread per question; with fewer questions than threads, a question's candidates are split instead."""
     nq, depth = rows.shape
     out_scores = np.full((nq, k), -np.inf, np.float32)
@@ -142,9 +153,9 @@ def _rerank(words, width, blocked, emb, rows, k, signs_by_bit, nchunks, burst):
         for q in numba.prange(nq):
             _prefetch_first(words, width, blocked, rows[q], 0, depth, burst)
             table = np.empty(np.int64(width) * 2048, np.float32)
-            _build_table(emb[q], table, signs_by_bit)
+            _fill_table(emb[q], table, signs_by_bit, nibbles)
             scores = np.empty(depth, np.float32)
-            _score_candidates(words, width, blocked, rows[q], table, scores, 0, depth, burst)
+            _score_candidates(words, width, blocked, rows[q], table, scores, 0, depth, burst, nibbles)
             _keep(rows[q], scores, k, q, out_scores, out_rows)
         return out_scores, out_rows
     table = np.empty(np.int64(width) * 2048, np.float32)
@@ -153,10 +164,10 @@ def _rerank(words, width, blocked, emb, rows, k, signs_by_bit, nchunks, burst):
     for q in range(nq):
         for c in range(nchunks):
             _prefetch_first(words, width, blocked, rows[q], c * step, min(depth, (c + 1) * step), burst)
-        _build_table(emb[q], table, signs_by_bit)
+        _fill_table(emb[q], table, signs_by_bit, nibbles)
         for c in numba.prange(nchunks):
             _score_candidates(words, width, blocked, rows[q], table, scores, c * step, min(depth, (c + 1) * step),
-                              burst)
+                              burst, nibbles)
         _keep(rows[q], scores, k, q, out_scores, out_rows)
     return out_scores, out_rows
 
@@ -221,16 +232,18 @@ def _check(emb: np.ndarray, width: int) -> np.ndarray:
 
 
 def rerank_top_k(codes, question_emb: np.ndarray, rows: np.ndarray, k: int, n_threads: int = 1,
-                 burst: int = PREFETCH_BURST) -> tuple[np.ndarray, np.ndarray]:
+                 burst: int = PREFETCH_BURST, nibbles: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k best of each question's candidate rows by <e_q, sign(e_p)>: (Q, k) float32 scores, int64 rows.
 
     Equal scores keep the candidates' order (Hamming distance, then row); rows -1 (no candidate) never win.
-    burst: how many candidates' codes are prefetched together, a burst ahead of those scored (0: none)."""
+    burst: how many candidates' codes are prefetched together, a burst ahead of those scored (0: none).
+    nibbles: look up 16 candidates at a time in 4-bit tables (`nibble`); None: where the CPU has AVX-512."""
     words, width, blocked, _ = _as_words(codes)
     emb = _check(question_emb, width)
     rows = np.ascontiguousarray(rows, dtype=np.int64)
+    nibbles = nibble.AVAILABLE if nibbles is None else bool(nibbles)
     return _rerank(words, np.uint64(width), blocked, emb, rows, int(k), SIGNS_BY_BIT, max(1, int(n_threads)),
-                   int(burst))
+                   int(burst), nibbles)
 
 
 def score_all_top_k(codes, question_emb: np.ndarray, k: int, n_threads: int) -> tuple[np.ndarray, np.ndarray]:

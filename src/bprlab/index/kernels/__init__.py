@@ -4,6 +4,7 @@
 - `hamming`: one pass of XOR + popcount fused with counting top-l selection, multi-threaded (numba JIT);
 - `buffers`: the scan's per-question buffers (admit a block's rows, compact by a histogram, merge the chunks);
 - `lut`: <e_q, sign(e_p)> by table lookup, for reranking candidates and for scoring every code;
+- `nibble`: the rerank's lookups 16 candidates at a time from 4-bit tables in a register (AVX-512 VPERMPS);
 - `select`: stable top-k of float scores (the rerank's last step);
 - `buckets`: the hash-table lookup (faiss IndexBinaryHash / IndexBinaryMultiHash semantics, codes held once);
 - `torch_search`: the same search as torch ops, for a CUDA device (and testable on CPU tensors).

@@ -111,8 +111,8 @@ def _score_some(words, width, blocked, rows, table, scores, start, stop, nibbles
 def _score_candidates(words, width, blocked, rows, table, scores, start, stop, burst, nibbles):
     """scores[i] for candidates [start, stop) of one question, `burst` at a time: the codes of the next burst are
     prefetched together before the current one is scored (the first burst already by `_prefetch_first`). Random
-    rows of a large index would otherwise stall on each of their cache lines in turn. Measured (21M codes, batch
-    1000, 2 threads): bursts of 16-64 candidates 0.13-0.15 ms/query against 0.20-0.24 with one candidate's
+    rows of a large index would otherwise stall on each of their cache lines in turn. Measured (byte tables, 21M
+    codes, batch 1000, 2 threads): bursts of 16-64 candidates 0.13-0.15 ms/query against 0.20-0.24 with one candidate's
     prefetch issued per candidate scored (at any distance), 0.15-0.17 with the whole question's prefetched first;
     the same within noise at 1M, whose codes sit in the L3. Prefetches spread among the lookups compete with them
     for the load ports and fill buffers; a burst issues them while the previous burst's lines are in L2.

@@ -68,7 +68,6 @@ def _prefetch_intrinsic(locality: int, doc: str):
 
 prefetch = _prefetch_intrinsic(3, "LLVM's prefetch of array[index] into every cache level (a hint: never faults, "
                                   "retires without waiting).")
-prefetch_l2 = _prefetch_intrinsic(2, "LLVM's prefetch of array[index] into L2 and beyond, not L1.")
 
 
 def available_threads() -> int:

@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 from bprlab.index.kernels import nibble
-from bprlab.index.kernels.jit import JIT, prefetch_l2
+from bprlab.index.kernels.jit import JIT, prefetch
 from bprlab.index.kernels.layout import U0, U1, U2, U3, U4, BlockedCodes, locate, to_words
 from bprlab.index.kernels.select import best_k, keep_best
 
@@ -82,12 +82,14 @@ def _lookup(words, row, width, blocked, table):
 
 @numba.njit(inline="always", **JIT)
 def _prefetch_code(words, row, width, blocked):
-    """Prefetch every cache line of a row's code (W lines apart in the blocked layout) into L2: measured here,
-    L2 prefetches keep more misses in flight than L1 ones (1.2x faster reranks of random rows)."""
+    """Prefetch every cache line of a row's code (W lines apart in the blocked layout) into L1. Measured with the
+    burst prefetch (21M codes, batch 1000, 2 threads, one process): 0.086 ms/query against 0.095 into L2 only
+    (nibbles), 0.108 against 0.133 (byte tables); at 1M 0.056 against 0.062. (With one candidate prefetched per
+    candidate scored, L2 had been the faster.)"""
     at, stride = locate(row, width, blocked)
     step = U8 if stride == U1 else stride  # each cache line once
     for w in range(U0, width * stride, step):
-        prefetch_l2(words, at + w)
+        prefetch(words, at + w)
 
 
 @numba.njit(**JIT)

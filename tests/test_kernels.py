@@ -161,7 +161,8 @@ GENERIC_TARGET_CHECK = """
 import numpy as np
 from bprlab.core.hashing import pack_codes, unpack_codes
 from bprlab.index.kernels import nibble
-from bprlab.index.kernels.lut import rerank_top_k
+from bprlab.index.kernels.layout import BlockedCodes
+from bprlab.index.kernels.lut import rerank_top_k, score_all_top_k
 assert not nibble.AVAILABLE
 rng = np.random.default_rng(5)
 passages, questions = rng.standard_normal((300, 384)), rng.standard_normal((3, 384)).astype(np.float32)
@@ -172,6 +173,8 @@ for nibbles in (False, True):
     scores, rows = rerank_top_k(codes, questions, candidates, 5, nibbles=nibbles)
     assert np.allclose(np.take_along_axis(truth, rows, 1), scores, rtol=1e-5, atol=1e-4)
     assert np.allclose(scores[:, 0], np.take_along_axis(truth, candidates, 1).max(1), rtol=1e-5, atol=1e-4)
+    scores, rows = score_all_top_k(BlockedCodes.from_rows(codes), questions, 5, 2, nibbles)
+    assert np.array_equal(rows, np.argsort(-truth, axis=1, kind="stable")[:, :5])
 print("ok")
 """
 
@@ -212,15 +215,21 @@ def test_top_k_selection_is_numpys_stable_order():
             assert np.array_equal(best_k(scores, k), np.argsort(-scores, kind="stable")[:k]), (scores, k)
 
 
-def test_scoring_every_code_equals_brute_force():
+@pytest.mark.parametrize("nibbles", [False, True], ids=["byte-tables", "nibble-registers"])
+@pytest.mark.parametrize("n", [2000, 37, 10])
+def test_scoring_every_code_equals_brute_force(n, nibbles):
+    """The no-candidate-generation ablation: chunks of whole blocks, a last block cut short (2000 = 31 x 64 + 16
+    rows; 37 rows: the second thread's chunk empty), fewer codes than k (10)."""
     rng = np.random.default_rng(4)
-    passages, questions = rng.standard_normal((2000, 128)).astype(np.float32), rng.standard_normal((5, 128)).astype(np.float32)
+    passages, questions = rng.standard_normal((n, 128)).astype(np.float32), rng.standard_normal((5, 128)).astype(np.float32)
     codes = pack_codes(passages)
     truth = questions @ unpack_codes(codes, 128).T
     for n_threads in (1, 2):
-        scores, rows = score_all_top_k(BlockedCodes.from_rows(codes), questions, 15, n_threads)
-        assert np.array_equal(rows, np.argsort(-truth, axis=1, kind="stable")[:, :15])
-        assert np.allclose(scores, -np.sort(-truth, axis=1)[:, :15], atol=1e-4)
+        scores, rows = score_all_top_k(BlockedCodes.from_rows(codes), questions, 15, n_threads, nibbles)
+        found = min(15, n)
+        assert np.array_equal(rows[:, :found], np.argsort(-truth, axis=1, kind="stable")[:, :found])
+        assert np.allclose(scores[:, :found], -np.sort(-truth, axis=1)[:, :found], atol=1e-4)
+        assert (rows[:, found:] == -1).all() and (scores[:, found:] == -np.inf).all()
 
 
 @pytest.mark.parametrize("bits,tables,flips", [(8, 1, 1), (6, 2, 2), (8, 8, 1), (16, 1, 2)])

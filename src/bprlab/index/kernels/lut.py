@@ -20,7 +20,7 @@ import numpy as np
 
 from bprlab.index.kernels import nibble
 from bprlab.index.kernels.jit import JIT, prefetch
-from bprlab.index.kernels.layout import U0, U1, U2, U3, U4, BlockedCodes, locate, to_words
+from bprlab.index.kernels.layout import LANES, U0, U1, U2, U3, U4, BlockedCodes, locate, to_words
 from bprlab.index.kernels.select import best_k, keep_best
 
 PREFETCH_BURST = 32  # candidates whose codes are prefetched together, a burst ahead (see `_score_candidates`)
@@ -176,8 +176,23 @@ def _rerank(words, width, blocked, emb, rows, k, signs_by_bit, nchunks, burst, n
     return out_scores, out_rows
 
 
+@numba.njit(inline="always", **JIT)
+def _offer(score, row, k, floor, count, buf_scores, buf_rows):
+    """Add one code's score to a chunk's buffer for one question; (floor, count) after it."""
+    if score > floor:  # a later row never wins a tie
+        buf_scores[count] = score
+        buf_rows[count] = row
+        count += 1
+        if count == len(buf_scores):
+            floor = keep_best(buf_scores, buf_rows, count, k)
+            count = k
+    return floor, count
+
+
 @numba.njit(parallel=True, **JIT)
-def _score_all(words, width, blocked, ntotal, emb, k, nchunks, signs_by_bit):
+def _score_all(words, width, blocked, ntotal, emb, k, nchunks, signs_by_bit, nibbles):
+    """Every code against every question; chunks of whole blocks, one per thread. With `nibbles` (blocked codes
+    only), 16 rows of a block at a time (`nibble.score_lanes`)."""
     nq = emb.shape[0]
     cap = max(2 * k, k + 256)
     buf_scores = np.empty((nchunks, nq, cap), np.float32)
@@ -185,20 +200,22 @@ def _score_all(words, width, blocked, ntotal, emb, k, nchunks, signs_by_bit):
     counts = np.zeros((nchunks, nq), np.int64)
     tables = np.empty((nq, np.int64(width) * 2048), np.float32)
     for q in numba.prange(nq):
-        _build_table(emb[q], tables[q], signs_by_bit)
-    step = -(-ntotal // nchunks)
+        _fill_table(emb[q], tables[q], signs_by_bit, nibbles)
+    step = -(-ntotal // (nchunks * LANES)) * LANES
     for c in numba.prange(nchunks):
+        acc = np.empty(nibble.GROUP, np.float32)
+        start, stop = c * step, min(ntotal, (c + 1) * step)
         for q in range(nq):
             floor, count = -np.inf, 0
-            for row in range(c * step, min(ntotal, (c + 1) * step)):
-                score = _lookup(words, row, width, blocked, tables[q])
-                if score > floor:  # a later row never wins a tie
-                    buf_scores[c, q, count] = score
-                    buf_rows[c, q, count] = row
-                    count += 1
-                    if count == cap:
-                        floor = keep_best(buf_scores[c, q], buf_rows[c, q], count, k)
-                        count = k
+            if nibbles:
+                for row0 in range(start, stop, nibble.GROUP):
+                    nibble.score_lanes(words, width, row0, tables[q], acc)
+                    for i in range(min(nibble.GROUP, stop - row0)):
+                        floor, count = _offer(acc[i], row0 + i, k, floor, count, buf_scores[c, q], buf_rows[c, q])
+            else:
+                for row in range(start, stop):
+                    score = _lookup(words, row, width, blocked, tables[q])
+                    floor, count = _offer(score, row, k, floor, count, buf_scores[c, q], buf_rows[c, q])
             counts[c, q] = count
     out_scores = np.full((nq, k), -np.inf, np.float32)
     out_rows = np.full((nq, k), -1, np.int64)
@@ -250,10 +267,13 @@ def rerank_top_k(codes, question_emb: np.ndarray, rows: np.ndarray, k: int, n_th
                    int(burst), nibbles)
 
 
-def score_all_top_k(codes, question_emb: np.ndarray, k: int, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
+def score_all_top_k(codes, question_emb: np.ndarray, k: int, n_threads: int,
+                    nibbles: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k best codes of the whole index by <e_q, sign(e_p)> (the no-candidate-generation ablation); equal
-    scores are ordered by row."""
+    scores are ordered by row. nibbles: as in `rerank_top_k`, for blocked codes (row-major ones use the byte
+    tables)."""
     words, width, blocked, ntotal = _as_words(codes)
     emb = _check(question_emb, width)
     nchunks = max(1, min(n_threads, ntotal))
-    return _score_all(words, np.uint64(width), blocked, ntotal, emb, int(k), nchunks, SIGNS_BY_BIT)
+    nibbles = blocked and (nibble.AVAILABLE if nibbles is None else bool(nibbles))
+    return _score_all(words, np.uint64(width), blocked, ntotal, emb, int(k), nchunks, SIGNS_BY_BIT, nibbles)

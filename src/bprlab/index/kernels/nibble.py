@@ -25,7 +25,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from bprlab.index.kernels.jit import JIT
-from bprlab.index.kernels.layout import U0, locate
+from bprlab.index.kernels.layout import U0, U_LANES, locate
 
 GROUP = 16  # candidates scored together: one 512-bit register of floats
 U_GROUP = np.uint64(GROUP)
@@ -63,11 +63,13 @@ def _permute(builder, table, index):
 
 
 @intrinsic
-def _add_word(typingctx, block, w, table, acc):
-    """acc[0:16] += the table lookups of word w of 16 candidates, block[w * 16 + c] (uint64) for candidate c."""
-    if not all(isinstance(a, types.Array) for a in (block, table, acc)) or not isinstance(w, types.Integer):
+def _add_word(typingctx, src, at, stride, w, table, acc):
+    """acc[0:16] += the table lookups of word w of 16 codes, whose words w are src[at + w * stride + c] (uint64)
+    for code c: side by side, as in a gathered group (stride 16) or in 16 lanes of a block (stride 64)."""
+    if not all(isinstance(a, types.Array) for a in (src, table, acc)) or \
+            not all(isinstance(a, types.Integer) for a in (at, stride, w)):
         return None
-    sig = types.void(block, w, table, acc)
+    sig = types.void(src, types.uint64, types.uint64, types.uint64, table, acc)
 
     def codegen(context, builder, signature, args):
         def data(i):
@@ -77,9 +79,9 @@ def _add_word(typingctx, block, w, table, acc):
         u64x16, u32x16 = ir.VectorType(i64, GROUP), ir.VectorType(i32, GROUP)
         f32x16 = ir.VectorType(ir.FloatType(), GROUP)
         fast = ("fast",)
-        word = builder.zext(args[1], i64) if args[1].type.width < 64 else args[1]
-        at = builder.gep(data(0), [builder.mul(word, ir.Constant(i64, GROUP))])
-        codes = builder.load(builder.bitcast(at, u64x16.as_pointer()), align=8)
+        word = args[3]
+        first = builder.gep(data(0), [builder.add(args[1], builder.mul(word, args[2]))])
+        codes = builder.load(builder.bitcast(first, u64x16.as_pointer()), align=8)
         halves = [builder.trunc(codes, u32x16),
                   builder.trunc(builder.lshr(codes, ir.Constant(u64x16, [32] * GROUP)), u32x16)]
         rows = builder.mul(word, ir.Constant(i64, NIBBLES_PER_WORD * GROUP))
@@ -87,7 +89,7 @@ def _add_word(typingctx, block, w, table, acc):
         for n in range(NIBBLES_PER_WORD):
             half, k = divmod(n, 8)
             index = halves[half] if k == 0 else builder.lshr(halves[half], ir.Constant(u32x16, [4 * k] * GROUP))
-            row = builder.gep(data(2), [builder.add(rows, ir.Constant(i64, n * GROUP))])
+            row = builder.gep(data(4), [builder.add(rows, ir.Constant(i64, n * GROUP))])
             found = _permute(builder, builder.load(builder.bitcast(row, f32x16.as_pointer()), align=4), index)
             if len(sums) < 4:
                 sums.append(found)
@@ -95,7 +97,7 @@ def _add_word(typingctx, block, w, table, acc):
                 sums[n % 4] = builder.fadd(sums[n % 4], found, flags=fast)
         total = builder.fadd(builder.fadd(sums[0], sums[1], flags=fast), builder.fadd(sums[2], sums[3], flags=fast),
                              flags=fast)
-        out = builder.bitcast(data(3), f32x16.as_pointer())
+        out = builder.bitcast(data(5), f32x16.as_pointer())
         builder.store(builder.fadd(builder.load(out, align=4), total, flags=fast), out, align=4)
         return context.get_dummy_value()
 
@@ -138,6 +140,17 @@ def score_range(words, width, blocked, rows, table, scores, start, stop, block, 
         _gather(words, width, blocked, rows, first, count, block)
         acc[:] = 0.0
         for w in range(U0, width):
-            _add_word(block, w, table, acc)
+            _add_word(block, U0, U_GROUP, w, table, acc)
         for c in range(count):
             scores[first + c] = acc[c] if rows[first + c] >= 0 else -np.inf
+
+
+@numba.njit(inline="always", **JIT)
+def score_lanes(words, width, row0, table, acc):
+    """acc[c] <- the score of row row0 + c (c < 16) in the blocked layout, row0 a multiple of 16: the 16 rows'
+    words w lie side by side in their block, so no gathering (rows past the last code score its zero padding)."""
+    r = np.uint64(row0)
+    at = (r // U_LANES) * width * U_LANES + r % U_LANES
+    acc[:] = 0.0
+    for w in range(U0, width):
+        _add_word(words, at, U_LANES, w, table, acc)

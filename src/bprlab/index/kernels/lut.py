@@ -4,8 +4,9 @@ For a question e_q of D dimensions, T_q[p, v] = sum over the 8 dimensions of byt
 bit of v is set, else -1), in numpy packbits order (the most significant bit is the first dimension). Then
 <e_q, sign(e_p)> = sum over the code's bytes p of T_q[p, byte p of the code]: D/8 lookups instead of D
 multiply-adds, and no unpacked (Q, l, D) float tensor. T_q is built once per question (see `_build_table`).
-Where numba compiles for AVX-512 the rerank looks up nibbles of 16 candidates at a time instead (`nibble`: 2x
-faster per candidate here); the byte tables serve other CPUs and the scoring of every code (the ablation).
+Where numba compiles for AVX-512 the lookups take nibbles of 16 codes at a time instead (`nibble`: 2x faster per
+candidate here, 2.8x when scoring every code); the byte tables serve other CPUs and faiss's row-major storage in
+the scoring of every code.
 
 Codes are read as 64-bit words, blocked (`layout`, the native index) or row-major (N, W) (a faiss index's own
 storage), so the reference backend reranks with the same arithmetic. In the blocked layout a row's words are W

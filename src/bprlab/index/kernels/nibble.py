@@ -26,7 +26,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from bprlab.index.kernels.jit import JIT
-from bprlab.index.kernels.layout import U0, U_LANES, locate
+from bprlab.index.kernels.layout import U0, locate
 
 GROUP = 16  # candidates scored together: one 512-bit register of floats
 U_GROUP = np.uint64(GROUP)
@@ -150,8 +150,7 @@ def score_range(words, width, blocked, rows, table, scores, start, stop, block, 
 def score_lanes(words, width, row0, table, acc):
     """acc[c] <- the score of row row0 + c (c < 16) in the blocked layout, row0 a multiple of 16: the 16 rows'
     words w lie side by side in their block, so no gathering (rows past the last code score its zero padding)."""
-    r = np.uint64(row0)
-    at = (r // U_LANES) * width * U_LANES + r % U_LANES
+    at, stride = locate(row0, width, True)
     acc[:] = 0.0
     for w in range(U0, width):
-        _add_word(words, at, U_LANES, w, table, acc)
+        _add_word(words, at, stride, w, table, acc)

@@ -49,6 +49,17 @@ def test_scan_is_exact_with_ties_by_row(bits, n, l):
     assert (rows[:, m:] == -1).all() and (dist[:, m:] > bits).all()  # fewer codes than l: padded
 
 
+def test_whole_blocks_at_one_distance_keep_the_lowest_rows():
+    """Every row ties: each block's 64 rows all enter the buffer, which is cut between blocks, many times over."""
+    rng = np.random.default_rng(7)
+    codes = np.repeat(random_codes(rng, 1, 96), 5000, axis=0)
+    questions = random_codes(rng, 3, 96)
+    for l in (1, 7, 300):
+        dist, rows = hamming_top_l(BlockedCodes.from_rows(codes), to_words(questions), l, 2)
+        assert (rows == np.arange(l)).all()
+        assert (dist == brute_hamming(codes[:1], questions, 1)[0]).all()
+
+
 def test_scan_of_an_empty_index_returns_nothing():
     empty = BlockedCodes.from_rows(np.zeros((0, 96), np.uint8))
     dist, rows = hamming_top_l(empty, to_words(np.zeros((3, 96), np.uint8)), 10, 2)

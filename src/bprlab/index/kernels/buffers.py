@@ -1,9 +1,9 @@
 """The per-question buffers of the Hamming scan: admitting a block's rows, compacting, merging chunks.
 
 Each (chunk, question) keeps a buffer of admitted (distance, row) pairs in row order, and a bound: rows farther
-than it are not admitted. When the buffer fills, a histogram of its distances gives the l-th smallest distance t
-(counting, not sorting: distances are integers in 0..bits); pairs beyond it are dropped, ties at t keep the lowest
-rows, and the bound becomes t - 1. Chunks are merged the same way, the survivors ordered by a stable counting sort.
+than it are not admitted. A block's rows enter together; when the buffer might not hold another block's, a
+histogram of its distances gives the l-th smallest distance t (counting, not sorting: distances are integers in
+0..bits); pairs beyond it are dropped, ties at t keep the lowest rows, and the bound becomes t - 1. Chunks are merged the same way, the survivors ordered by a stable counting sort.
 """
 
 from __future__ import annotations
@@ -38,38 +38,48 @@ def compact(dists, rows, count, keep, hist):
 
 
 @numba.njit(inline="always", **JIT)
-def admit(dist, row0, nrows, q, keep, dists, rows, counts, bounds, hist):
-    """Add the block's rows within question q's bound to its buffer, compacting it when full."""
-    if bounds[q] < 0:
-        return
-    bound = np.uint32(bounds[q])
-    # Bit j set: lane j is within the bound (vector compares into a mask; most blocks have none). A scalar min
-    # over the lanes first, as this once did, compiled to 63 dependent compare-and-moves per block (measured at
-    # 1M codes, 2 threads: batch 200 1.47 -> 1.25 ms/query; a lone question 4.10 -> 3.55 ms with the codes in
-    # cache, 5.40 -> 5.31 ms from DRAM).
+def within(dist, bound, nrows):
+    """Bit j set: lane j of the block's distances is within `bound` (none when the bound is negative).
+
+    Vector compares into a mask; most blocks have no row within it. (A scalar min over the lanes first, as this
+    once did, compiled to 63 dependent compare-and-moves per block: at 1M codes, 2 threads, batch 200 1.47 -> 1.25
+    ms/query.)"""
     passing = U0
+    if bound < 0:
+        return passing
+    limit = np.uint32(bound)
     for j in range(U_LANES):
-        passing |= np.uint64(dist[j] <= bound) << j
+        passing |= np.uint64(dist[j] <= limit) << j
     if nrows < LANES:
         passing &= (U1 << np.uint64(nrows)) - U1
-    if passing == U0:
-        return
-    cap = dists.shape[1]
+    return passing
+
+
+@numba.njit(inline="always", **JIT)
+def append(dist, passing, row0, q, dists, rows, counts):
+    """Append the block's rows flagged in `passing` to question q's buffer; True when the buffer may not hold
+    another block's rows (then `tighten` it before the next block).
+
+    The scan inlines this and `within` for every block and question, so neither calls anything: numba counts
+    references to the arrays an inlined function receives (an atomic, fencing increment and decrement per array
+    and call) and can drop that counting only where the inlined body makes no call. The earlier `admit`, which
+    compacted inside, paid it for its six arrays on every block and question."""
+    c = counts[q]
     while passing:
         j = trailing_zeros64(passing)
         passing &= passing - U1
-        if dist[j] > bound:  # the bound tightened since the mask was taken
-            continue
-        c = counts[q]
         dists[q, c] = dist[j]
         rows[q, c] = row0 + np.int64(j)
-        counts[q] = c + 1
-        if c + 1 == cap:
-            counts[q] = keep
-            bounds[q] = compact(dists[q], rows[q], cap, keep, hist) - 1
-            if bounds[q] < 0:
-                return
-            bound = np.uint32(bounds[q])
+        c += 1
+    counts[q] = c
+    return c > dists.shape[1] - LANES
+
+
+@numba.njit(**JIT)
+def tighten(q, keep, dists, rows, counts, bounds, hist):
+    """Cut question q's buffer to its `keep` nearest rows; the bound becomes the cut minus 1."""
+    bounds[q] = compact(dists[q], rows[q], counts[q], keep, hist) - 1
+    counts[q] = keep
 
 
 @numba.njit(**JIT)

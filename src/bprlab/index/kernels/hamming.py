@@ -6,7 +6,7 @@ time, so each code word loaded serves both) before the next group is read: a bat
 once, and a single question uses every thread.
 
 Selection counts instead of sorting (see `buffers`): each (chunk, question) admits the rows within its bound
-into a buffer; a full buffer is cut to the l nearest by a histogram of its distances, which tightens the bound.
+into a buffer; a buffer near full is cut to the l nearest by a histogram of its distances, which tightens the bound.
 Chunks are merged the same way, and the l survivors are ordered by distance, then row id.
 
 A bound that starts at `bits` admits every early row, and tightening it costs a compaction per l admissions
@@ -25,7 +25,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from bprlab.index.kernels.buffers import admit, merge
+from bprlab.index.kernels.buffers import append, merge, tighten, within
 from bprlab.index.kernels.jit import JIT, popcount64, prefetch
 from bprlab.index.kernels.layout import LANES, U0, U1, U2, U3, U4, U_LANES, BlockedCodes
 
@@ -147,8 +147,12 @@ def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, keep, dists, rows, cou
                 _distances_pair(words, np.uint64(b) * width * U_LANES, width, qwords, qbase, dist_a, dist_b)
                 row0 = np.int64(b) * LANES
                 nrows = min(LANES, ntotal - row0)
-                admit(dist_a, row0, nrows, q, keep, dists, rows, counts, bounds, hist)
-                admit(dist_b, row0, nrows, q + 1, keep, dists, rows, counts, bounds, hist)
+                passing = within(dist_a, bounds[q], nrows)
+                if passing and append(dist_a, passing, row0, q, dists, rows, counts):
+                    tighten(q, keep, dists, rows, counts, bounds, hist)
+                passing = within(dist_b, bounds[q + 1], nrows)
+                if passing and append(dist_b, passing, row0, q + 1, dists, rows, counts):
+                    tighten(q + 1, keep, dists, rows, counts, bounds, hist)
         if nq % 2:
             q = nq - 1
             qbase = np.uint64(q) * width
@@ -159,7 +163,9 @@ def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, keep, dists, rows, cou
                     _prefetch_block(words, b + ahead, b1, width)
                 _distances(words, np.uint64(b) * width * U_LANES, width, qwords, qbase, dist_a)
                 row0 = np.int64(b) * LANES
-                admit(dist_a, row0, min(LANES, ntotal - row0), q, keep, dists, rows, counts, bounds, hist)
+                passing = within(dist_a, bounds[q], min(LANES, ntotal - row0))
+                if passing and append(dist_a, passing, row0, q, dists, rows, counts):
+                    tighten(q, keep, dists, rows, counts, bounds, hist)
 
 
 @numba.njit(parallel=True, **JIT)

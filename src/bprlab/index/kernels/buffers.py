@@ -3,7 +3,8 @@
 Each (chunk, question) keeps a buffer of admitted (distance, row) pairs in row order, and a bound: rows farther
 than it are not admitted. A block's rows enter together; when the buffer might not hold another block's, a
 histogram of its distances gives the l-th smallest distance t (counting, not sorting: distances are integers in
-0..bits); pairs beyond it are dropped, ties at t keep the lowest rows, and the bound becomes t - 1. Chunks are merged the same way, the survivors ordered by a stable counting sort.
+0..bits); pairs beyond it are dropped, ties at t keep the lowest rows, and the bound becomes t - 1. Chunks are
+merged the same way, the survivors ordered by a stable counting sort.
 """
 
 from __future__ import annotations

@@ -131,15 +131,18 @@ def _probe(words, width, ntotal, qwords, qkeys, table_keys, table_offsets, table
         for q in range(c * step, min(nq, (c + 1) * step)):
             count = 0
             for t in range(ntables):
+                # each table's arrays taken once: taking one per row cost atomic reference counts per row
+                keys, offsets, rows = table_keys[t], table_offsets[t], table_rows[t]
                 for m in range(len(masks)):
-                    bucket = _find(table_keys[t], qkeys[q, t] ^ masks[m])
+                    bucket = _find(keys, qkeys[q, t] ^ masks[m])
                     if bucket < 0:
                         continue
-                    for i in range(table_offsets[t][bucket], table_offsets[t][bucket + 1]):
-                        row = table_rows[t][i]
+                    for i in range(offsets[bucket], offsets[bucket + 1]):
+                        row = rows[i]
                         if not seen[row]:
                             seen[row] = True
-                            shortlist = _grow(shortlist, count)
+                            shortlist = _grow(shortlist, count)  # unconditional: a conditional reassignment
+                            # of the array inside this prange crashed (numba 0.68: heap corruption)
                             shortlist[count] = row
                             count += 1
             for i in range(count):

@@ -178,16 +178,14 @@ def _rerank(words, width, blocked, emb, rows, k, signs_by_bit, nchunks, burst, n
 
 
 @numba.njit(inline="always", **JIT)
-def _offer(score, row, k, floor, count, buf_scores, buf_rows):
-    """Add one code's score to a chunk's buffer for one question; (floor, count) after it."""
+def _offer(score, row, floor, count, buf_scores, buf_rows):
+    """Add one code's score to a chunk's buffer for one question when above the floor; the count after it.
+    Nothing here calls out (see `buffers.append`): the caller cuts a full buffer."""
     if score > floor:  # a later row never wins a tie
         buf_scores[count] = score
         buf_rows[count] = row
         count += 1
-        if count == len(buf_scores):
-            floor = keep_best(buf_scores, buf_rows, count, k)
-            count = k
-    return floor, count
+    return count
 
 
 @numba.njit(parallel=True, **JIT)
@@ -207,16 +205,21 @@ def _score_all(words, width, blocked, ntotal, emb, k, nchunks, signs_by_bit, nib
         acc = np.empty(nibble.GROUP, np.float32)
         start, stop = c * step, min(ntotal, (c + 1) * step)
         for q in range(nq):
+            # one view of each per question: a view per row cost two atomic reference counts
+            table, scores, rows = tables[q], buf_scores[c, q], buf_rows[c, q]
             floor, count = -np.inf, 0
             if nibbles:
                 for row0 in range(start, stop, nibble.GROUP):
-                    nibble.score_lanes(words, width, row0, tables[q], acc)
+                    nibble.score_lanes(words, width, row0, table, acc)
                     for i in range(min(nibble.GROUP, stop - row0)):
-                        floor, count = _offer(acc[i], row0 + i, k, floor, count, buf_scores[c, q], buf_rows[c, q])
+                        count = _offer(acc[i], row0 + i, floor, count, scores, rows)
+                        if count == cap:
+                            floor, count = keep_best(scores, rows, count, k), k
             else:
                 for row in range(start, stop):
-                    score = _lookup(words, row, width, blocked, tables[q])
-                    floor, count = _offer(score, row, k, floor, count, buf_scores[c, q], buf_rows[c, q])
+                    count = _offer(_lookup(words, row, width, blocked, table), row, floor, count, scores, rows)
+                    if count == cap:
+                        floor, count = keep_best(scores, rows, count, k), k
             counts[c, q] = count
     out_scores = np.full((nq, k), -np.inf, np.float32)
     out_rows = np.full((nq, k), -1, np.int64)

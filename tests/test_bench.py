@@ -16,6 +16,9 @@ def test_tiny_search_bench_finds_every_planted_passage(tmp_path):
         assert all(value == 1.0 for value in row["recall@10"].values()), row  # a broken search shows here
         assert set(row["ms_per_query"]) == {"dpr-flat", "bpr-native", "bpr-faiss"}
         assert row["speedup_vs_dpr"]["bpr-native"] > 0
+        split, total = row["native_split_ms"], row["ms_per_query"]["bpr-native"]
+        assert all(part >= 0 for part in split.values())
+        assert split["candidates"] <= total and split["rerank"] <= total  # medians of parts of the same calls
     codes_rows = [r for r in result["rows"] if r["codes_only"]]
     assert codes_rows and all(r["dpr_extrapolated_from"] == 3000 for r in codes_rows)
     assert "dpr-flat" not in codes_rows[0]["recall@10"]  # DPR is not run on codes-only data

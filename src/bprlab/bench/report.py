@@ -28,8 +28,9 @@ def markdown(result: dict) -> str:
         f"top-{result['plan']['k']}. Times are search only (no question encoding), methods timed round-robin on the "
         "same questions in one process; `x DPR` is dpr-flat's ms/query over bpr-native's from the same row. "
         "Rows marked * have codes only: DPR there is extrapolated linearly from the largest float size, not run. "
-        "ms/query is the median over the batches timed; `-` where a method was skipped because one batch would "
-        "have taken longer than the plan's per-cell limit (estimated from its previous batch size).",
+        "ms/query is the median over the batches timed, and so is each part of the native search's split "
+        "(scan / rerank / rest); `-` where a method was skipped because one batch would have taken longer than "
+        "the plan's per-cell limit (estimated from its previous batch size).",
         "",
         "| N | bits | threads | batch | dpr-flat ms/q | bpr-native ms/q | bpr-faiss ms/q | x DPR (native) | "
         "native: scan / rerank / rest ms/q | batch-1 scan GB/s (share of bw) | recall@k dpr / native / faiss | peak RSS MB |",

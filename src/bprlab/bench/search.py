@@ -175,8 +175,7 @@ def _time_row(plan: SearchPlan, data: Synthetic, methods: list[Method], size: in
                and m.name in estimate and estimate[m.name] * batch / 1000.0 > plan.max_cell_seconds}
     timing = [m for m in methods if m.name not in skipped]
     found = {m.name: 0 for m in timing}
-    split = {"candidates": 0.0, "rerank": 0.0}
-    native_asked = 0
+    split = {"candidates": [], "rerank": [], "rest": []}  # the native search's parts, per query of each call
     for m in methods:
         m.index.threads = n_threads
     rep = 0
@@ -193,16 +192,17 @@ def _time_row(plan: SearchPlan, data: Synthetic, methods: list[Method], size: in
                 times[m.name].append((time.perf_counter() - start) / len(questions))
             found[m.name] += int((result.rows == planted[:, None]).any(axis=1).sum())
             if m.name == "bpr-native":
-                split["candidates"] += stats.candidate_seconds - before[0]
-                split["rerank"] += stats.rerank_seconds - before[1]
-                native_asked += len(questions)
+                parts = [(stats.candidate_seconds - before[0]) / len(questions),
+                         (stats.rerank_seconds - before[1]) / len(questions)]
+                for part, seconds in zip(split, parts + [max(0.0, times[m.name][-1] - sum(parts))]):
+                    split[part].append(seconds)
         rep += 1
         timing = [m for m in timing if rep < plan.max_batches and
                   (rep < _repeats(plan, batch) or sum(times[m.name]) * batch < plan.min_seconds)]
     ms = {name: 1000.0 * float(np.median(t)) for name, t in times.items() if t}  # median over batches
-    split_ms = {part: 1000.0 * s / max(1, native_asked) for part, s in split.items()}
-    mean_native = 1000.0 * float(np.mean(times["bpr-native"]))
-    split_ms["rest"] = max(0.0, mean_native - split_ms["candidates"] - split_ms["rerank"])
+    # each part's median over the same calls (a mean, as this once was, let one disturbed call put the scan above
+    # the row's median total)
+    split_ms = {part: 1000.0 * float(np.median(v)) if v else 0.0 for part, v in split.items()}
     scanned_gbs = size * bits / 8 / (split_ms["candidates"] / 1000.0) / 1e9 if split_ms["candidates"] else None
     return {"num_passages": size, "codes_only": codes_only, "bits": bits, "threads": n_threads, "batch": batch,
             "batches_timed": {name: len(t) for name, t in times.items()}, "ms_per_query": ms,

@@ -208,16 +208,15 @@ def _score_all(words, width, blocked, ntotal, emb, k, nchunks, signs_by_bit, nib
             # one view of each per question: a view per row cost two atomic reference counts
             table, scores, rows = tables[q], buf_scores[c, q], buf_rows[c, q]
             floor, count = -np.inf, 0
-            if nibbles:
-                for row0 in range(start, stop, nibble.GROUP):
+            for row0 in range(start, stop, nibble.GROUP):  # 16 rows scored, then offered
+                n = min(nibble.GROUP, stop - row0)
+                if nibbles:
                     nibble.score_lanes(words, width, row0, table, acc)
-                    for i in range(min(nibble.GROUP, stop - row0)):
-                        count = _offer(acc[i], row0 + i, floor, count, scores, rows)
-                        if count == cap:
-                            floor, count = keep_best(scores, rows, count, k), k
-            else:
-                for row in range(start, stop):
-                    count = _offer(_lookup(words, row, width, blocked, table), row, floor, count, scores, rows)
+                else:
+                    for i in range(n):
+                        acc[i] = _lookup(words, row0 + i, width, blocked, table)
+                for i in range(n):
+                    count = _offer(acc[i], row0 + i, floor, count, scores, rows)
                     if count == cap:
                         floor, count = keep_best(scores, rows, count, k), k
             counts[c, q] = count

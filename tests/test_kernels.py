@@ -12,7 +12,6 @@ from bprlab.core.hashing import pack_codes, unpack_codes
 from bprlab.index.kernels import nibble, torch_search
 from bprlab.index.kernels.buckets import BucketTable, flip_masks, probe, slice_keys
 from bprlab.index.kernels.hamming import hamming_top_l
-from bprlab.index.kernels.jit import threads
 from bprlab.index.kernels.layout import BlockedCodes, to_words
 from bprlab.index.kernels.lut import rerank_top_k, score_all_top_k
 from bprlab.index.kernels.select import best_k
@@ -279,13 +278,24 @@ def test_torch_kernels_equal_the_cpu_kernels_on_cpu_tensors():
         assert np.array_equal(a[1], b[1]) and np.allclose(a[0], b[0], atol=1e-4)
 
 
-def test_thread_context_restores_the_count():
+def test_kernels_leave_the_callers_thread_count_as_it_was():
+    """Each kernel sets numba's thread count for its own loops and restores the caller's before returning."""
     import numba
 
+    rng = np.random.default_rng(3)
+    questions = rng.standard_normal((3, 128)).astype(np.float32)
+    codes = BlockedCodes.from_rows(pack_codes(rng.standard_normal((500, 128)).astype(np.float32)))
     before = numba.get_num_threads()
-    with threads(1) as n:
-        assert n == 1 and numba.get_num_threads() == 1
-    assert numba.get_num_threads() == before
+    try:
+        for caller in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(caller)
+            for n in (1, 2, None):
+                _, rows = hamming_top_l(codes, to_words(pack_codes(questions)), 20, n)
+                rerank_top_k(codes, questions, rows, 5, n)
+                score_all_top_k(codes, questions, 5, n)
+                assert numba.get_num_threads() == caller
+    finally:
+        numba.set_num_threads(before)
 
 
 def test_wrong_code_width_is_a_clear_error():

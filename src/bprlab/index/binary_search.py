@@ -20,7 +20,6 @@ import faiss
 import numpy as np
 
 from bprlab.index.kernels import buckets, hamming, lut
-from bprlab.index.kernels.jit import threads
 from bprlab.index.kernels.layout import BlockedCodes, to_words
 from bprlab.index.threads import faiss_threads
 
@@ -54,21 +53,18 @@ class NativeSearch:
 
     def candidates(self, question_codes, depth):
         words = to_words(question_codes)
-        with threads(self.n_threads) as n:
-            if self.hashing is None:
-                dist, rows = hamming.hamming_top_l(self.codes, words, depth, n)
-                return dist, rows, len(words) * self.codes.ntotal
-            dist, rows, scanned = buckets.probe(self.codes, words, question_codes, self.tables, self.hashing.bits,
-                                                self.masks, depth, n)
+        if self.hashing is None:
+            dist, rows = hamming.hamming_top_l(self.codes, words, depth, self.n_threads)
+            return dist, rows, len(words) * self.codes.ntotal
+        dist, rows, scanned = buckets.probe(self.codes, words, question_codes, self.tables, self.hashing.bits,
+                                            self.masks, depth, self.n_threads)
         return dist, rows, int(scanned.sum())
 
     def rerank(self, question_emb, rows, k):
-        with threads(self.n_threads) as n:
-            return lut.rerank_top_k(self.codes, question_emb, rows, k, n)
+        return lut.rerank_top_k(self.codes, question_emb, rows, k, self.n_threads)
 
     def score_all(self, question_emb, k):
-        with threads(self.n_threads) as n:
-            return lut.score_all_top_k(self.codes, question_emb, k, n)
+        return lut.score_all_top_k(self.codes, question_emb, k, self.n_threads)
 
     def row_chunks(self):
         return self.codes.iter_rows()
@@ -135,12 +131,10 @@ class FaissSearch:
             return dist, rows.astype(np.int64), int(counters.ndis)
 
     def rerank(self, question_emb, rows, k):
-        with threads(self.n_threads) as n:
-            return lut.rerank_top_k(self._stored_codes(), question_emb, rows, k, n)
+        return lut.rerank_top_k(self._stored_codes(), question_emb, rows, k, self.n_threads)
 
     def score_all(self, question_emb, k):
-        with threads(self.n_threads) as n:
-            return lut.score_all_top_k(self._stored_codes(), question_emb, k, n)
+        return lut.score_all_top_k(self._stored_codes(), question_emb, k, self.n_threads)
 
     def row_chunks(self, chunk: int = 1 << 16):
         codes = self._stored_codes()

@@ -17,7 +17,7 @@ from itertools import combinations
 import numba
 import numpy as np
 
-from bprlab.index.kernels.jit import JIT, popcount64
+from bprlab.index.kernels.jit import JIT, popcount64, restore_threads, thread_count, use_threads
 from bprlab.index.kernels.layout import LANES, BlockedCodes
 
 
@@ -117,8 +117,10 @@ def _nearest(words, width, ntotal, shortlist, count, qwords, qbase, keep, hist, 
 
 
 @numba.njit(parallel=True, **JIT)
-def _probe(words, width, ntotal, qwords, qkeys, table_keys, table_offsets, table_rows, masks, keep, nchunks, bits):
+def _probe(words, width, ntotal, qwords, qkeys, table_keys, table_offsets, table_rows, masks, keep, nchunks, bits,
+           n_threads):
     """For each question: the shortlist from every table, then its `keep` nearest by (distance, row)."""
+    before = use_threads(n_threads)
     nq, ntables = qkeys.shape
     out_dist = np.full((nq, keep), bits + 1, np.int32)
     out_rows = np.full((nq, keep), -1, np.int64)
@@ -149,15 +151,19 @@ def _probe(words, width, ntotal, qwords, qkeys, table_keys, table_offsets, table
                 seen[shortlist[i]] = False
             scanned[q] = count
             _nearest(words, width, ntotal, shortlist, count, qwords, q * width, keep, hist, q, out_dist, out_rows)
+    restore_threads(before)
     return out_dist, out_rows, scanned
 
 
 def probe(codes: BlockedCodes, question_words: np.ndarray, question_codes: np.ndarray, tables: list[BucketTable],
-          bits: int, masks: np.ndarray, l: int, n_threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(distances, rows) of each question's l nearest shortlisted codes, and how many codes it compared."""
+          bits: int, masks: np.ndarray, l: int, n_threads: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distances, rows) of each question's l nearest shortlisted codes, and how many codes it compared (on
+    n_threads CPU threads, None: all)."""
     qkeys = np.stack([slice_keys(question_codes, bits, t) for t in range(len(tables))], axis=1)
     nq = len(question_words)
+    n_threads = thread_count(n_threads)
     nchunks = max(1, min(n_threads, nq))
     return _probe(codes.words, codes.width, codes.ntotal, np.ascontiguousarray(question_words).ravel(), qkeys,
                   numba.typed.List([t.keys for t in tables]), numba.typed.List([t.offsets for t in tables]),
-                  numba.typed.List([t.rows for t in tables]), masks, int(l), nchunks, codes.width * 64)
+                  numba.typed.List([t.rows for t in tables]), masks, int(l), nchunks, codes.width * 64,
+                  n_threads)

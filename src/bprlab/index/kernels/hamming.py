@@ -26,7 +26,7 @@ import numba
 import numpy as np
 
 from bprlab.index.kernels.buffers import append, merge, tighten, within
-from bprlab.index.kernels.jit import JIT, popcount64, prefetch
+from bprlab.index.kernels.jit import JIT, popcount64, prefetch, restore_threads, thread_count, use_threads
 from bprlab.index.kernels.layout import LANES, U0, U1, U2, U3, U4, U_LANES, BlockedCodes
 
 GROUP_BYTES = 1 << 15  # codes per group of blocks: stays in L1 while every question of the batch reads it
@@ -169,7 +169,8 @@ def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, keep, dists, rows, cou
 
 
 @numba.njit(parallel=True, **JIT)
-def _top_l(words, width, ntotal, qwords, nq, keep, nchunks, bits, ahead):
+def _top_l(words, width, ntotal, qwords, nq, keep, nchunks, bits, ahead, n_threads):
+    before = use_threads(n_threads)
     nblocks = len(words) // (width * LANES) if width > 0 else 0
     cap = max(2 * keep, keep + 256)
     dists = np.empty((nchunks, nq, cap), np.uint16)
@@ -190,6 +191,7 @@ def _top_l(words, width, ntotal, qwords, nq, keep, nchunks, bits, ahead):
         merge(dists, rows, counts, q, keep, hist, out_dist, out_rows)
     rescans = _rescan_short_chunks(words, width, ntotal, qwords, nq, keep, nchunks, bits, ahead, step, nblocks,
                                    dists, rows, counts, bounds, spec, group, out_dist, out_rows)
+    restore_threads(before)
     return out_dist, out_rows, np.sum(spec < bits), rescans
 
 
@@ -219,11 +221,11 @@ def _rescan_short_chunks(words, width, ntotal, qwords, nq, keep, nchunks, bits, 
     return rescans
 
 
-def hamming_top_l(codes: BlockedCodes, question_words: np.ndarray, l: int, n_threads: int,
+def hamming_top_l(codes: BlockedCodes, question_words: np.ndarray, l: int, n_threads: int | None,
                   prefetch_bytes: int | None = None, stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The l nearest codes of each question by Hamming distance, ordered by (distance, row).
 
-    question_words: (Q, W) uint64 (see `layout.to_words`). Returns (Q, l) int32 distances and int64 rows;
+    question_words: (Q, W) uint64 (see `layout.to_words`); n_threads: CPU threads (None: all). Returns (Q, l) int32 distances and int64 rows;
     where the index holds fewer than l codes, the missing places have row -1 and a distance above any real one.
     prefetch_bytes: how far ahead of the scan code words are prefetched (None: PREFETCH_BYTES; 0: not at all).
     stats: where given, counts (chunk, question) scans that started from a speculative bound ("speculative_chunks")
@@ -233,10 +235,11 @@ def hamming_top_l(codes: BlockedCodes, question_words: np.ndarray, l: int, n_thr
     if width != codes.width:
         raise ValueError(f"questions have {width} words per code, the index {codes.width}")
     qwords = np.ascontiguousarray(question_words, dtype=np.uint64).ravel()
+    n_threads = thread_count(n_threads)
     nchunks = max(1, min(n_threads, codes.nblocks))
     ahead = -(-(PREFETCH_BYTES if prefetch_bytes is None else prefetch_bytes) // (width * LANES * 8))  # 0: off
     dist, rows, speculated, rescans = _top_l(codes.words, np.uint64(width), codes.ntotal, qwords, nq, int(l), nchunks,
-                                             width * 64, ahead)
+                                             width * 64, ahead, n_threads)
     if stats is not None:
         stats["speculative_chunks"] = stats.get("speculative_chunks", 0) + int(speculated)
         stats["rescanned_chunks"] = stats.get("rescanned_chunks", 0) + int(rescans)

@@ -15,16 +15,16 @@ removing them cut batched scans' time by 9-27%.)
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from typing import Iterator
 
 import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
+from numba.np.ufunc.parallel import _launch_threads
 
 JIT = dict(nogil=True, fastmath=True, boundscheck=False, cache=True)
 
@@ -82,21 +82,66 @@ def available_threads() -> int:
     return numba.config.NUMBA_NUM_THREADS
 
 
-@contextlib.contextmanager
-def threads(n: int | None) -> Iterator[int]:
-    """Run the kernels inside the block on `n` threads (None: every core numba sees)."""
+def thread_count(n: int | None) -> int:
+    """`n` CPU threads for a kernel, within what numba runs (None: all of them)."""
     total = available_threads()
-    n = total if n is None else max(1, min(int(n), total))
-    before = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        numba.set_num_threads(before)
+    return total if n is None else max(1, min(int(n), total))
+
+
+@intrinsic
+def _get_num_threads(typingctx):
+    """The calling thread's count for numba's parallel loops (the threading layer's `get_num_threads`)."""
+    _launch_threads()
+
+    def codegen(context, builder, signature, args):  # declared as numba's parallel loops declare it (an intp)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(cgutils.intp_t, []), "get_num_threads")
+        count = builder.trunc(builder.call(fn, []), ir.IntType(32))  # a C int: the upper half is not defined
+        return builder.sext(count, ir.IntType(64))
+
+    return types.int64(), codegen
+
+
+@intrinsic
+def _set_num_threads(typingctx, n):
+    """Set the calling thread's count for numba's parallel loops (the threading layer's `set_num_threads`)."""
+    if not isinstance(n, types.Integer):
+        return None
+    _launch_threads()
+
+    def codegen(context, builder, signature, args):  # declared as numba's parallel loops declare it
+        fnty = ir.FunctionType(ir.VoidType(), [cgutils.intp_t])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "set_num_threads")
+        builder.call(fn, [context.cast(builder, args[0], signature.args[0], types.intp)])
+        return context.get_dummy_value()
+
+    return types.void(n), codegen
+
+
+@numba.njit(inline="always", **JIT)
+def use_threads(n):
+    """In a parallel kernel, before its first parallel loop: run its loops on `n` threads (1 <= n <=
+    available_threads(), see `thread_count`). Returns the caller's count, which the kernel gives back
+    (`restore_threads`) before it returns: numba's count belongs to the calling thread and outlives the call.
+
+    Set inside the compiled kernel rather than around its call from Python: `numba.get_num_threads` and
+    `set_num_threads` called from Python go through ctypes, and a context doing the pair took 130-170 us on this
+    project's VM when its caches had gone cold (a lone question after a pause; 2-4 us warm); here they are two
+    direct calls into the threading layer. (numba's own jitted `set_num_threads` calls through a ctypes pointer,
+    which keeps a kernel out of the on-disk cache; these intrinsics call the threading layer's symbols by name,
+    as numba's parallel loops do.)"""
+    before = _get_num_threads()
+    _set_num_threads(n)
+    return before
+
+
+@numba.njit(inline="always", **JIT)
+def restore_threads(before):
+    _set_num_threads(before)
 
 
 @numba.njit(parallel=True, **JIT)
 def _sum_words(words: np.ndarray, chunks: int) -> int:
+    before = use_threads(chunks)
     n = words.shape[0]
     step = (n + chunks - 1) // chunks
     partial = np.zeros(chunks, np.uint64)
@@ -108,18 +153,19 @@ def _sum_words(words: np.ndarray, chunks: int) -> int:
     out = np.uint64(0)
     for c in range(chunks):
         out ^= partial[c]
+    restore_threads(before)
     return out
 
 
 def read_bandwidth_of(words: np.ndarray, n_threads: int | None = None, repeats: int = 3) -> float:
     """GB/s of the best of `repeats` streaming XOR passes over `words` (uint64) on `n_threads` threads."""
-    with threads(n_threads) as n:
-        _sum_words(words[:1024], n)  # compile outside the timing
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            _sum_words(words, n)
-            best = min(best, time.perf_counter() - start)
+    n = thread_count(n_threads)
+    _sum_words(words[:1024], n)  # compile outside the timing
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _sum_words(words, n)
+        best = min(best, time.perf_counter() - start)
     return words.nbytes / best / 1e9
 
 

@@ -20,7 +20,7 @@ import numba
 import numpy as np
 
 from bprlab.index.kernels import nibble
-from bprlab.index.kernels.jit import JIT, prefetch
+from bprlab.index.kernels.jit import JIT, prefetch, restore_threads, thread_count, use_threads
 from bprlab.index.kernels.layout import LANES, U0, U1, U2, U3, U4, BlockedCodes, locate, to_words
 from bprlab.index.kernels.select import best_k, keep_best
 
@@ -150,7 +150,9 @@ def _keep(rows, scores, k, q, out_scores, out_rows):
 
 @numba.njit(parallel=True, **JIT)
 def _rerank(words, width, blocked, emb, rows, k, signs_by_bit, nchunks, burst, nibbles):
-    """A thread per question; with fewer questions than threads, a question's candidates are split instead."""
+    """A thread per question; with fewer questions than threads (nchunks), a question's candidates are split
+    instead."""
+    before = use_threads(nchunks)
     nq, depth = rows.shape
     out_scores = np.full((nq, k), -np.inf, np.float32)
     out_rows = np.full((nq, k), -1, np.int64)
@@ -162,6 +164,7 @@ def _rerank(words, width, blocked, emb, rows, k, signs_by_bit, nchunks, burst, n
             scores = np.empty(depth, np.float32)
             _score_candidates(words, width, blocked, rows[q], table, scores, 0, depth, burst, nibbles)
             _keep(rows[q], scores, k, q, out_scores, out_rows)
+        restore_threads(before)
         return out_scores, out_rows
     table = np.empty(np.int64(width) * 2048, np.float32)
     scores = np.empty(depth, np.float32)
@@ -174,6 +177,7 @@ def _rerank(words, width, blocked, emb, rows, k, signs_by_bit, nchunks, burst, n
             _score_candidates(words, width, blocked, rows[q], table, scores, c * step, min(depth, (c + 1) * step),
                               burst, nibbles)
         _keep(rows[q], scores, k, q, out_scores, out_rows)
+    restore_threads(before)
     return out_scores, out_rows
 
 
@@ -189,9 +193,10 @@ def _offer(score, row, floor, count, buf_scores, buf_rows):
 
 
 @numba.njit(parallel=True, **JIT)
-def _score_all(words, width, blocked, ntotal, emb, k, nchunks, signs_by_bit, nibbles):
+def _score_all(words, width, blocked, ntotal, emb, k, nchunks, signs_by_bit, nibbles, n_threads):
     """Every code against every question; chunks of whole blocks, one per thread. With `nibbles` (blocked codes
     only), 16 rows of a block at a time (`nibble.score_lanes`)."""
+    before = use_threads(n_threads)
     nq = emb.shape[0]
     cap = max(2 * k, k + 256)
     buf_scores = np.empty((nchunks, nq, cap), np.float32)
@@ -237,6 +242,7 @@ def _score_all(words, width, blocked, ntotal, emb, k, nchunks, signs_by_bit, nib
         order = best_k(scores, k)
         out_scores[q, : len(order)] = scores[order]
         out_rows[q, : len(order)] = rows[order]
+    restore_threads(before)
     return out_scores, out_rows
 
 
@@ -255,7 +261,7 @@ def _check(emb: np.ndarray, width: int) -> np.ndarray:
     return emb
 
 
-def rerank_top_k(codes, question_emb: np.ndarray, rows: np.ndarray, k: int, n_threads: int = 1,
+def rerank_top_k(codes, question_emb: np.ndarray, rows: np.ndarray, k: int, n_threads: int | None = 1,
                  burst: int = PREFETCH_BURST, nibbles: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k best of each question's candidate rows by <e_q, sign(e_p)>: (Q, k) float32 scores, int64 rows.
 
@@ -266,17 +272,19 @@ def rerank_top_k(codes, question_emb: np.ndarray, rows: np.ndarray, k: int, n_th
     emb = _check(question_emb, width)
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     nibbles = nibble.AVAILABLE if nibbles is None else bool(nibbles)
-    return _rerank(words, np.uint64(width), blocked, emb, rows, int(k), SIGNS_BY_BIT, max(1, int(n_threads)),
+    return _rerank(words, np.uint64(width), blocked, emb, rows, int(k), SIGNS_BY_BIT, thread_count(n_threads),
                    int(burst), nibbles)
 
 
-def score_all_top_k(codes, question_emb: np.ndarray, k: int, n_threads: int,
+def score_all_top_k(codes, question_emb: np.ndarray, k: int, n_threads: int | None,
                     nibbles: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k best codes of the whole index by <e_q, sign(e_p)> (the no-candidate-generation ablation); equal
     scores are ordered by row. nibbles: as in `rerank_top_k`, for blocked codes (row-major ones use the byte
     tables)."""
     words, width, blocked, ntotal = _as_words(codes)
     emb = _check(question_emb, width)
+    n_threads = thread_count(n_threads)
     nchunks = max(1, min(n_threads, ntotal))
     nibbles = blocked and (nibble.AVAILABLE if nibbles is None else bool(nibbles))
-    return _score_all(words, np.uint64(width), blocked, ntotal, emb, int(k), nchunks, SIGNS_BY_BIT, nibbles)
+    return _score_all(words, np.uint64(width), blocked, ntotal, emb, int(k), nchunks, SIGNS_BY_BIT, nibbles,
+                      n_threads)

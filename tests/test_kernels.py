@@ -11,7 +11,7 @@ import pytest
 from bprlab.core.hashing import pack_codes, unpack_codes
 from bprlab.index.kernels import nibble, torch_search
 from bprlab.index.kernels.buckets import BucketTable, flip_masks, probe, slice_keys
-from bprlab.index.kernels.hamming import hamming_top_l
+from bprlab.index.kernels.hamming import hamming_top_l, sign_words
 from bprlab.index.kernels.layout import BlockedCodes, to_words
 from bprlab.index.kernels.lut import rerank_top_k, score_all_top_k
 from bprlab.index.kernels.select import best_k
@@ -46,6 +46,21 @@ def test_scan_is_exact_with_ties_by_row(bits, n, l):
     m = min(l, n)
     assert np.array_equal(dist[:, :m], want_dist) and np.array_equal(rows[:, :m], want_rows)
     assert (rows[:, m:] == -1).all() and (dist[:, m:] > bits).all()  # fewer codes than l: padded
+
+
+@pytest.mark.parametrize("bits", [8, 64, 72, 384, 768, 1024])
+def test_questions_packed_inside_the_scan_match_pack_codes(bits):
+    """The compiled packing of float questions is core.hashing's sign (numpy order, -0.0 >= 0, NaN not), and the
+    scan of embeddings is the scan of their packed codes."""
+    rng = np.random.default_rng(bits)
+    emb = rng.standard_normal((5, bits)).astype(np.float32)
+    emb[0, :4] = [0.0, -0.0, np.nan, -1e-30]
+    assert np.array_equal(sign_words(emb, -(-bits // 64)), to_words(pack_codes(emb)))
+    codes = BlockedCodes.from_rows(random_codes(rng, 3000, bits // 8, distinct=300))
+    for n_threads in (1, 2):
+        by_emb = hamming_top_l(codes, emb, 100, n_threads)
+        by_words = hamming_top_l(codes, to_words(pack_codes(emb)), 100, n_threads)
+        assert np.array_equal(by_emb[0], by_words[0]) and np.array_equal(by_emb[1], by_words[1])
 
 
 def test_whole_blocks_at_one_distance_keep_the_lowest_rows():
@@ -302,6 +317,10 @@ def test_wrong_code_width_is_a_clear_error():
     codes = BlockedCodes.from_rows(np.zeros((10, 96), np.uint8))
     with pytest.raises(ValueError, match="words per code"):
         hamming_top_l(codes, to_words(np.zeros((2, 48), np.uint8)), 5, 1)
+    with pytest.raises(ValueError, match="words per code"):
+        hamming_top_l(codes, np.zeros((2, 384), np.float32), 5, 1)
+    with pytest.raises(ValueError, match="a multiple of 8"):
+        hamming_top_l(codes, np.zeros((2, 764), np.float32), 5, 1)
     with pytest.raises(ValueError, match="do not match"):
         rerank_top_k(codes, np.zeros((2, 384), np.float32), np.zeros((2, 5), np.int64), 5)
 

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from bprlab.config.schema import IndexConfig, IndexKind, SearchBackend, SearchDevice
-from bprlab.core.hashing import pack_codes
 from bprlab.core.scoring import inner_product_from_hamming
 from bprlab.errors import ConfigError, StageError
 from bprlab.index.base import SearchResult, SearchStats, top_k
@@ -143,7 +142,7 @@ class BinaryIndex:
             self._count(len(question_emb), len(question_emb) * self.ntotal, time.perf_counter() - start)
             return SearchResult(scores, rows)
         depth = self.num_candidates if self.rerank else k
-        hamming, rows, scanned = search.candidates(pack_codes(question_emb), depth)  # (Q, depth) each
+        hamming, rows, scanned = search.candidates(question_emb, depth)  # (Q, depth) each
         self._count(len(question_emb), scanned, time.perf_counter() - start)
         if not self.rerank:
             scores = inner_product_from_hamming(hamming.astype(np.float32), self.dim)

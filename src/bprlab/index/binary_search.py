@@ -19,6 +19,7 @@ from typing import Protocol
 import faiss
 import numpy as np
 
+from bprlab.core.hashing import pack_codes
 from bprlab.index.kernels import buckets, hamming, lut
 from bprlab.index.kernels.layout import BlockedCodes, to_words
 from bprlab.index.threads import faiss_threads
@@ -32,8 +33,9 @@ class HashSettings:
 
 
 class Search(Protocol):
-    def candidates(self, question_codes: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """(Q, depth) int32 Hamming distances and int64 rows (-1: none), and the number of codes compared."""
+    def candidates(self, question_emb: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """(Q, depth) int32 Hamming distances and int64 rows (-1: none) from the questions' codes (the signs of
+        the (Q, D) float32 embeddings, `core.hashing.pack_codes`), and the number of codes compared."""
 
     def rerank(self, question_emb: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -51,13 +53,13 @@ class NativeSearch:
         if hashing is not None:
             self.masks = buckets.flip_masks(hashing.bits, hashing.flips)
 
-    def candidates(self, question_codes, depth):
-        words = to_words(question_codes)
-        if self.hashing is None:
-            dist, rows = hamming.hamming_top_l(self.codes, words, depth, self.n_threads)
-            return dist, rows, len(words) * self.codes.ntotal
-        dist, rows, scanned = buckets.probe(self.codes, words, question_codes, self.tables, self.hashing.bits,
-                                            self.masks, depth, self.n_threads)
+    def candidates(self, question_emb, depth):
+        if self.hashing is None:  # the codes are packed inside the compiled scan
+            dist, rows = hamming.hamming_top_l(self.codes, question_emb, depth, self.n_threads)
+            return dist, rows, len(question_emb) * self.codes.ntotal
+        question_codes = pack_codes(question_emb)
+        dist, rows, scanned = buckets.probe(self.codes, to_words(question_codes), question_codes, self.tables,
+                                            self.hashing.bits, self.masks, depth, self.n_threads)
         return dist, rows, int(scanned.sum())
 
     def rerank(self, question_emb, rows, k):
@@ -77,9 +79,9 @@ class TorchSearch:
         self.kernels = torch_search
         self.codes = torch_search.TorchCodes(np.asarray(codes), device)
 
-    def candidates(self, question_codes, depth):
-        dist, rows = self.kernels.hamming_top_l(self.codes, question_codes, depth)
-        return dist, rows, len(question_codes) * self.codes.ntotal
+    def candidates(self, question_emb, depth):
+        dist, rows = self.kernels.hamming_top_l(self.codes, pack_codes(question_emb), depth)
+        return dist, rows, len(question_emb) * self.codes.ntotal
 
     def rerank(self, question_emb, rows, k):
         return self.kernels.rerank_top_k(self.codes, question_emb, rows, k)
@@ -120,7 +122,8 @@ class FaissSearch:
         size = index.ntotal * index.code_size  # a view of the flat index's own storage (no copy)
         return faiss.rev_swig_ptr(index.xb.data(), size).reshape(-1, index.code_size)
 
-    def candidates(self, question_codes, depth):
+    def candidates(self, question_emb, depth):
+        question_codes = pack_codes(question_emb)
         with faiss_threads(self.n_threads):
             if self.hashing is None:
                 dist, rows = self.index.search(question_codes, depth)

@@ -27,7 +27,7 @@ import numpy as np
 
 from bprlab.index.kernels.buffers import append, merge, tighten, within
 from bprlab.index.kernels.jit import JIT, popcount64, prefetch, restore_threads, thread_count, use_threads
-from bprlab.index.kernels.layout import LANES, U0, U1, U2, U3, U4, U_LANES, BlockedCodes
+from bprlab.index.kernels.layout import LANES, U0, U1, U2, U3, U4, U_LANES, BlockedCodes, words_per_code
 
 GROUP_BYTES = 1 << 15  # codes per group of blocks: stays in L1 while every question of the batch reads it
 PREFETCH_BYTES = 1 << 13  # how far ahead of the scan its code words are prefetched (see `_prefetch_block`)
@@ -221,25 +221,61 @@ def _rescan_short_chunks(words, width, ntotal, qwords, nq, keep, nchunks, bits, 
     return rescans
 
 
-def hamming_top_l(codes: BlockedCodes, question_words: np.ndarray, l: int, n_threads: int | None,
+@numba.njit(**dict(JIT, fastmath=False))  # fast-math would let LLVM assume no NaN, which is not >= 0
+def sign_words(emb, width):
+    """(Q, D) float -> (Q, width) uint64 codes: bit 1 where e >= 0 (SPEC §1's sign, `core.hashing.pack_codes`), laid
+    out as `layout.to_words(pack_codes(emb))`: numpy packbits' bytes (the first dimension the most significant bit)
+    read as little-endian words, zeros past D."""
+    nq, d = emb.shape
+    out = np.zeros((nq, width), np.uint64)
+    for q in range(nq):
+        for w in range(width):
+            first = 64 * w
+            word = U0
+            for i in range(min(64, d - first)):  # dimension i of the word: bit i ^ 7 (byte i // 8, big-endian)
+                word |= np.uint64(emb[q, first + i] >= 0) << np.uint64(i ^ 7)  # NaN is not >= 0, as in numpy
+            out[q, w] = word
+    return out
+
+
+@numba.njit(**JIT)
+def _top_l_of_embeddings(words, width, ntotal, emb, keep, nchunks, bits, ahead, n_threads):
+    """`_top_l` for float questions, their codes taken inside the compiled call: a lone question's packing in
+    numpy (`pack_codes`, then `to_words`) cost ~250 us on this project's VM after a pause (cold caches; 16 warm)."""
+    qwords = sign_words(emb, width).ravel()
+    return _top_l(words, width, ntotal, qwords, emb.shape[0], keep, nchunks, bits, ahead, n_threads)
+
+
+def hamming_top_l(codes: BlockedCodes, questions: np.ndarray, l: int, n_threads: int | None,
                   prefetch_bytes: int | None = None, stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The l nearest codes of each question by Hamming distance, ordered by (distance, row).
 
-    question_words: (Q, W) uint64 (see `layout.to_words`); n_threads: CPU threads (None: all). Returns (Q, l) int32 distances and int64 rows;
-    where the index holds fewer than l codes, the missing places have row -1 and a distance above any real one.
+    questions: (Q, W) uint64 codes (see `layout.to_words`), or (Q, D) float embeddings, whose codes are their signs
+    (`sign_words`). n_threads: CPU threads (None: all). Returns (Q, l) int32 distances and int64 rows; where the
+    index holds fewer than l codes, the missing places have row -1 and a distance above any real one.
     prefetch_bytes: how far ahead of the scan code words are prefetched (None: PREFETCH_BYTES; 0: not at all).
     stats: where given, counts (chunk, question) scans that started from a speculative bound ("speculative_chunks")
     and those redone because it proved too tight ("rescanned_chunks").
     """
-    nq, width = question_words.shape
+    embeddings = np.issubdtype(questions.dtype, np.floating)
+    if questions.ndim != 2 or (embeddings and questions.shape[1] % 8):
+        raise ValueError(f"questions of shape {questions.shape}: expected (Q, W) code words or (Q, D) embeddings, "
+                         "D a multiple of 8")
+    nq, width = questions.shape[0], words_per_code(questions.shape[1] // 8) if embeddings else questions.shape[1]
     if width != codes.width:
         raise ValueError(f"questions have {width} words per code, the index {codes.width}")
-    qwords = np.ascontiguousarray(question_words, dtype=np.uint64).ravel()
     n_threads = thread_count(n_threads)
     nchunks = max(1, min(n_threads, codes.nblocks))
     ahead = -(-(PREFETCH_BYTES if prefetch_bytes is None else prefetch_bytes) // (width * LANES * 8))  # 0: off
-    dist, rows, speculated, rescans = _top_l(codes.words, np.uint64(width), codes.ntotal, qwords, nq, int(l), nchunks,
-                                             width * 64, ahead, n_threads)
+    if embeddings:
+        emb = np.ascontiguousarray(questions, dtype=np.float32)
+        found = _top_l_of_embeddings(codes.words, np.uint64(width), codes.ntotal, emb, int(l), nchunks, width * 64,
+                                     ahead, n_threads)
+    else:
+        qwords = np.ascontiguousarray(questions, dtype=np.uint64).ravel()
+        found = _top_l(codes.words, np.uint64(width), codes.ntotal, qwords, nq, int(l), nchunks, width * 64, ahead,
+                       n_threads)
+    dist, rows, speculated, rescans = found
     if stats is not None:
         stats["speculative_chunks"] = stats.get("speculative_chunks", 0) + int(speculated)
         stats["rescanned_chunks"] = stats.get("rescanned_chunks", 0) + int(rescans)

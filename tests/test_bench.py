@@ -26,3 +26,25 @@ def test_tiny_search_bench_finds_every_planted_passage(tmp_path):
     assert json.loads((tmp_path / "bench.json").read_text())["machine"]["cores"] >= 1
     assert "| 6,000* | 64 |" in (tmp_path / "bench.md").read_text()
     assert (tmp_path / "ms_per_query.png").stat().st_size > 0
+
+
+def test_scan_share_reference_ignores_a_pass_over_cached_codes(monkeypatch):
+    """A batch-1 scan is compared with DRAM's bandwidth: the pass over the index's own codes counts only where they
+    are at least as large as the probe (smaller ones can sit in the last-level cache and read faster)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from bprlab.bench import search
+
+    monkeypatch.setattr(search, "read_bandwidth", lambda nbytes, repeats, n: 20.0)
+    monkeypatch.setattr(search, "read_bandwidth_of", lambda words, n: 30.0)
+
+    def methods(nbytes):
+        codes = SimpleNamespace(words=np.zeros(nbytes // 8, np.uint64))
+        return [SimpleNamespace(name="bpr-native", index=SimpleNamespace(_search=SimpleNamespace(codes=codes)))]
+
+    plan = SearchPlan(bandwidth_bytes=1 << 20)
+    assert search._reference_bandwidth(plan, methods(1 << 19), 2, {2: 18.0}) == 20.0  # cached: the probe
+    assert search._reference_bandwidth(plan, methods(1 << 21), 2, {2: 18.0}) == 30.0  # larger: its own pass
+    assert search._reference_bandwidth(plan, methods(1 << 19), 2, {2: 25.0}) == 25.0  # the run's first probe

@@ -15,6 +15,12 @@ def _fmt(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if value < 100 else f"{value:.0f}"
 
 
+def _size(nbytes: int | None) -> str:
+    if not nbytes:
+        return "a large array"
+    return f"{nbytes / (1 << 30):g} GB" if nbytes >= 1 << 30 else f"{nbytes / (1 << 20):g} MB"
+
+
 def markdown(result: dict) -> str:
     machine = result["machine"]
     bw = ", ".join(f"{t} thread{'s' if t > 1 else ''}: {v:.1f} GB/s" for t, v in machine["bandwidth_gbs"].items())
@@ -22,8 +28,10 @@ def markdown(result: dict) -> str:
         "# Search benchmark: BPR vs DPR (`bprlab bench search`)",
         "",
         f"CPU: {machine['cpu']} ({machine['cores']} cores; SIMD the kernels compiled for: {machine['simd']}). "
-        f"Measured DRAM read bandwidth (best streaming pass over 1 GB): {bw}. The batch-1 scan's share is taken "
-        "against the larger of that and a streaming pass over the index's own codes right before the row.",
+        f"Measured DRAM read bandwidth (best streaming pass over {_size(result['plan'].get('bandwidth_bytes'))}): "
+        f"{bw}. The batch-1 scan's share is taken against the largest of that, the same pass again right before "
+        "the row, and (where the codes are at least as large, so not held in the last-level cache) a streaming pass "
+        "over the index's own codes right before the row; above 100%, the scan read codes partly cached.",
         f"Synthetic data with a planted passage per question; l = {result['plan']['num_candidates']} candidates, "
         f"top-{result['plan']['k']}. Times are search only (no question encoding), methods timed round-robin on the "
         "same questions in one process; `x DPR` is dpr-flat's ms/query over bpr-native's from the same row. "

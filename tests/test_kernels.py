@@ -340,3 +340,21 @@ def test_cuda_search_equals_cpu_search():
     assert np.array_equal(dist, g_dist) and np.array_equal(rows, g_rows)
     a, b = rerank_top_k(native, questions, rows, 100), torch_search.rerank_top_k(on_gpu, questions, g_rows, 100)
     assert np.array_equal(a[1], b[1]) and np.allclose(a[0], b[0], atol=1e-3)
+
+
+def test_an_edit_to_any_kernel_module_invalidates_every_cached_kernel(tmp_path):
+    """numba checks a cached kernel against its own file only, and the scan inlines `buffers`: the kernels' cache
+    stamp covers every module of the package, so an edited neighbour cannot leave stale machine code in use."""
+    from pathlib import Path
+
+    from bprlab.index import kernels
+    from bprlab.index.kernels import hamming
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.py").write_text("y = 2\n")
+    before = kernels._sources_digest(tmp_path)
+    (tmp_path / "b.py").write_text("y = 30\n")
+    assert kernels._sources_digest(tmp_path) != before
+    locator = hamming._top_l._cache._impl.locator  # numba's cache locator of the scan
+    assert getattr(type(locator), "bprlab_kernels", False)
+    assert locator.get_source_stamp()[1] == kernels._sources_digest(Path(hamming.__file__).parent)

@@ -13,8 +13,11 @@ Ties: among equal Hamming distances (and equal rerank scores) the lower row id c
 that this package implements; faiss (the reference backend) leaves the order of ties unspecified.
 """
 
+import functools
+import hashlib
 import os
 import sys
+from pathlib import Path
 
 
 def _prefer_wide_vectors() -> None:
@@ -37,4 +40,56 @@ def _prefer_wide_vectors() -> None:
         os.environ["NUMBA_CPU_FEATURES"] = features + ",-prefer-256-bit"
 
 
+def _sources_digest(directory: Path) -> bytes:
+    """One digest of every module's source in `directory` (names and contents, in name order)."""
+    files = sorted(directory.glob("*.py"))
+    return _digest(tuple((str(path), path.stat().st_mtime_ns, path.stat().st_size) for path in files))
+
+
+@functools.lru_cache(maxsize=None)
+def _digest(files: tuple) -> bytes:  # read again only when a file's time or size changes
+    digest = hashlib.sha256()
+    for path, _, _ in files:
+        digest.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    return digest.digest()
+
+
+def _stamp_kernels_together() -> None:
+    """Make a change to any kernel module invalidate every kernel's on-disk cache.
+
+    numba checks a cached function against the source of the file that defines it only, and the kernels inline
+    functions from their neighbours (the scan in `hamming` inlines `buffers.append`): after an edit to
+    `buffers.py`, the scan would load its stale machine code from the cache. Each of numba's cache locators is
+    extended, for the files of this package only, with a stamp that also covers every module here. numba chooses
+    a locator per function from `CacheImpl._locator_classes`; where a numba lacks it, nothing changes."""
+    try:
+        from numba.core import caching
+    except ImportError:
+        return
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)  # numba >= 0.61 / before
+    bases = getattr(impl, "_locator_classes", None)
+    if not isinstance(bases, list) or any(getattr(cls, "bprlab_kernels", False) for cls in bases):
+        return
+    here = Path(__file__).resolve().parent
+
+    def stamped(base):
+        class Stamped(base):
+            bprlab_kernels = True
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if Path(py_file).resolve().parent != here:
+                    return None
+                return super().from_function(py_func, py_file)
+
+            def get_source_stamp(self):
+                return super().get_source_stamp(), _sources_digest(here)
+
+        Stamped.__name__ = Stamped.__qualname__ = f"Kernels{base.__name__}"
+        return Stamped
+
+    bases[:0] = [stamped(base) for base in bases]
+
+
 _prefer_wide_vectors()  # before any kernel module imports numba
+_stamp_kernels_together()  # before any kernel is compiled (cache=True finds its locator at decoration)

@@ -37,7 +37,6 @@ def test_scan_share_reference_ignores_a_pass_over_cached_codes(monkeypatch):
 
     from bprlab.bench import search
 
-    monkeypatch.setattr(search, "read_bandwidth", lambda nbytes, repeats, n: 20.0)
     monkeypatch.setattr(search, "read_bandwidth_of", lambda words, n: 30.0)
 
     def methods(nbytes):
@@ -45,6 +44,6 @@ def test_scan_share_reference_ignores_a_pass_over_cached_codes(monkeypatch):
         return [SimpleNamespace(name="bpr-native", index=SimpleNamespace(_search=SimpleNamespace(codes=codes)))]
 
     plan = SearchPlan(bandwidth_bytes=1 << 20)
-    assert search._reference_bandwidth(plan, methods(1 << 19), 2, {2: 18.0}) == 20.0  # cached: the probe
+    assert search._reference_bandwidth(plan, methods(1 << 19), 2, {2: 18.0}) == 18.0  # cached: the probe
     assert search._reference_bandwidth(plan, methods(1 << 21), 2, {2: 18.0}) == 30.0  # larger: its own pass
-    assert search._reference_bandwidth(plan, methods(1 << 19), 2, {2: 25.0}) == 25.0  # the run's first probe
+    assert search._reference_bandwidth(plan, methods(1 << 21), 2, {2: 35.0}) == 35.0  # the probe, when faster

@@ -29,9 +29,10 @@ def markdown(result: dict) -> str:
         "",
         f"CPU: {machine['cpu']} ({machine['cores']} cores; SIMD the kernels compiled for: {machine['simd']}). "
         f"Measured DRAM read bandwidth (best streaming pass over {_size(result['plan'].get('bandwidth_bytes'))}): "
-        f"{bw}. The batch-1 scan's share is taken against the largest of that, the same pass again right before "
-        "the row, and (where the codes are at least as large, so not held in the last-level cache) a streaming pass "
-        "over the index's own codes right before the row; above 100%, the scan read codes partly cached.",
+        f"{bw}. The batch-1 scan's share is taken against the largest of that, the same pass again before the "
+        "row's (size, bits) block, and (where the codes are at least as large, so not held in the last-level cache) "
+        "a streaming pass over the index's own codes right before the row; above 100%, the scan read partly cached "
+        "codes.",
         f"Synthetic data with a planted passage per question; l = {result['plan']['num_candidates']} candidates, "
         f"top-{result['plan']['k']}. Times are search only (no question encoding), methods timed round-robin on the "
         "same questions in one process; `x DPR` is dpr-flat's ms/query over bpr-native's from the same row. "

@@ -67,8 +67,11 @@ def run_search_bench(plan: SearchPlan) -> dict:
     for size, codes_only in [(n, False) for n in plan.float_sizes] + [(n, True) for n in plan.code_sizes]:
         for bits in plan.bits:
             gc.collect()
+            # the probe again: the machine's bandwidth drifts over a run (taken before the block's peak-RSS
+            # window opens, so that its array is not counted in the block's memory)
+            again = {t: max(bandwidth[t], read_bandwidth(plan.bandwidth_bytes, 3, t)) for t in threads}
             memory.reset_peak()
-            rows, build = _block(plan, size, bits, codes_only, threads, bandwidth)
+            rows, build = _block(plan, size, bits, codes_only, threads, again)
             peak = memory.peak_mb()
             for row in rows:
                 row["block_peak_rss_mb"] = peak
@@ -121,15 +124,14 @@ def _block(plan: SearchPlan, size: int, bits: int, codes_only: bool, threads: li
 
 
 def _reference_bandwidth(plan: SearchPlan, methods: list[Method], n_threads: int, bandwidth: dict) -> float:
-    """The read bandwidth a batch-1 scan is compared with. The machine's bandwidth varies from minute to minute, so
-    the probe is taken again right before the row (the larger of that and the run's first), and so is a streaming
-    pass over the native index's own code words where they are at least as large as the probe: smaller codes can
-    sit partly in the last-level cache (at 1M codes, 96 MB, that pass read 30 GB/s where the probe read 19), and
-    the reference is DRAM's bandwidth, not the cache's. A share above 100% means the scan read partly cached codes."""
-    again = read_bandwidth(plan.bandwidth_bytes, 3, n_threads)
+    """The read bandwidth a batch-1 scan is compared with: the probe's (the larger of the run's first and the
+    block's), or a streaming pass over the native index's own code words right before the row, where they are at
+    least as large as the probe and that pass is faster. Smaller codes can sit partly in the last-level cache (at
+    1M codes, 96 MB, such a pass read 30 GB/s where the probe read 19), and the reference is DRAM's bandwidth, not
+    the cache's: a share above 100% means the scan read partly cached codes."""
     words = next(m for m in methods if m.name == "bpr-native").index._search.codes.words
     own = read_bandwidth_of(words, n_threads) if words.nbytes >= plan.bandwidth_bytes else 0.0
-    return max(bandwidth[n_threads], again, own)
+    return max(bandwidth[n_threads], own)
 
 
 def _build(plan: SearchPlan, data: Synthetic, bits: int) -> tuple[list[Method], dict]:

@@ -63,6 +63,39 @@ def test_questions_packed_inside_the_scan_match_pack_codes(bits):
         assert np.array_equal(by_emb[0], by_words[0]) and np.array_equal(by_emb[1], by_words[1])
 
 
+SCAN_OF_WORDS_THEN_FLOATS = """
+import sys
+import numpy as np
+from bprlab.index.kernels.hamming import hamming_top_l
+from bprlab.index.kernels.layout import BlockedCodes, to_words
+rng = np.random.default_rng(0)
+blocked = BlockedCodes.from_rows(rng.integers(0, 256, (500, 96), dtype=np.uint8))
+emb = rng.standard_normal((2, 768)).astype(np.float32)
+if sys.argv[1] == "words-first":
+    hamming_top_l(blocked, to_words(np.packbits(emb >= 0, axis=1)), 20, 2)
+_, rows = hamming_top_l(blocked, emb, 20, 2)
+print("ok" if (rows >= 0).all() else "no rows")
+"""
+
+
+def test_a_cached_kernel_runs_as_the_first_call_of_a_fresh_process(tmp_path):
+    """The kernels call numba's threading layer by name. A scan of float questions compiled in a process that had
+    loaded the scan of code words from the disk cache, then loaded from the cache as the first numba call of a
+    fresh process (where nothing had started the threading layer), crashed with a segfault."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+
+    def run(order: str) -> None:
+        done = subprocess.run([sys.executable, "-c", SCAN_OF_WORDS_THEN_FLOATS, order], env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0 and done.stdout.strip() == "ok", (order, done.returncode, done.stderr[-2000:])
+
+    run("words-first")  # compiles both scans into the empty cache
+    for cached in tmp_path.rglob("hamming._top_l_of_embeddings*"):
+        cached.unlink()
+    run("words-first")  # the words' scan loaded from the cache, the floats' compiled after it
+    run("floats-first")  # the floats' scan loaded as the process's first numba call
+
+
 def test_whole_blocks_at_one_distance_keep_the_lowest_rows():
     """Every row ties: each block's 64 rows all enter the buffer, which is cut between blocks, many times over."""
     rng = np.random.default_rng(7)

@@ -82,8 +82,18 @@ def available_threads() -> int:
     return numba.config.NUMBA_NUM_THREADS
 
 
+_threads_started = False
+
+
 def thread_count(n: int | None) -> int:
-    """`n` CPU threads for a kernel, within what numba runs (None: all of them)."""
+    """`n` CPU threads for a kernel, within what numba runs (None: all of them). Every kernel's Python wrapper
+    calls this before the kernel, which first starts numba's threading layer: the kernels call its functions by
+    name (`use_threads`), and one loaded from the on-disk cache into a process where nothing had started it yet
+    called an unresolved symbol (a segfault; compiling starts the layer, loading a cached kernel does not)."""
+    global _threads_started
+    if not _threads_started:
+        _launch_threads()
+        _threads_started = True
     total = available_threads()
     return total if n is None else max(1, min(int(n), total))
 

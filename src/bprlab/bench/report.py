@@ -15,9 +15,7 @@ def _fmt(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if value < 100 else f"{value:.0f}"
 
 
-def _size(nbytes: int | None) -> str:
-    if not nbytes:
-        return "a large array"
+def _size(nbytes: int) -> str:
     return f"{nbytes / (1 << 30):g} GB" if nbytes >= 1 << 30 else f"{nbytes / (1 << 20):g} MB"
 
 
@@ -28,7 +26,7 @@ def markdown(result: dict) -> str:
         "# Search benchmark: BPR vs DPR (`bprlab bench search`)",
         "",
         f"CPU: {machine['cpu']} ({machine['cores']} cores; SIMD the kernels compiled for: {machine['simd']}). "
-        f"Measured DRAM read bandwidth (best streaming pass over {_size(result['plan'].get('bandwidth_bytes'))}): "
+        f"Measured DRAM read bandwidth (best streaming pass over {_size(result['plan']['bandwidth_bytes'])}): "
         f"{bw}. The batch-1 scan's share is taken against the largest of that, the same pass again before the "
         "row's (size, bits) block, and (where the codes are at least as large, so not held in the last-level cache) "
         "a streaming pass over the index's own codes right before the row; above 100%, the scan read partly cached "

@@ -56,7 +56,7 @@ class Method:
 def run_search_bench(plan: SearchPlan) -> dict:
     """Every row of the plan; returns {"machine": ..., "rows": [...], "builds": [...]}."""
     threads = [t for t in plan.threads if t <= available_threads()]
-    bandwidth = {t: read_bandwidth(plan.bandwidth_bytes, 3, t) for t in threads}
+    bandwidth = read_bandwidth(plan.bandwidth_bytes, 3, threads)
     log.info("read bandwidth GB/s: %s", bandwidth)
     result = {"machine": {"cpu": cpu_name(), "cores": available_threads(), "simd": host_features(),
                           "bandwidth_gbs": bandwidth},
@@ -69,7 +69,8 @@ def run_search_bench(plan: SearchPlan) -> dict:
             gc.collect()
             # the probe again: the machine's bandwidth drifts over a run (taken before the block's peak-RSS
             # window opens, so that its array is not counted in the block's memory)
-            again = {t: max(bandwidth[t], read_bandwidth(plan.bandwidth_bytes, 3, t)) for t in threads}
+            now = read_bandwidth(plan.bandwidth_bytes, 3, threads)
+            again = {t: max(bandwidth[t], now[t]) for t in threads}
             memory.reset_peak()
             rows, build = _block(plan, size, bits, codes_only, threads, again)
             peak = memory.peak_mb()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 
 import numba
 import numpy as np
@@ -179,10 +180,11 @@ def read_bandwidth_of(words: np.ndarray, n_threads: int | None = None, repeats: 
     return words.nbytes / best / 1e9
 
 
-def read_bandwidth(nbytes: int = 1 << 30, repeats: int = 5, n_threads: int | None = None) -> float:
-    """Measured DRAM read bandwidth in GB/s: the best of `repeats` streaming passes over an array larger than the
-    last-level cache, on `n_threads` threads (what a bandwidth-bound scan can reach at best)."""
-    return read_bandwidth_of(np.ones(nbytes // 8, np.uint64), n_threads, repeats)
+def read_bandwidth(nbytes: int = 1 << 30, repeats: int = 5, threads: Sequence[int | None] = (None,)) -> dict:
+    """Measured DRAM read bandwidth in GB/s on each of `threads` thread counts: the best of `repeats` streaming
+    passes over one array larger than the last-level cache (what a bandwidth-bound scan can reach at best)."""
+    words = np.ones(nbytes // 8, np.uint64)
+    return {n: read_bandwidth_of(words, n, repeats) for n in threads}
 
 
 def cpu_name() -> str:

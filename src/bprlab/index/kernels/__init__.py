@@ -42,8 +42,8 @@ def _prefer_wide_vectors() -> None:
 
 def _sources_digest(directory: Path) -> bytes:
     """One digest of every module's source in `directory` (names and contents, in name order)."""
-    files = sorted(directory.glob("*.py"))
-    return _digest(tuple((str(path), path.stat().st_mtime_ns, path.stat().st_size) for path in files))
+    stats = [(path, path.stat()) for path in sorted(directory.glob("*.py"))]
+    return _digest(tuple((str(path), st.st_mtime_ns, st.st_size) for path, st in stats))
 
 
 @functools.lru_cache(maxsize=None)

@@ -11,12 +11,13 @@ TABLE ?= main
 EXP ?= experiments/squad/bpr.yaml
 SWEEP ?= sweeps/beta_squad.yaml
 COUNT ?=
+SEEDS ?=
 ARGS ?=
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow prepare run reproduce report sweep bench beir-fixture data clean
+.PHONY: help install demo test test-slow prepare run reproduce ablations report sweep bench beir-fixture data clean
 
 help: ## List the targets
 	@if [ -t 1 ]; then on='\033[36m'; off='\033[0m'; else on=''; off=''; fi; \
@@ -51,8 +52,8 @@ prepare: $(STAMP) ## Build a dataset's derived files (DATASET=squad builds the e
 run: $(STAMP) ## All stages of one experiment: make run EXP=experiments/squad/bpr.yaml ARGS='train.max_steps=50'
 	$(BIN)/bprlab run $(EXP) $(ARGS)
 
-reproduce: $(STAMP) ## A table's rows, each model trained once: make reproduce TABLE=main DATASET=squad
-	$(BIN)/bprlab reproduce experiments/tables/$(TABLE).yaml $(ARGS) --dataset $(DATASET)
+reproduce: $(STAMP) ## A table's rows, each model trained once: make reproduce TABLE=main DATASET=squad [SEEDS=3]
+	$(BIN)/bprlab reproduce experiments/tables/$(TABLE).yaml $(ARGS) --dataset $(DATASET) $(if $(SEEDS),--seeds $(SEEDS))
 
 report: $(STAMP) ## experiments/RESULTS.md + plots; with SWEEP=<name>: runs/sweeps/<name>/report.md
 	$(BIN)/bprlab report $(if $(filter command line,$(origin SWEEP)),--sweep $(basename $(notdir $(SWEEP))))
@@ -62,6 +63,17 @@ sweep: $(STAMP) ## A W&B sweep (local resumable agent without credentials): make
 
 bench: $(STAMP) ## Search speed, BPR vs DPR on synthetic data (~10 min): runs/bench/bench.{json,md} + plot
 	$(BIN)/bprlab bench search $(ARGS)
+
+ABLATIONS := loss beta search code compression pooling
+ablations: $(STAMP) ## The paper's ablations on squad, 3 seeds, + the BEIR fixture (~6 h CPU, resumable) -> experiments/ABLATIONS.md
+	$(MAKE) beir-fixture
+	$(BIN)/bprlab reproduce experiments/tables/ablations/curves.yaml --out experiments/ablations/abl-curves $(ARGS)
+	set -e; for t in $(ABLATIONS); do \
+	  $(BIN)/bprlab reproduce experiments/tables/ablations/$$t.yaml --out experiments/ablations/abl-$$t $(ARGS); \
+	  $(BIN)/bprlab reproduce experiments/tables/ablations/$$t.yaml --out experiments/ablations/abl-$$t-beir \
+	    data.dataset=beir data.path=data/squad-beir $(ARGS); \
+	done
+	$(BIN)/bprlab report
 
 beir-fixture: $(STAMP) ## squad exported as a BEIR folder (dev questions, gold passages as qrels): data/squad-beir
 	$(BIN)/bprlab prepare experiments/squad/base.yaml

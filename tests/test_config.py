@@ -7,8 +7,10 @@ from bprlab.config.schema import Estimator, IndexKind, Method
 from bprlab.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-EXPERIMENTS = sorted(p for p in (REPO / "experiments").rglob("*.yaml") if p.parent.name != "tables")
-TABLES = sorted((REPO / "experiments" / "tables").glob("*.yaml"))
+EXPERIMENTS = sorted(p for p in (REPO / "experiments").rglob("*.yaml")
+                     if "tables" not in p.relative_to(REPO / "experiments").parts)
+# table files; `_*.yaml` hold settings other tables extend, not rows
+TABLES = sorted(p for p in (REPO / "experiments" / "tables").rglob("*.yaml") if not p.name.startswith("_"))
 
 
 def test_schema_defaults_are_the_paper_recipe():
@@ -77,13 +79,13 @@ def test_every_committed_experiment_validates(path):
 @pytest.mark.parametrize("dataset", ["squad", "nq", "trivia"])
 @pytest.mark.parametrize("path", TABLES, ids=lambda p: p.name)
 def test_every_table_row_validates(path, dataset):
-    from bprlab.cli.reproduce import read_table
+    from bprlab.cli.reproduce import plan_units
+    from bprlab.tables import read_table
 
     table = read_table(path, dataset)
     names = {}
-    for row in table.rows:
-        cfg = load_config(row.experiment, row.overrides)
-        names.setdefault(cfg.name, set()).add(row.method)
+    for unit in plan_units(table, []):
+        names.setdefault(unit.cfg.name, set()).add(unit.row.method)
     if table.dataset:
         assert all(cfg_name.startswith(dataset) for cfg_name in names)  # rows of one dataset only
 
@@ -102,17 +104,20 @@ def test_search_only_ablations_share_the_trained_model():
             assert cfg.name != base.name and train_fingerprint(cfg) != train_fingerprint(base)
 
 
-def test_reproduce_groups_a_tables_runs_in_wandb(monkeypatch, tmp_path):
-    from bprlab.cli import reproduce as rep
+def test_a_rows_seeds_share_a_wandb_group_and_carry_their_seed(tmp_path):
+    from bprlab.cli.reproduce import plan_units
+    from bprlab.tables import read_table
+    from bprlab.tracking import init_kwargs
 
-    seen = []
-    monkeypatch.setattr("bprlab.cli.stages.run", lambda cfg: seen.append(cfg.wandb.group))
-    rep.reproduce(str(REPO / "experiments" / "tables" / "search.yaml"), [f"runs_root={tmp_path}"], dataset="squad")
-    assert seen == ["search-squad"] * 4
-    seen.clear()
-    rep.reproduce(str(REPO / "experiments" / "tables" / "search.yaml"), [f"runs_root={tmp_path}", "wandb.group=mine"],
-                  dataset="squad")
-    assert seen == ["mine"] * 4
+    table = read_table(REPO / "experiments" / "tables" / "search.yaml", "squad")
+    units = plan_units(table, [f"runs_root={tmp_path}"], seeds=2)
+    assert [(u.row.method, u.seed, u.cfg.name) for u in units[:2]] == [
+        ("bpr-linear", 42, "squad-bpr"), ("bpr-linear", 43, "squad-bpr-seed43")]
+    assert {u.cfg.wandb.group for u in units} == {"squad-bpr"}  # the row's model without its seed
+    kwargs = init_kwargs(units[1].cfg, tmp_path)
+    assert "seed-43" in kwargs["tags"] and kwargs["job_type"] == "seed-43" and "table-search" in kwargs["tags"]
+    mine = plan_units(table, [f"runs_root={tmp_path}", "wandb.group=mine"], seeds=2)
+    assert {u.cfg.wandb.group for u in mine} == {"mine"}  # an explicit group still wins
 
 
 @pytest.mark.parametrize("override, key", [

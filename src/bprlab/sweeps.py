@@ -47,7 +47,10 @@ def read_sweep(path: str | Path) -> Sweep:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: sweep file not found")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a valid YAML sweep file: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a W&B sweep config (a mapping)")
     method = raw.get("method")
@@ -62,8 +65,39 @@ def read_sweep(path: str | Path) -> Sweep:
     for key, spec in parameters.items():
         if not isinstance(spec, dict) or not ({"value", "values", "min", "distribution"} & set(spec)):
             raise ConfigError(f"{path}: parameters.{key}: expected value, values, or a distribution with min/max")
+        if "values" in spec and (not isinstance(spec["values"], list) or not spec["values"]):
+            raise ConfigError(f"{path}: parameters.{key}.values: expected a non-empty list, got {spec['values']!r}")
+    _check_seed(path, parameters.get("seed"))
     experiment, base_args = _parse_command(raw.get("command"), path)
     return Sweep(path, str(raw.get("name") or path.stem), method, metric, parameters, experiment, base_args, raw)
+
+
+def _check_seed(path: Path, spec: dict | None) -> None:
+    """`seed` as a swept parameter repeats each setting over seeds (the report then averages over them): its
+    values must be whole numbers, each once."""
+    if spec is None:
+        return
+    values = spec.get("values", [spec["value"]] if "value" in spec else None)
+    if values is None:
+        low, high = spec.get("min"), spec.get("max")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):
+            raise ConfigError(f"{path}: parameters.seed: min and max must be integers, got {low!r} and {high!r}")
+        return
+    if not isinstance(values, list) or not values or \
+            not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ConfigError(f"{path}: parameters.seed: expected a list of integers, got {values!r}")
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ConfigError(f"{path}: parameters.seed: {', '.join(map(str, repeated))} listed more than once")
+
+
+def seed_groups(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """Finished trials grouped by their swept values other than `seed`, in first-seen order."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        key = tuple(sorted((k, json.dumps(v)) for k, v in row["params"].items() if k != "seed"))
+        groups.setdefault(key, []).append(row)
+    return groups
 
 
 def _parse_command(command: Any, path: Path) -> tuple[Path, list[str]]:

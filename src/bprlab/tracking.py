@@ -48,7 +48,9 @@ def init_kwargs(cfg: RunConfig, run_dir: Path) -> dict:
     return dict(
         project=cfg.wandb.project, entity=cfg.wandb.entity, group=cfg.wandb.group, name=cfg.name,
         id=run_id(run_dir), resume="allow", dir=str(run_dir), mode=wandb_mode(),
-        tags=[cfg.data.dataset.value, cfg.method.value, Path(cfg.model.name).name, *cfg.wandb.tags],
+        # the seed as a tag and job type: W&B's grouped view (group = the run without its seed) shows mean and spread
+        tags=[cfg.data.dataset.value, cfg.method.value, Path(cfg.model.name).name, f"seed-{cfg.seed}", *cfg.wandb.tags],
+        job_type=f"seed-{cfg.seed}",
         config=to_dict(cfg),
     )
 

@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from bprlab.errors import BprlabError, ConfigError
+from bprlab.errors import BprlabError, ConfigError, StageError
 
 STAGES = {
     "prepare": "build the dataset's derived files (squad: corpus, splits, BM25 negatives) and the passage store",
@@ -38,8 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("table", help="e.g. experiments/tables/demo.yaml")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every row")
     p.add_argument("--dataset", choices=["squad", "nq", "trivia"], help="fills {dataset} in the table's rows")
-    p = sub.add_parser("report", help="experiments/RESULTS.md + plots from runs/*/summary.json, or one sweep's report")
+    p.add_argument("--seeds", default=None, help="seeds per trained row (s, s+1, ...; s = the row's seed), "
+                                                 "instead of the table's `seeds`")
+    p.add_argument("--out", default=None, help="the table's folder (summary, unit records, plots); default "
+                                               "<runs_root>/<table>")
+    p = sub.add_parser("report", help="experiments/RESULTS.md from runs/*/summary.json and experiments/ABLATIONS.md "
+                                      "from experiments/ablations/*/summary.json, or one sweep's report")
     p.add_argument("--runs", default="runs")
+    p.add_argument("--ablations", default="experiments/ablations", help="the ablation tables' folders")
     p.add_argument("--out", default="experiments")
     p.add_argument("--sweep", default=None, help="report runs/sweeps/<name> instead (plots per swept key)")
     p = sub.add_parser("sweep", help="run a W&B sweep (online with credentials, else a resumable local agent)")
@@ -146,20 +152,52 @@ class _LightningNoise(logging.Filter):
                     or "LitLogger" in text)
 
 
+def _count(value: str | None, option: str) -> int | None:
+    """A positive integer option, checked here so that a bad one is one line (argparse prints its usage too)."""
+    if value is None:
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        raise ConfigError(f"{option}: expected a whole number >= 1, got {value!r}") from None
+    if count < 1:
+        raise ConfigError(f"{option}: expected a whole number >= 1, got {count}")
+    return count
+
+
+def _report(args: argparse.Namespace) -> int:
+    """One sweep's report, or both documents; one with nothing to report is left as it is (and said so)."""
+    from bprlab.eval.ablations import write_ablations
+    from bprlab.eval.results import write_results, write_sweep_report
+
+    if args.sweep:
+        print(f"written: {write_sweep_report(Path(args.runs) / 'sweeps' / args.sweep)}")
+        return 0
+    written, skipped = [], []
+    for write, source in ((write_results, args.runs), (write_ablations, args.ablations)):
+        try:
+            written.append(write(source, args.out))
+        except StageError as exc:
+            skipped.append(str(exc))
+    if not written:
+        raise StageError(" / ".join(skipped))
+    for path in written:
+        print(f"written: {path}")
+    for reason in skipped:
+        print(f"skipped: {reason}")
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     from bprlab.cli import stages
 
     if args.command == "reproduce":
         from bprlab.cli.reproduce import reproduce
 
-        reproduce(args.table, args.overrides, dataset=args.dataset)
+        reproduce(args.table, args.overrides, dataset=args.dataset, seeds=_count(args.seeds, "--seeds"), out=args.out)
         return 0
     if args.command == "report":
-        from bprlab.eval.results import write_results, write_sweep_report
-
-        path = write_sweep_report(Path(args.runs) / "sweeps" / args.sweep) if args.sweep else write_results(args.runs, args.out)
-        print(f"written: {path}")
-        return 0
+        return _report(args)
     if args.command == "sweep":
         from bprlab.cli.sweep import sweep
 

@@ -1,112 +1,138 @@
-"""`bprlab reproduce <table.yaml> [--dataset D]`: every row of a table, training each distinct model once.
+"""`bprlab reproduce <table.yaml> [--dataset D] [--seeds N] [--out DIR]`: every row of a table over its seeds.
 
-A table file lists rows; each names an experiment YAML (relative to the table file; `{dataset}` is replaced by
---dataset), optional overrides, and optionally the paper's numbers per dataset. Rows whose configs differ only
-in search settings (index.*, eval.*) share a run directory, so the model is trained and the corpus encoded once
-and only the index/search is redone.
+Each (row, seed) is a unit. Rows whose configs differ only in search settings (index.*, eval.*) share a run
+directory, so each (model, seed) is trained and its corpus encoded once and only the index/search is redone. A
+finished unit is recorded in <out>/units/ with a fingerprint of everything it depends on (the resolved config
+and the data files by content); a rerun skips recorded units, so a killed table resumes at the unit it was in
+(whose training resumes from its last.ckpt). The table's rows are then aggregated from the records
+(bprlab.eval.aggregate): metrics over seeds with intervals, and tests against the table's baseline row.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import re
 import shlex
 import sys
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from bprlab.artifacts import write_json, write_text
+from bprlab.artifacts import fingerprint, read_json, write_json, write_text
 from bprlab.config import load_config
-from bprlab.config.schema import RunConfig
-from bprlab.errors import ConfigError
-from bprlab.eval.report import markdown_table, summary_row
+from bprlab.config.loader import to_dict
+from bprlab.config.schema import Checkpoint, IndexKind, RunConfig
 from bprlab.runs import RunPaths, run_lock
+from bprlab.tables import Row, Table, read_table, seeded_name
 
 log = logging.getLogger("bprlab")
-ROW_KEYS = {"method", "experiment", "overrides", "paper", "family"}
-DATASETS = ("squad", "nq", "trivia")
 
 
 @dataclass
-class Row:
-    method: str
-    experiment: Path
-    overrides: list[str] = field(default_factory=list)
-    paper: dict = field(default_factory=dict)  # {metric: value} for the chosen dataset
-    family: str | None = None  # rows of one family are one method at several budgets: a line in the plots
+class Unit:
+    row: Row
+    seed: int
+    cfg: RunConfig
 
 
-@dataclass
-class Table:
-    name: str
-    note: str
-    rows: list[Row]
-    dataset: str | None
-
-    @property
-    def run_name(self) -> str:
-        return f"{self.name}-{self.dataset}" if self.dataset else self.name
-
-
-def read_table(path: str | Path, dataset: str | None = None) -> Table:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: table file not found")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict) or not isinstance(raw.get("rows"), list) or not raw["rows"]:
-        raise ConfigError(f"{path}: expected a mapping with a non-empty 'rows' list")
-    rows = []
-    for i, row in enumerate(raw["rows"]):
-        if not isinstance(row, dict) or not {"method", "experiment"} <= set(row) or set(row) - ROW_KEYS:
-            raise ConfigError(f"{path}: rows[{i}]: expected keys method, experiment and optionally overrides, paper, "
-                              "family")
-        if not isinstance(row.get("overrides", []), list):
-            raise ConfigError(f"{path}: rows[{i}].overrides: expected a list of key=value strings")
-        experiment = str(row["experiment"])
-        if "{dataset}" in experiment:
-            if dataset is None:
-                raise ConfigError(f"{path}: rows[{i}] depends on the dataset: pass --dataset ({', '.join(DATASETS)})")
-            experiment = experiment.replace("{dataset}", dataset)
-        paper = (row.get("paper") or {}).get(dataset, {}) if dataset else {}
-        family = row.get("family")
-        rows.append(Row(str(row["method"]), path.parent / experiment, list(row.get("overrides", [])), paper,
-                        str(family) if family is not None else None))
-    name = raw.get("name", path.stem)
-    uses_dataset = any("{dataset}" in str(r["experiment"]) for r in raw["rows"])
-    return Table(name, raw.get("note", ""), rows, dataset if uses_dataset else None)
+def plan_units(table: Table, overrides: list[str], seeds: int | None = None) -> list[Unit]:
+    """Every (row, seed) config, validated before any work starts. Rows that train nothing (the untrained encoder,
+    BM25) run once: a seed changes nothing there."""
+    units = []
+    for row in table.rows:
+        base = load_config(row.experiment, [*table.overrides, *row.overrides, *overrides])
+        trained = base.checkpoint != Checkpoint.pretrained.value and base.index.kind is not IndexKind.bm25
+        for seed in table.seed_list(base.seed, seeds) if trained else [base.seed]:
+            cfg = copy.deepcopy(base)
+            cfg.seed, cfg.name = seed, seeded_name(base.name, seed, base.seed)
+            # W&B groups a row's seeds (the run without its seed) and tags each with its seed and table
+            cfg.wandb.group = cfg.wandb.group or base.name
+            cfg.wandb.tags = [*cfg.wandb.tags, f"table-{table.name}"]
+            units.append(Unit(row, seed, cfg))
+    return units
 
 
-def reproduce(table_path: str, overrides: list[str], dataset: str | None = None) -> list[dict]:
+def output_folder(table: Table, cfg: RunConfig, out: str | None) -> Path:
+    """<runs_root>/<table>[-<kind>-<folder>] unless --out names it: a table evaluated on a BEIR / jsonl folder
+    keeps its own summary beside the one on the table's own dataset."""
+    if out:
+        return Path(out)
+    name = table.run_name
+    if cfg.data.dataset.folder:
+        name += f"-{cfg.data.dataset.value}-{Path(cfg.data.path or 'data').name}"
+    return Path(cfg.runs_root) / name
+
+
+def unit_fingerprint(cfg: RunConfig) -> str:
+    """What a unit's numbers depend on: the resolved config (logging aside) and every data file it reads, by
+    content. Computed after `prepare`, which builds the squad files."""
+    from bprlab.artifacts import file_sha256
+    from bprlab.data.passage_store import PassageStore
+    from bprlab.data.registry import data_paths
+
+    config = to_dict(cfg)
+    for key in ("logger", "wandb"):
+        config.pop(key)
+    paths = data_paths(cfg.data)
+    files = {name: file_sha256(path) for name, path in
+             (("test", paths.test), ("qrels", paths.qrels), ("train", paths.train), ("dev", paths.dev))
+             if path is not None and Path(path).is_file()}
+    files["passages"] = PassageStore.open(paths.passages).fingerprint()
+    return fingerprint(config, files)
+
+
+def unit_path(folder: Path, unit: Unit) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9.=+\-]+", "_", unit.row.method)
+    return folder / "units" / slug / f"seed{unit.seed}.json"
+
+
+def run_unit(unit: Unit, folder: Path) -> dict | None:
+    """The unit's record: read when current, else the run's stages (each skips what is current) and a new
+    record. None on a non-zero DDP rank (rank 0 evaluates and records)."""
     from bprlab.cli import stages
+    from bprlab.eval.outcomes import read_outcomes
 
+    if stages._is_rank_zero():
+        stages.prepare(unit.cfg)
+    stamp = unit_fingerprint(unit.cfg)
+    path = unit_path(folder, unit)
+    if path.is_file():
+        record = read_json(path)
+        if record.get("fingerprint") == stamp:
+            log.info("=== %s seed %d (%s): recorded in %s", unit.row.method, unit.seed, unit.cfg.name, path)
+            return record
+        log.info("=== %s seed %d: %s was made from other inputs; running it again", unit.row.method, unit.seed, path)
+    log.info("=== %s seed %d (%s)", unit.row.method, unit.seed, unit.cfg.name)
+    start = time.perf_counter()
+    with run_lock(RunPaths(unit.cfg).root):
+        metrics = stages.run(unit.cfg)
+    if metrics is None:
+        return None
+    record = {"method": unit.row.method, "seed": unit.seed, "run": unit.cfg.name, "fingerprint": stamp,
+              "seconds": time.perf_counter() - start, "metrics": metrics,
+              "outcomes": read_outcomes(RunPaths(unit.cfg).eval)}
+    write_json(path, record)
+    return record
+
+
+def reproduce(table_path: str, overrides: list[str], dataset: str | None = None, seeds: int | None = None,
+              out: str | None = None) -> list[dict]:
     table = read_table(table_path, dataset)
-    group = f"wandb.group={table.run_name}"  # W&B groups a table's runs; an explicit override still wins
-    configs: list[RunConfig] = [load_config(row.experiment, [*row.overrides, group, *overrides]) for row in table.rows]
+    units = plan_units(table, overrides, seeds)
+    folder = output_folder(table, units[0].cfg, out)
     command = " ".join(["bprlab", "reproduce", table_path, *(["--dataset", dataset] if dataset else []),
+                        *(["--seeds", str(seeds)] if seeds is not None else []), *(["--out", out] if out else []),
                         *map(shlex.quote, overrides)])
-    results = []
-    for row, cfg in zip(table.rows, configs):  # every config is validated before any work starts
-        log.info("=== %s (%s)", row.method, cfg.name)
-        with run_lock(RunPaths(cfg).root):
-            metrics = stages.run(cfg)
-        if metrics is None:  # a non-zero DDP rank: rank 0 evaluates and writes the summary
-            continue
-        results.append({**summary_row(row.method, metrics, run=cfg.name, family=row.family), "paper": row.paper,
-                        "experiment": str(row.experiment), "overrides": row.overrides})
-    if not results:
-        return results
-    out = Path(configs[0].runs_root) / table.run_name
-    md = markdown_table(results)
-    write_json(out / "summary.json", results)  # one row per method
-    write_json(out / "table.json", {"table": table.name, "dataset": table.dataset, "note": table.note,
-                                    "command": command})
-    from bprlab.eval.plots import table_plots
+    records: dict[str, list[dict]] = {row.method: [] for row in table.rows}
+    for unit in units:
+        record = run_unit(unit, folder)
+        if record is None:  # a non-zero DDP rank
+            return []
+        records[unit.row.method].append(record)
+    from bprlab.eval.summary import write_summary
 
-    plots = table_plots({"table": table.name, "dataset": table.dataset, "run_name": table.run_name, "rows": results},
-                        out / "plots")
-    images = "".join(f"\n![{p.stem}](plots/{p.name})" for p in plots)
-    write_text(out / "summary.md", f"# {table.run_name}\n\n{table.note.strip()}\n\n`{command}`\n\n{md}\n{images}\n")
-    print(f"\n{md}\n\nwritten: {out / 'summary.json'}, {out / 'summary.md'}, {len(plots)} plots in {out / 'plots'}",
+    rows = write_summary(table, records, units, folder, command)
+    print(f"\n{(folder / 'summary.md').read_text()}\nwritten: {folder / 'summary.json'}, {folder / 'summary.md'}",
           file=sys.stdout)
-    return results
+    return rows

@@ -5,16 +5,21 @@ from __future__ import annotations
 import torch
 
 
-def average_rank(question: torch.Tensor, passage: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
-    """Mean number of pool passages scored strictly above each question's gold passage (0 = ranked first).
+def gold_ranks(question: torch.Tensor, passage: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+    """(Q,) number of pool passages scored strictly above each question's gold passage (0 = ranked first).
 
     question (Q, D), passage (N, D) = the pooled dev passages, gold (Q,) = column of each question's positive.
-    The dev model-selection metric of SPEC §3, computed as the official BPR code does (studio-ousia/bpr,
-    bpr/biencoder.py, `_compute_average_rank`, at af29763).
+    Strictly above, so a tie counts in the gold passage's favour, as the official BPR code counts
+    (studio-ousia/bpr, bpr/biencoder.py, `_compute_average_rank`, at af29763).
     """
     scores = question @ passage.T  # (Q, N)
     gold_scores = scores.gather(1, gold[:, None])  # (Q, 1)
-    return (scores > gold_scores).sum(dim=1).float().mean()
+    return (scores > gold_scores).sum(dim=1)
+
+
+def average_rank(question: torch.Tensor, passage: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+    """Mean of `gold_ranks`: the dev model-selection metric of docs/method.md#model-selection."""
+    return gold_ranks(question, passage, gold).float().mean()
 
 
 def inner_product_from_hamming(hamming, dim: int):

@@ -6,6 +6,8 @@ are the passage keys used everywhere downstream (encoding shards, index rows); t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -20,6 +22,7 @@ from bprlab.errors import DataFormatError
 
 log = logging.getLogger(__name__)
 SOURCE = "source.json"
+ROWS = "rows.json"  # the rows digest (PassageStore.rows_digest), computed on first use
 
 
 def _rows(path: str) -> Iterator[dict]:
@@ -35,14 +38,37 @@ def _source_stamp(tsv: Path) -> dict:
 
 
 class PassageStore:
-    def __init__(self, table, source: dict | None = None):
+    def __init__(self, table, source: dict | None = None, store_dir: Path | None = None):
         self.table = table  # datasets.Dataset with columns id, title, text
         self.source = source or {}
+        self.store_dir = store_dir
         self._columns: dict = {}  # one-column views, see `_gather`
 
     def fingerprint(self) -> str:
         """The corpus by content: the sha256 of the TSV the store was built from."""
         return self.source.get("sha256", "")
+
+    def rows_digest(self) -> str:
+        """The passages themselves (id, title, text of every row, in order), whatever file format they came from:
+        a BEIR corpus.jsonl and a TSV holding the same rows agree here, so an encoding of one serves the other.
+        Computed once per store and kept beside it (ROWS), keyed by the source file's hash."""
+        cached = self.store_dir / ROWS if self.store_dir else None
+        if cached is not None and cached.is_file():
+            saved = read_json(cached)
+            if saved.get("source_sha256") == self.fingerprint() and saved.get("rows_sha256"):
+                return saved["rows_sha256"]
+        digest = hashlib.sha256()
+        for start in range(0, len(self.table), 10_000):
+            part = self.table[start : start + 10_000]
+            for row in zip(part["id"], part["title"], part["text"]):
+                digest.update(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+        value = digest.hexdigest()
+        if cached is not None:
+            try:
+                write_json(cached, {"source_sha256": self.fingerprint(), "rows_sha256": value})
+            except OSError:  # a read-only store still answers
+                pass
+        return value
 
     @classmethod
     def open(cls, tsv: str | Path, store_dir: str | Path | None = None) -> "PassageStore":
@@ -54,7 +80,7 @@ class PassageStore:
         if (store_dir / SOURCE).is_file():
             saved = read_json(store_dir / SOURCE)
             if {k: saved.get(k) for k in stamp} == stamp and saved.get("sha256"):
-                return cls(datasets.load_from_disk(str(store_dir)), saved)
+                return cls(datasets.load_from_disk(str(store_dir)), saved, store_dir)
         log.info("building the passage store %s from %s (once)", store_dir, tsv)
         datasets.disable_progress_bars()  # one log line says it; per-split bars would bury an error about a record
         features = datasets.Features({k: datasets.Value("string") for k in ("id", "title", "text")})
@@ -69,7 +95,7 @@ class PassageStore:
             table.save_to_disk(str(tmp))
             stamp["sha256"] = file_sha256(tsv)
             write_json(tmp / SOURCE, stamp)
-        return cls(datasets.load_from_disk(str(store_dir)), stamp)
+        return cls(datasets.load_from_disk(str(store_dir)), stamp, store_dir)
 
     def __len__(self) -> int:
         return len(self.table)

@@ -41,21 +41,37 @@ def run_entries(questions: Sequence[QARecord], rows: np.ndarray, scores: np.ndar
 
 def relevance_metrics(questions: Sequence[QARecord], entries: list[tuple]) -> dict[str, float]:
     """nDCG@10, MRR@10, recall@{10,100,1000} in percent, averaged over the questions that have judgements."""
+    return summarize_relevance(per_query_relevance(questions, entries))
+
+
+def summarize_relevance(per_query: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per-question outcomes (per_query_relevance) -> the percentages metrics.json reports."""
+    if not per_query:
+        return {}
+    judged = ~np.isnan(next(iter(per_query.values())))
+    return {key: 100.0 * float(values[judged].mean()) for key, values in per_query.items()} | \
+        {"num_judged": int(judged.sum())}
+
+
+def per_query_relevance(questions: Sequence[QARecord], entries: list[tuple]) -> dict[str, np.ndarray]:
+    """{metric key: (Q,) float} in [0, 1], one value per question in order, NaN where a question has no
+    judgements: the per-question outcomes paired tests compare (bprlab.eval.stats)."""
     import ir_measures
 
-    judged = [(qid, q) for qid, q in zip(query_ids(questions), questions) if q.relevant]
+    ids = query_ids(questions)
+    judged = {qid: q for qid, q in zip(ids, questions) if q.relevant}
     if not judged:
         return {}
-    qrels = [ir_measures.Qrel(qid, doc, grade) for qid, q in judged for doc, grade in q.relevant.items()]
-    judged_ids = {qid for qid, _ in judged}
-    run = [ir_measures.ScoredDoc(qid, doc, score) for qid, doc, _, score in entries if qid in judged_ids]
+    qrels = [ir_measures.Qrel(qid, doc, grade) for qid, q in judged.items() for doc, grade in q.relevant.items()]
+    run = [ir_measures.ScoredDoc(qid, doc, score) for qid, doc, _, score in entries if qid in judged]
     # ir-measures ranks by score (ties as trec_eval breaks them), as every published BEIR number does
     measures = [ir_measures.parse_measure(name) for name in MEASURES]
-    totals = dict.fromkeys(MEASURES, 0.0)
+    position = {qid: i for i, qid in enumerate(ids)}
+    out = {KEYS[name]: np.where([qid in judged for qid in ids], 0.0, np.nan) for name in MEASURES}
+    # queries without any returned document are absent from iter_calc's output: they keep their 0
     for metric in ir_measures.iter_calc(measures, qrels, run):
-        totals[str(metric.measure)] += metric.value
-    # queries without any returned document are absent from iter_calc's output: they add 0 and still count
-    return {KEYS[name]: 100.0 * value / len(judged) for name, value in totals.items()} | {"num_judged": len(judged)}
+        out[KEYS[str(metric.measure)]][position[metric.query_id]] = metric.value
+    return out
 
 
 def write_trec_run(path: str | Path, entries: list[tuple], tag: str) -> None:

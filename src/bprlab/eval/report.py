@@ -39,8 +39,68 @@ def _cell(value) -> str:
     return str(value)
 
 
+def metric_cell(row: dict, column: str) -> str:
+    """A metric with its interval where the row has one: `90.7 ± 0.6` (t over seeds), `90.2 (± 1.6)` (one seed:
+    bootstrap over questions); `*` where the row differs from the table's baseline after Holm's correction."""
+    interval = (row.get("intervals") or {}).get(column)
+    if row.get(column) is None or not interval:
+        return _cell(row.get(column))
+    text = f"{row[column]:.1f}"
+    if interval.get("low") is not None:
+        half = (interval["high"] - interval["low"]) / 2
+        text += f" ± {half:.1f}" if interval.get("over") == "seeds" else f" (± {half:.1f})"
+    if (row.get("vs_baseline") or {}).get(column, {}).get("significant"):
+        text += "*"
+    return text
+
+
 def markdown_table(rows: list[dict], columns: tuple[str, ...] | None = None) -> str:
     columns = columns or columns_for(rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(metric_cell(row, c) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def interval_legend(rows: list[dict]) -> str:
+    """What the ± in a table means, for the kinds of interval its rows carry."""
+    kinds = {i.get("over") for row in rows for i in (row.get("intervals") or {}).values() if i.get("low") is not None}
+    seeds = sorted({len(row.get("seeds") or []) for row in rows})
+    parts = []
+    if "seeds" in kinds:
+        parts.append(f"`± x`: half-width of the 95% t-interval over the row's seeds ({'/'.join(map(str, seeds))} "
+                     "seeds; training noise and question sample together)")
+    if "questions" in kinds:
+        parts.append("`(± x)`: one seed only, half-width of the 95% bootstrap interval over questions (the question "
+                     "sample only: training noise is not in it)")
+    if any(row.get("vs_baseline") for row in rows):
+        parts.append("`*`: differs from the baseline row (paired randomization test over questions, Holm-corrected "
+                     "over the table's comparisons, p < 0.05)")
+    return "; ".join(parts) + "." if parts else ""
+
+
+def _signed(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:+.{digits}f}"
+
+
+def _ci(pair) -> str:
+    return "-" if not pair or pair[0] is None else f"[{pair[0]:+.1f}, {pair[1]:+.1f}]"
+
+
+def _p(value: float | None) -> str:
+    return "-" if value is None else ("< 0.0001" if value < 1e-4 else f"{value:.4f}")
+
+
+def comparison_table(rows: list[dict], baseline: str) -> str:
+    """Every row against the baseline, metric by metric: effect in points with its intervals and p-values."""
+    head = ["row", "metric", baseline, "row value", "Δ (points)", "95% CI, questions", "95% CI, seeds", "p",
+            "p (Holm)", ""]
+    lines = [f"Against `{baseline}` (per-question outcomes averaged over seeds; paired randomization test, "
+             "10,000 swaps; Holm over the table):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        for metric, c in (row.get("vs_baseline") or {}).items():
+            lines.append("| " + " | ".join([
+                row["method"], metric, f"{c['baseline_value']:.1f}", f"{c['value']:.1f}", _signed(c["effect"]),
+                _ci(c.get("ci_questions")), _ci(c.get("ci_seeds")), _p(c["p"]), _p(c.get("p_holm")),
+                "significant" if c.get("significant") else ""]) + " |")
     return "\n".join(lines)

@@ -7,12 +7,12 @@ every method and code length of a dataset (the memory/accuracy frontier), and on
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
-from bprlab.artifacts import write_text
-from bprlab.eval.report import RELEVANCE_COLUMNS
+from bprlab.artifacts import read_json, write_text
+from bprlab.errors import StageError
+from bprlab.eval.report import RELEVANCE_COLUMNS, metric_cell
 from bprlab.eval.plots import pyplot, bars, frontier, save
 
 PAPER_METRICS = ("top1", "top20", "top100")
@@ -31,17 +31,25 @@ they show the pipeline and the relative behaviour of the methods, not the paper'
 """
 
 
-def load_summaries(runs: str | Path) -> list[dict]:
+def load_summaries(root: str | Path, report: str | None = None) -> list[dict]:
+    """Every <root>/<table>/summary.json with its table.json, optionally only the tables of one report
+    (`results` or `ablations`, the table file's `report:`)."""
     tables = []
-    for summary in sorted(Path(runs).glob("*/summary.json")):
+    for summary in sorted(Path(root).glob("*/summary.json")):
         meta_path = summary.with_name("table.json")
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"table": summary.parent.name}
-        tables.append({**meta, "run_name": summary.parent.name, "rows": json.loads(summary.read_text())})
+        meta = read_json(meta_path) if meta_path.is_file() else {"table": summary.parent.name}
+        if report is None or meta.get("report", "results") == report:
+            tables.append({**meta, "run_name": summary.parent.name, "rows": read_json(summary)})
     return tables
 
 
 def _num(value, digits: int = 1) -> str:
     return "" if value is None else f"{value:.{digits}f}"
+
+
+def _ours(row: dict, metric: str) -> str:
+    """Our number, with its interval where the row carries one (tables run over seeds)."""
+    return metric_cell(row, metric) if (row.get("intervals") or {}).get(metric) else _num(row.get(metric))
 
 
 def section(table: dict) -> str:
@@ -64,12 +72,12 @@ def section(table: dict) -> str:
             ours, theirs = row.get(metric), paper.get(metric)
             if with_paper:
                 delta = None if ours is None or theirs is None else ours - theirs
-                cells += [_num(theirs, 2), _num(ours), ("+" if delta and delta > 0 else "") + _num(delta)]
+                cells += [_num(theirs, 2), _ours(row, metric), ("+" if delta and delta > 0 else "") + _num(delta)]
             else:
-                cells.append(_num(ours))
-        cells.insert(2 if not with_paper else 4, _num(row.get("top5")))
+                cells.append(_ours(row, metric))
+        cells.insert(2 if not with_paper else 4, _ours(row, "top5"))
         rescore = row.get("rescore_bytes_per_passage")
-        cells += [_num(row.get(k)) for k in relevance]
+        cells += [_ours(row, k) for k in relevance]
         cells += [f"{row.get('bytes_per_passage', '')}" + (f" (+{rescore} kept floats)" if rescore else ""),
                   f"{row.get('index_bytes', 0):,}",
                   _num(row.get("ms_per_query"), 3), _num(row.get("scanned_fraction"), 2)]
@@ -78,14 +86,17 @@ def section(table: dict) -> str:
 
 
 def write_results(runs: str | Path = "runs", out: str | Path = "experiments") -> Path:
-    tables = load_summaries(runs)
+    """experiments/RESULTS.md from the tables under `runs`; refuses (and keeps the committed file) when there
+    are none, so a mistyped --runs never replaces a report with an empty one."""
+    tables = load_summaries(runs, report="results")
+    if not tables:
+        raise StageError(f"{runs}: no table summaries here (<table>/summary.json); run `make reproduce` or "
+                         f"`make demo` first. {Path(out) / 'RESULTS.md'} was left as it is")
     out = Path(out)
     plots = plot_frontiers(tables, out / "plots") + plot_tables(tables, out / "plots")
     parts = [HEADER] + [section(t) for t in tables]
     if plots:
         parts.append("## Plots\n\n" + "\n".join(f"![{p.stem}](plots/{p.name})" for p in plots))
-    if not tables:
-        parts.append(f"No results yet: nothing under {runs}/*/summary.json. Run `make reproduce` or `make demo`.")
     path = out / "RESULTS.md"
     write_text(path, "\n\n".join(parts) + "\n")
     return path
@@ -124,14 +135,40 @@ def write_sweep_report(folder: str | Path, metric: str | None = None) -> Path:
     if not results.rows:
         raise StageError(f"{results.path}: no finished trials yet; run `make sweep SWEEP=...` first")
     rows = results.rows
-    plan = json.loads((folder / "plan.json").read_text()) if (folder / "plan.json").is_file() else {}
+    plan = read_json(folder / "plan.json") if (folder / "plan.json").is_file() else {}
     plots = [plot_sweep_key(rows, key, metric, folder / "plots") for key in sorted({k for r in rows for k in r["params"]})]
-    table = results.markdown()
+    table = results.markdown() + over_seeds(rows, metric)
     images = "\n".join(f"![{p.stem}](plots/{p.name})" for p in plots)
     path = folder / "report.md"
     write_text(path, f"# Sweep {folder.name}\n\nfrom `{plan.get('sweep', '?')}` ({plan.get('method', '?')}); "
                      f"{len(rows)} finished trials; metric: test/{metric} (%).\n\n{table}\n{images}\n")
     return path
+
+
+def over_seeds(rows: list[dict], metric: str) -> str:
+    """Where the sweep varies `seed`: each setting's metrics as mean ± half-width of the 95% t-interval over its
+    seeds (the intervals tables use: bprlab.eval.stats)."""
+    from bprlab.eval.stats import seed_interval
+    from bprlab.sweeps import seed_groups
+
+    if not any("seed" in row["params"] for row in rows):
+        return ""
+    metrics = list(dict.fromkeys([metric, "top1", "top20", "top100"]))
+    head = ["setting", "seeds", *metrics]
+    lines = ["", "Over seeds (mean ± half-width of the 95% t-interval over the setting's seeds):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for group in seed_groups(rows).values():
+        setting = " ".join(f"{k}={v}" for k, v in group[0]["params"].items() if k != "seed") or "(seed only)"
+        cells = [setting, ", ".join(str(r["params"].get("seed", "")) for r in group)]
+        for key in metrics:
+            values = [r["metrics"].get(key) for r in group if r["metrics"].get(key) is not None]
+            if not values:
+                cells.append("-")
+                continue
+            interval = seed_interval(values)
+            cells.append(f"{interval.mean:.1f}" + (f" ± {interval.half_width:.1f}" if interval.low is not None else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def plot_sweep_key(rows: list[dict], key: str, metric: str, folder: Path) -> Path:

@@ -27,7 +27,8 @@ from bprlab.data.registry import data_paths
 from bprlab.errors import StageError
 from bprlab.eval.answers import has_answer
 from bprlab.eval.metrics import top_k_accuracy
-from bprlab.eval.relevance import DEPTH, relevance_metrics, run_entries, write_trec_run
+from bprlab.eval.outcomes import QUERY_PREFIX, question_digest
+from bprlab.eval.relevance import DEPTH, per_query_relevance, run_entries, summarize_relevance, write_trec_run
 from bprlab.index.base import SearchResult, SearchStats, load_index
 from bprlab.runs import RunPaths, search_tag, weights_stamp
 
@@ -58,13 +59,18 @@ def evaluate(cfg: RunConfig) -> dict:
     result, search_seconds = timed_search(index, queries, depth, cfg.index.search_batch_size)
     entries = run_entries(questions, result.rows, result.scores, store.ids)
     hits = answer_hits(questions, result.rows, store, cfg.data.answer_match.value) if answered else None
+    per_query = per_query_relevance(questions, entries) if judged else {}
     metrics = {
         **(top_k_accuracy(hits, cfg.eval.top_k) if answered else {}),
-        **(relevance_metrics(questions, entries) if judged else {}),
+        **summarize_relevance(per_query),
         **_costs(cfg, index, meta, search_seconds, encode_seconds, len(questions)),
+        # what was evaluated, by content: seeds and rows are aggregated only over equal question sets and corpora
+        "questions_sha256": question_digest(questions),
+        "corpus_sha256": store.fingerprint(),
     }
     with atomic_dir(paths.eval) as tmp:
-        arrays = {"rows": result.rows, "scores": result.scores, **({"hits": hits} if answered else {})}
+        arrays = {"rows": result.rows, "scores": result.scores, **({"hits": hits} if answered else {}),
+                  **{QUERY_PREFIX + key: values for key, values in per_query.items()}}  # per-question outcomes
         np.savez_compressed(tmp / "retrieval.npz", **arrays)
         write_trec_run(tmp / "run.trec", entries, f"{cfg.name}-{search_tag(cfg.index)}")
         write_json(tmp / "metrics.json", metrics)

@@ -11,6 +11,7 @@ renames the folder into place.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -54,6 +55,9 @@ def encode(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = N
         return out
     if representation == "code" and not force and codes_from_embeddings(paths.passages("emb"), out, stamp):
         return out
+    rows = store.rows_digest()
+    if not force and reuse_same_rows(paths, out, stamp, rows):
+        return out
     staging = out.with_name(out.name + ".partial")
     part = encode_part(cfg.encode.part) if cfg.encode.part else None
     module = load_module(cfg, checkpoint)
@@ -70,7 +74,7 @@ def encode(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = N
                  cfg.encode.part)
         return staging
     if trainer.is_global_zero:
-        write_json(staging / MANIFEST, {"stamp": stamp, "representation": representation,
+        write_json(staging / MANIFEST, {"stamp": stamp, "representation": representation, "rows_sha256": rows,
                                         "num_passages": len(store), "dim": module.model.dim})
         check_encoded(staging)
         old = out.with_name(out.name + ".old")
@@ -143,3 +147,31 @@ def codes_from_embeddings(emb_dir: Path, out: Path, stamp: dict) -> bool:
         write_json(tmp / MANIFEST, {**manifest, "stamp": stamp, "representation": "code", "derived_from": emb_dir.name})
     log.info("%s: codes = sign of the embeddings in %s (no encoder pass)", out, emb_dir)
     return True
+
+
+def reuse_same_rows(paths: RunPaths, out: Path, stamp: dict, rows: str) -> bool:
+    """Another encoding in this run of the same passages (the same rows, by `PassageStore.rows_digest`) by the same
+    weights, representation, shard size and precision, from another file (a BEIR folder exported from the run's
+    own corpus): its shards are this encoding's too, so they are linked (or copied) instead of encoding again.
+    False when there is none."""
+    wanted = {k: v for k, v in stamp.items() if k != "corpus"}
+    manifests = [*paths.root.glob(f"passages/*/{MANIFEST}"), *paths.root.glob(f"datasets/*/passages/*/{MANIFEST}")]
+    for manifest_path in sorted(manifests):
+        source = manifest_path.parent
+        if source.resolve() == out.resolve():
+            continue
+        manifest = read_json(manifest_path)
+        if manifest.get("rows_sha256") != rows or {k: v for k, v in manifest.get("stamp", {}).items()
+                                                   if k != "corpus"} != wanted:
+            continue
+        with atomic_dir(out) as tmp:
+            for shard in sorted(source.glob("*.npz")):
+                try:
+                    os.link(shard, tmp / shard.name)
+                except OSError:  # another file system
+                    shutil.copy2(shard, tmp / shard.name)
+            write_json(tmp / MANIFEST, {**manifest, "stamp": stamp, "reused_from": str(source.relative_to(paths.root))})
+            check_encoded(tmp)
+        log.info("%s: the same passages were encoded by these weights in %s: reused (no encoder pass)", out, source)
+        return True
+    return False

@@ -13,7 +13,7 @@ from bprlab.config.schema import Estimator, Method, RunConfig
 from bprlab.core.encoder import BiEncoder
 from bprlab.core.hashing import hash_beta, pack_codes, sign_code
 from bprlab.core.losses import BPRLoss, DPRLoss
-from bprlab.core.scoring import average_rank
+from bprlab.core.scoring import gold_ranks
 from bprlab.errors import ConfigError
 from bprlab.lit.gather import gather_positive_idx, gather_with_local_grad
 from bprlab.lit.grad_cache import grad_cache_step
@@ -21,6 +21,7 @@ from bprlab.lit.precision import loss_in_fp32
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "projection.1.weight")
 RANK_CHUNK = 1024  # questions scored at a time for val/avg_rank (bounds the (Q, N) score matrix)
+VAL_TOP_K = (1, 5, 20)  # val/top{k}: share of dev questions whose gold passage ranks in the pool's top k
 
 
 class RetrieverModule(pl.LightningModule):
@@ -101,11 +102,11 @@ class RetrieverModule(pl.LightningModule):
         self._val_batches.clear()
         gold = gather_positive_idx(gold, passage.shape[0])  # one pool over all ranks, as the official BPR code
         question, passage = gather_with_local_grad(question), gather_with_local_grad(passage)
-        ranks = [
-            average_rank(question[i : i + RANK_CHUNK], passage, gold[i : i + RANK_CHUNK]) * len(gold[i : i + RANK_CHUNK])
-            for i in range(0, len(gold), RANK_CHUNK)
-        ]
-        self.log("val/avg_rank", torch.stack(ranks).sum() / len(gold), prog_bar=True, sync_dist=False)
+        ranks = torch.cat([gold_ranks(question[i : i + RANK_CHUNK], passage, gold[i : i + RANK_CHUNK])
+                           for i in range(0, len(gold), RANK_CHUNK)])  # (Q,)
+        self.log("val/avg_rank", ranks.float().mean(), prog_bar=True, sync_dist=False)
+        # the same ranks as accuracies in the pool: learning curves read these beside avg_rank
+        self.log_dict({f"val/top{k}": 100.0 * (ranks < k).float().mean() for k in VAL_TOP_K}, sync_dist=False)
 
     # ------------------------------------------------------------------------------------------ encoding
 

@@ -1,0 +1,64 @@
+"""A table's summary from its unit records: summary.json (every seed's numbers, intervals, tests), table.json,
+summary.md and plots, in the table's output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bprlab.artifacts import write_json, write_text
+from bprlab.eval.aggregate import aggregate_row, compare_rows
+from bprlab.eval.report import comparison_table, interval_legend, markdown_table
+from bprlab.runs import RunPaths
+
+
+def summarize(table, records: dict[str, list[dict]], units) -> list[dict]:
+    """One aggregated row per table row, in table order, with its tests against the baseline and, where its run
+    logged validations during training, its learning curve."""
+    from bprlab.eval.curves import read_curve
+
+    tested = compare_rows(records, table.baseline) if table.baseline else {}
+    first_cfg = {}
+    for unit in units:
+        first_cfg.setdefault(unit.row.method, unit.cfg)
+    rows = []
+    for row in table.rows:
+        summary = aggregate_row(row.method, records[row.method])
+        summary.update(family=row.family, paper=row.paper, experiment=str(row.experiment), overrides=row.overrides,
+                       baseline=table.baseline, vs_baseline=tested.get(row.method, {}))
+        curve = read_curve(RunPaths(first_cfg[row.method]).root)
+        if curve:
+            summary["curve"] = curve
+        rows.append(summary)
+    return rows
+
+
+def table_meta(table, records: dict[str, list[dict]], command: str) -> dict:
+    units = [u for us in records.values() for u in us]
+    return {"table": table.name, "dataset": table.dataset, "note": table.note, "command": command,
+            "baseline": table.baseline, "report": table.report, "claims": table.claims,
+            "seeds": sorted({u["seed"] for u in units}), "units": len(units),
+            # wall time of the units this table ran, each counted once (a model shared with an earlier row or
+            # table is counted where it was trained)
+            "seconds": sum(u.get("seconds") or 0.0 for u in units)}
+
+
+def write_summary(table, records: dict[str, list[dict]], units, folder: Path, command: str) -> list[dict]:
+    from bprlab.eval.curves import plot_curves
+    from bprlab.eval.plots import table_plots
+
+    rows = summarize(table, records, units)
+    meta = table_meta(table, records, command)
+    name = folder.name
+    write_json(folder / "summary.json", rows)
+    write_json(folder / "table.json", {**meta, "run_name": name})
+    plots = table_plots({"table": table.name, "dataset": table.dataset, "run_name": name, "rows": rows},
+                        folder / "plots")
+    curves = plot_curves({r["method"]: r["curve"] for r in rows if r.get("curve")}, name,
+                         folder / "plots" / f"{name}_learning_curves.png")
+    plots += [curves] if curves else []
+    images = "".join(f"\n![{p.stem}](plots/{p.name})" for p in plots)
+    parts = [f"# {name}", table.note.strip(), f"`{command}`", markdown_table(rows), interval_legend(rows)]
+    if table.baseline:
+        parts.append(comparison_table(rows, table.baseline))
+    write_text(folder / "summary.md", "\n\n".join(p for p in parts if p) + f"\n{images}\n")
+    return rows

@@ -1,0 +1,115 @@
+"""Table files with seeds and a baseline, `bprlab reproduce` over (row, seed) units (recorded, resumed, redone
+when an input changes), and the documents `bprlab report` writes from them."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bprlab.errors import ConfigError
+from bprlab.tables import read_table
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _table(tmp_path, text: str, name: str = "t.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+ROWS = f"""rows:
+  - method: bpr
+    experiment: {REPO}/experiments/squad/bpr.yaml
+  - method: no-rerank
+    experiment: {REPO}/experiments/squad/bpr.yaml
+    overrides: [index.rerank=false]
+  - method: zero-shot
+    experiment: {REPO}/experiments/squad/zero_shot.yaml
+"""
+
+
+def test_seeds_baseline_and_extends(tmp_path):
+    from bprlab.cli.reproduce import plan_units
+
+    _table(tmp_path, "seeds: 3\nreport: ablations\noverrides: [train.max_steps=7, runs_root=r]\n", "_base.yaml")
+    path = _table(tmp_path, f"extends: _base.yaml\nbaseline: bpr\noverrides: [train.max_steps=9]\n{ROWS}")
+    table = read_table(path)
+    assert (table.seeds, table.baseline, table.report) == (3, "bpr", "ablations")
+    assert table.overrides == ["train.max_steps=7", "runs_root=r", "train.max_steps=9"]  # the table's own last
+    units = plan_units(table, [])
+    assert [(u.row.method, u.seed) for u in units] == [("bpr", 42), ("bpr", 43), ("bpr", 44), ("no-rerank", 42),
+                                                         ("no-rerank", 43), ("no-rerank", 44), ("zero-shot", 42)]
+    assert {u.cfg.train.max_steps for u in units} == {9} and units[4].cfg.name == "squad-bpr-seed43"
+    assert [u.seed for u in plan_units(table, [], seeds=1)] == [42, 42, 42]  # --seeds wins; untrained rows run once
+    listed = read_table(_table(tmp_path, f"seeds: [7, 1]\n{ROWS}", "l.yaml"))
+    assert [u.seed for u in plan_units(listed, [])][:2] == [7, 1]
+    assert plan_units(listed, [])[0].cfg.name == "squad-bpr-seed7"  # not the configured seed (42): a run of its own
+
+
+@pytest.mark.parametrize("text, message", [
+    ("baseline: nope\n", "baseline: 'nope' is not a row"),
+    ("seeds: 0\n", "seeds: expected a number of seeds >= 1"),
+    ("seeds: -2\n", "seeds: expected a number of seeds >= 1"),
+    ("seeds: [1, 2, 1]\n", "seeds: 1 listed more than once"),
+    ("seeds: [1, x]\n", "seeds: expected a number of seeds or a non-empty list"),
+    ("seed: 3\n", "unknown key"),
+    ("report: other\n", "report: expected one of"),
+    ("extends: missing.yaml\n", "missing.yaml: table file not found"),
+    ("overrides: train.max_steps=3\n", "overrides: expected a list"),
+    ("baseline: bpr\nreport: ablations\nclaims: [{claim: c, row: ghost, metric: top20, expect: lower}]\n",
+     "claims\\[0\\]: row 'ghost'"),
+    ("baseline: bpr\nreport: ablations\nclaims: [{claim: c, row: no-rerank, metric: top20, expect: maybe}]\n",
+     "claims\\[0\\]: give either expect"),
+])
+def test_bad_table_files_are_one_clear_error(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        read_table(_table(tmp_path, text + ROWS))
+
+
+def test_a_repeated_row_name_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="method bpr appears more than once"):
+        read_table(_table(tmp_path, ROWS + f"  - method: bpr\n    experiment: {REPO}/experiments/squad/bpr.yaml\n"))
+
+
+@pytest.mark.parametrize("seeds", ["0", "-1", "two"])
+def test_bad_seed_counts_stop_before_anything_runs(tmp_path, seeds):
+    path = _table(tmp_path, ROWS)
+    result = subprocess.run([sys.executable, "-m", "bprlab.cli.main", "reproduce", str(path), "--seeds", seeds,
+                             f"runs_root={tmp_path / 'runs'}"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "--seeds: expected a whole number >= 1" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_reproduce_records_units_resumes_and_redoes_what_changed(tiny_overrides, tiny_data, tmp_path, monkeypatch):
+    from bprlab.cli import reproduce as rep
+    from bprlab.cli import stages
+
+    path = _table(tmp_path, f"baseline: bpr\n{ROWS}")
+    overrides = [*tiny_overrides, "train.max_steps=-1", "train.val_check_interval=null", "train.epochs=1"]
+    out = tmp_path / "table"
+    rows = rep.reproduce(str(path), overrides, seeds=2, out=str(out))
+    assert [r["method"] for r in rows] == ["bpr", "no-rerank", "zero-shot"] and rows[0]["seeds"] == [42, 43]
+    records = sorted(p.relative_to(out).as_posix() for p in (out / "units").rglob("*.json"))
+    assert records == ["units/bpr/seed42.json", "units/bpr/seed43.json", "units/no-rerank/seed42.json",
+                       "units/no-rerank/seed43.json", "units/zero-shot/seed42.json"]
+    unit = json.loads((out / "units" / "bpr" / "seed43.json").read_text())
+    assert unit["run"] == "squad-bpr-seed43" and len(unit["outcomes"]["first_hit"]) == 8
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary[0]["per_seed"]) == {"42", "43"} and summary[0]["intervals"]["top1"]["over"] == "seeds"
+    assert set(summary[1]["vs_baseline"]) == {"top1", "top5"} and "p_holm" in summary[1]["vs_baseline"]["top1"]
+    text = (out / "summary.md").read_text()
+    assert "Against `bpr`" in text and " ± " in text and "bootstrap interval over questions" in text
+
+    ran = []
+    real_run = stages.run
+    monkeypatch.setattr(stages, "run", lambda cfg, **kw: ran.append(cfg.name) or real_run(cfg, **kw))
+    assert rep.reproduce(str(path), overrides, seeds=2, out=str(out)) == rows  # every unit recorded: nothing runs
+    assert ran == []
+    with open(tiny_data["test"], "a") as handle:  # an input changes: every unit that reads it runs again
+        handle.write("Where is the Louvre?\t['Paris']\n")
+    rep.reproduce(str(path), overrides, seeds=2, out=str(out))
+    assert sorted(ran) == ["squad-bpr", "squad-bpr", "squad-bpr-seed43", "squad-bpr-seed43", "squad-zero-shot"]

@@ -83,6 +83,27 @@ def test_trained_run_evaluates_on_a_beir_folder_without_its_training_files(tiny_
     assert direct["ndcg@10"] == pytest.approx(metrics["ndcg@10"])
 
 
+def test_a_folder_holding_the_runs_own_passages_reuses_their_encoding(tiny_overrides, beir_folder):
+    """The BEIR fixture exports the run's own corpus: same rows, another file. Its encoding is the run's own
+    (linked, no encoder pass) and searches exactly as a fresh encoding does."""
+    from bprlab.index.build import MANIFEST
+
+    trained = load_config(None, [*tiny_overrides, "name=dpr", "method=dpr", "index.kind=flat"])
+    stages.run(trained)
+    cfg = load_config(None, [*_eval_overrides(tiny_overrides, beir_folder), "name=dpr", "method=dpr",
+                             "index.kind=flat", "eval.top_k=[1,5]"])
+    metrics = stages.evaluate(cfg)
+    encoded = RunPaths(cfg).passages("emb")
+    manifest = json.loads((encoded / MANIFEST).read_text())
+    assert manifest["reused_from"] == "passages/best-emb" and manifest["stamp"]["corpus"] != json.loads(
+        (RunPaths(trained).passages("emb") / MANIFEST).read_text())["stamp"]["corpus"]
+    stages.encode(cfg, force=True)  # the encoder over the folder's own file gives the same vectors
+    fresh = stages.evaluate(load_config(None, [*_eval_overrides(tiny_overrides, beir_folder), "name=dpr",
+                                               "method=dpr", "index.kind=flat", "eval.top_k=[1,5]"]))
+    assert fresh["ndcg@10"] == metrics["ndcg@10"] and "reused_from" not in json.loads(
+        (encoded / MANIFEST).read_text())
+
+
 def test_bm25_finds_the_gold_passages_of_the_lexical_fixture(tiny_overrides, beir_folder):
     cfg = load_config(None, [*_eval_overrides(tiny_overrides, beir_folder), "name=bm25", "checkpoint=pretrained",
                              "index.kind=bm25", "eval.top_k=[1,5]"])

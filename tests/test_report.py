@@ -19,3 +19,76 @@ def test_results_md_puts_paper_ours_and_delta_beside_the_command(tmp_path):
     assert "| bpr-hash |  | 40.0 |  | 60.0 |" in text  # blank where the paper gives no number
     plots = sorted(p.name for p in (tmp_path / "experiments" / "plots").glob("*.png"))
     assert plots == ["frontier_nq.png", "main-nq.png"]
+
+
+def test_report_keeps_a_committed_results_md_when_no_table_is_found(tmp_path, capsys):
+    from bprlab.cli.main import main
+
+    (tmp_path / "experiments").mkdir()
+    committed = tmp_path / "experiments" / "RESULTS.md"
+    committed.write_text("# committed\n")
+    code = main(["report", "--runs", str(tmp_path / "typo"), "--ablations", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "experiments")])
+    assert code == 2 and committed.read_text() == "# committed\n"
+    assert "no table summaries" in capsys.readouterr().err
+
+
+def _ablation_table(folder, name, rows, claims=None, baseline="bpr", seconds=60.0):
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps(rows))
+    (folder / "table.json").write_text(json.dumps({"table": name, "note": f"note of {name}", "report": "ablations",
+                                                   "command": f"bprlab reproduce {name}.yaml", "baseline": baseline,
+                                                   "claims": claims or [], "seconds": seconds, "units": 6}))
+
+
+def test_ablations_md_opens_with_the_claims_and_counts_the_time(tmp_path):
+    from bprlab.eval.ablations import write_ablations
+
+    comparison = {"baseline_value": 90.0, "value": 85.0, "effect": -5.0, "ci_questions": [-7.0, -3.0],
+                  "ci_seeds": [-6.5, -3.5], "p": 0.0001, "p_holm": 0.0003, "significant": True}
+    interval = {"mean": 85.0, "low": 84.0, "high": 86.0, "n": 3, "over": "seeds"}
+    rows = [{"method": "bpr", "top20": 90.0, "seeds": [42, 43, 44], "intervals": {"top20": {**interval, "mean": 90.0}},
+             "bytes_per_passage": 48, "index_bytes": 1, "run": "a", "search": "s"},
+            {"method": "bpr-no-rerank", "top20": 85.0, "seeds": [42, 43, 44], "intervals": {"top20": interval},
+             "vs_baseline": {"top20": comparison}, "bytes_per_passage": 48, "index_bytes": 1, "run": "a",
+             "search": "t"}]
+    claims = [{"claim": "reranking helps", "source": "§4", "row": "bpr-no-rerank", "metric": "top20",
+               "expect": "lower"}]
+    _ablation_table(tmp_path / "ablations" / "abl-search", "abl-search", rows, claims)
+    _ablation_table(tmp_path / "ablations" / "abl-other", "abl-other", rows[:1], seconds=120.0)
+    text = write_ablations(tmp_path / "ablations", tmp_path / "experiments").read_text()
+    claims_at, first_table = text.index("## The paper's claims"), text.index("## abl-")
+    assert claims_at < first_table
+    assert ("| reranking helps | §4 | bpr-no-rerank − bpr, top20 (abl-search) | Δ < 0 | -5.0 | [-7.0, -3.0] | "
+            "[-6.5, -3.5] | 0.0003 | **holds** |") in text
+    assert "| **total** | | **3.0** (0.05 h) | 0.0 |" in text
+    assert "| bpr-no-rerank | - | 48 | 1 | 85.0 ± 1.0* |" in text and "`bprlab reproduce abl-search.yaml`" in text
+
+
+def test_learning_curves_come_from_the_csv_log_in_step_order(tmp_path):
+    from bprlab.eval.curves import plot_curves, read_curve
+
+    logs = tmp_path / "run" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "metrics.csv").write_text(
+        "epoch,step,train/loss,val/avg_rank,val/top1,val/top20,val/top5\n"
+        "0,9,1.5,,,,\n0,24,,17.6,34.0,75.0,52.5\n0,49,,11.3,40.5,81.0,61.5\n"
+        "0,24,,17.0,35.0,76.0,53.0\n")  # a resumed run logs step 24 again: the last value counts
+    curve = read_curve(tmp_path / "run")
+    assert curve["step"] == [25, 50] and curve["val/avg_rank"] == [17.0, 11.3] and curve["val/top5"] == [53.0, 61.5]
+    assert read_curve(tmp_path / "nothing") is None
+    path = plot_curves({"dpr": curve}, "t", tmp_path / "plots" / "curves.png")
+    assert path.is_file() and path.stat().st_size > 1000
+
+
+def test_validation_logs_the_gold_ranks_as_top_k_in_the_pool():
+    import torch
+
+    from bprlab.core.scoring import average_rank, gold_ranks
+
+    question = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    passage = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.9, 0.9]])
+    gold = torch.tensor([0, 2, 0])
+    ranks = gold_ranks(question, passage, gold)  # q0: nothing above; q1: passage 1 (1.0 > 0.9); q2: 2 above
+    assert ranks.tolist() == [0, 1, 1]
+    assert average_rank(question, passage, gold).item() == ranks.float().mean().item()

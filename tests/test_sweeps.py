@@ -156,3 +156,38 @@ def test_notebook_reads_results_and_writes_plots(tmp_path):
     plots = sorted(p.name for p in (tmp_path / "notebook_plots").glob("*.png"))
     assert plots == ["top20_vs_hash_estimator.png", "top20_vs_hash_gamma.png"]
     assert "| r0 | ste | 0.01 | 70.00 |" in (tmp_path / "notebook_plots" / "table.md").read_text()
+
+
+@pytest.mark.parametrize("seed_spec, message", [
+    ({"values": [1, 2.5]}, "parameters.seed: expected a list of integers"),
+    ({"values": ["a"]}, "parameters.seed: expected a list of integers"),
+    ({"values": [1, 1]}, "parameters.seed: 1 listed more than once"),
+    ({"min": 0.5, "max": 3}, "parameters.seed: min and max must be integers"),
+])
+def test_a_seed_parameter_must_be_whole_numbers(tmp_path, seed_spec, message):
+    with pytest.raises(ConfigError, match=message):
+        _sweep(tmp_path, params={"hash.gamma": {"values": [0.1]}, "seed": seed_spec})
+
+
+def test_bad_sweep_files_are_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="parameters.hash.gamma.values: expected a non-empty list"):
+        _sweep(tmp_path, params={"hash.gamma": {"values": 0.1}})
+    path = tmp_path / "broken.yaml"
+    path.write_text("method: grid\nparameters: {a: [\n")
+    with pytest.raises(ConfigError, match="broken.yaml: not a valid YAML sweep file"):
+        read_sweep(path)
+
+
+def test_sweep_report_averages_each_setting_over_its_seeds(tmp_path):
+    from bprlab.eval.results import write_sweep_report
+
+    folder = tmp_path / "sweeps" / "s"
+    table = ResultsTable(folder, "test/top20")
+    for estimator, scores in (("ste", (80.0, 82.0, 84.0)), ("scaled_tanh", (90.0, 90.0, 90.0))):
+        for seed, score in zip((42, 43, 44), scores):
+            table.add({"run": f"r-{estimator}-{seed}", "trial": 1, "params": {"hash.estimator": estimator, "seed": seed},
+                       "metrics": {"top20": score, "top1": score / 2, "top100": 99.0}})
+    text = write_sweep_report(folder).read_text()
+    # ste: mean 82, sd 2, t(0.975, 2) * 2 / sqrt(3) = 4.97
+    assert "| hash.estimator=ste | 42, 43, 44 | 82.0 ± 5.0 |" in text
+    assert "| hash.estimator=scaled_tanh | 42, 43, 44 | 90.0 ± 0.0 |" in text

@@ -3,7 +3,9 @@
 The measures are computed by ir-measures (terrier-org/ir_measures), not here: it names them as papers do
 (nDCG@10, R@100, RR@10) and computes nDCG and recall with pytrec_eval, the trec_eval C code BEIR's own
 `EvaluateRetrieval` uses, so the numbers are comparable with published BEIR tables; RR@10 gets a real cutoff,
-which trec_eval's recip_rank lacks. nDCG uses trec_eval's linear gain (grade / log2(rank + 1)).
+which trec_eval's recip_rank lacks. nDCG uses trec_eval's linear gain (grade / log2(rank + 1)). Ranks are the
+search's own (tied scores keep the order the index returned them in, by row for the binary kinds), the same for
+every measure.
 Every query is in the run (a query whose search found nothing counts as 0), and scores are reported in percent
 like the answer-string top-k.
 """
@@ -63,8 +65,10 @@ def per_query_relevance(questions: Sequence[QARecord], entries: list[tuple]) -> 
     if not judged:
         return {}
     qrels = [ir_measures.Qrel(qid, doc, grade) for qid, q in judged.items() for doc, grade in q.relevant.items()]
-    run = [ir_measures.ScoredDoc(qid, doc, score) for qid, doc, _, score in entries if qid in judged]
-    # ir-measures ranks by score (ties as trec_eval breaks them), as every published BEIR number does
+    # Every measure sees the search's own order: the score handed to ir-measures is minus the rank, so no two
+    # documents of a query tie. (With raw scores, pytrec_eval's nDCG breaks ties by document id and RR@10 by
+    # another rule; equal scores are rare with float embeddings and common with binary codes.)
+    run = [ir_measures.ScoredDoc(qid, doc, -float(rank)) for qid, doc, rank, _ in entries if qid in judged]
     measures = [ir_measures.parse_measure(name) for name in MEASURES]
     position = {qid: i for i, qid in enumerate(ids)}
     out = {KEYS[name]: np.where([qid in judged for qid in ids], 0.0, np.nan) for name in MEASURES}

@@ -39,7 +39,8 @@ def table_meta(table, records: dict[str, list[dict]], command: str) -> dict:
             "seeds": sorted({u["seed"] for u in units}), "units": len(units),
             # wall time of the units this table ran, each counted once (a model shared with an earlier row or
             # table is counted where it was trained)
-            "seconds": sum(u.get("seconds") or 0.0 for u in units)}
+            "seconds": sum(u.get("seconds") or 0.0 for u in units),
+            "cpu_seconds": sum(u.get("cpu_seconds") or 0.0 for u in units)}
 
 
 def write_summary(table, records: dict[str, list[dict]], units, folder: Path, command: str) -> list[dict]:

@@ -208,3 +208,40 @@ def test_a_chunked_run_killed_mid_way_resumes_where_it_stopped(tiny_overrides):
     summary = train(cfg, extra_callbacks=[again])
     assert summary["resumed_from"].endswith("last.ckpt") and summary["global_step"] == 6
     assert again.seen[0] == (3, pytest.approx(hash_beta(3, 0.5)))  # optimizer steps and beta continue
+
+
+def test_fp16_loss_scaling_and_clipping_move_chunked_and_unchunked_steps_alike(tiny_overrides, tiny_bert_no_dropout):
+    """Under 16-mixed the gradients carry the loss scale until the precision plugin unscales them inside the
+    optimizer step; a clip before that point sees them ~65536x too large and shrinks the step to nothing. Run on
+    the CPU with Lightning's MixedPrecision plugin and a GradScaler (the CUDA recipe's stand-in), clipping active:
+    the chunked step must move the weights as the unchunked one does."""
+    from pytorch_lightning.plugins.precision import MixedPrecision
+
+    from bprlab.lit.train import train
+    from bprlab.runs import RunPaths
+
+    moved = {}
+    for chunk in (None, 3):
+        cfg = load_config(None, [*tiny_overrides, f"model.name={tiny_bert_no_dropout}", "method=bpr",
+                                 f"name=fp16-{chunk}", "train.max_steps=1", "train.batch_size=8", "train.epochs=1",
+                                 "optim.lr=1e-2", "optim.eps=1.0", "optim.max_grad_norm=0.05", "optim.warmup_ratio=0",
+                                 "train.checkpoint_every_n_steps=null",
+                                 f"train.grad_cache_chunk_size={'null' if chunk is None else chunk}"])
+        start = {k: v.clone() for k, v in load_start(cfg).items()}
+        plugin = MixedPrecision("16-mixed", device="cpu", scaler=torch.amp.GradScaler("cpu", init_scale=2.0 ** 16))
+        train(cfg, trainer_options={"precision": None, "plugins": [plugin]})
+        state = torch.load(RunPaths(cfg).last_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+        moved[chunk] = torch.sqrt(sum(((state[k].float() - v.float()) ** 2).sum() for k, v in start.items()))
+    assert moved[None] > 0
+    assert moved[3] == pytest.approx(float(moved[None]), rel=0.05)  # without the fix: ~5 orders of magnitude less
+
+
+def load_start(cfg):
+    """The weights a run starts from (the module built from its config, before any step)."""
+    import pytorch_lightning as pl
+
+    from bprlab.config.loader import to_dict
+    from bprlab.lit.modules import module_class
+
+    pl.seed_everything(cfg.seed)
+    return module_class(cfg.method)(to_dict(cfg)).state_dict()

@@ -11,7 +11,8 @@ Instead, for one optimizer step:
 3. re-encode each chunk with the random state it had in (1) - the same dropout masks - and backpropagate the
    cached representation gradients through it; only the last chunk's backward synchronises gradients across
    devices, so DDP all-reduces once per step;
-4. clip, step the optimizer and the learning-rate schedule (manual optimisation).
+4. step the optimizer and the learning-rate schedule (manual optimisation); gradients are clipped just before
+   the step, after the fp16 loss scale has been taken out (`RetrieverModule.on_before_optimizer_step`).
 
 The loss functions in `bprlab.core.losses` are called once, on the full batch's representations, unchanged.
 """
@@ -110,10 +111,8 @@ def grad_cache_step(module, batch: dict, chunk_size: int):
     optimizer = module.optimizers()
     out, size = cached_backward(module.model, module.loss_fn, batch, chunk_size, module.beta,
                                 backward=module.manual_backward, no_sync=lambda: _no_sync(module))
-    # (4) clip, step, schedule
-    if module.cfg.optim.max_grad_norm:
-        module.clip_gradients(optimizer, gradient_clip_val=module.cfg.optim.max_grad_norm,
-                              gradient_clip_algorithm="norm")
+    # (4) step (the module clips in `on_before_optimizer_step`, which the precision plugin calls after it has
+    # unscaled fp16 gradients: clipping here would see them still multiplied by the loss scale), schedule
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     module.lr_schedulers().step()

@@ -67,6 +67,14 @@ class RetrieverModule(pl.LightningModule):
         self._log_loss(out, len(positive_idx))
         return out.loss
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Gradient caching steps the optimizer itself (manual optimisation), so Lightning's own clipping is off
+        and the clip happens here: Lightning calls this hook after the 16-mixed plugin has unscaled the gradients,
+        so the norm is the true one (clipping before `optimizer.step()` would see it times the loss scale)."""
+        if self.grad_cache_chunk_size and self.cfg.optim.max_grad_norm:
+            self.clip_gradients(optimizer, gradient_clip_val=self.cfg.optim.max_grad_norm,
+                                gradient_clip_algorithm="norm")
+
     def _log_loss(self, out, size: int) -> None:
         self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=size)
         self.log_dict({f"train/{k}": v for k, v in out.terms.items()}, batch_size=size)

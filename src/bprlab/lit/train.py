@@ -96,7 +96,8 @@ def train_fingerprint(cfg: RunConfig) -> str:
     return fingerprint(config)
 
 
-def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = None) -> dict:
+def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = None,
+          trainer_options: dict | None = None) -> dict:
     """Fit the model; returns (and writes to train.json) which checkpoints the later stages can use.
 
     Skipped when train.json records the same training config. Otherwise resumes from last.ckpt when that was
@@ -115,7 +116,7 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     last, best = checkpoint_callbacks(cfg, paths)
     logger = make_logger(cfg, paths.root)
     callbacks = [last, best, *([pl.callbacks.LearningRateMonitor("step")] if logger else []), *(extra_callbacks or [])]
-    trainer = make_trainer(cfg, callbacks, logger=logger)
+    trainer = make_trainer(cfg, callbacks, logger=logger, **(trainer_options or {}))  # options: tests' plugins
     resume = paths.last_checkpoint if cfg.train.resume and paths.last_checkpoint.is_file() else None
     if resume and not zipfile.is_zipfile(resume):  # torch writes zip archives: a truncated or zero-byte file is not
         raise StageError(f"{resume}: damaged (truncated or empty), so training cannot resume from it; move it aside "

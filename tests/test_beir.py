@@ -136,7 +136,9 @@ QUERIES = [{"_id": "q1", "text": "capital of Norway"}, {"_id": "q2", "text": "ca
     ([{"title": "x", "text": "y"}, *CORPUS], QUERIES, "q1\td1\t1\n", "corpus.jsonl: record line 1", "missing '_id"),
     ([*CORPUS, CORPUS[0]], QUERIES, "q1\td1\t1\n", "corpus.jsonl: record line 3", "duplicate document id 'd1'"),
     (CORPUS, [*QUERIES, QUERIES[0]], "q1\td1\t1\n", "queries.jsonl: record line 3", "duplicate query id 'q1'"),
-    (CORPUS, QUERIES, "q1\td7\t1\n", "test.tsv: record line 2", "document id 'd7' is not in corpus.jsonl"),
+    (CORPUS, QUERIES, "q1\td7\t1\n", "test.tsv", "no relevance judgements of documents in corpus.jsonl (1 lines"),
+    (CORPUS, QUERIES, "q1\td1\t1\nq1\td1\t1\n", "test.tsv: record line 3", "judged twice"),
+    (CORPUS, QUERIES, "q1\td1\t-1\n", "test.tsv: record line 2", "grade -1 is negative"),
     (CORPUS, QUERIES, "q1\td1\t1\nq9\td2\t1\n", "test.tsv: record line 3", "query id 'q9' is not in queries.jsonl"),
     (CORPUS, QUERIES, "q1\td1\thigh\n", "test.tsv: record line 2", "score 'high' is not an integer"),
 ])
@@ -148,6 +150,39 @@ def test_malformed_beir_files_exit_2_naming_file_and_line(tiny_overrides, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and where in err[0] and message in err[0], err
     assert "Traceback" not in "".join(err)
+
+
+def test_qrels_in_latin_1_name_their_file_and_line(tiny_overrides, tmp_path, capsys):
+    folder = _write(tmp_path / "latin", CORPUS, QUERIES, "q1\td1\t1\n")
+    with open(folder / "qrels" / "test.tsv", "ab") as handle:
+        handle.write("q2\td2\t1 \xe9t\xe9\n".encode("latin-1"))
+    code = _cli(tmp_path, "evaluate", *_eval_overrides(tiny_overrides, folder), "name=bm25", "checkpoint=pretrained",
+                "index.kind=bm25")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "test.tsv: record line 3: not UTF-8" in err[0], err
+
+
+def test_qrels_naming_documents_outside_the_corpus_are_left_out_with_a_warning(tiny_overrides, tmp_path, caplog):
+    folder = _write(tmp_path / "absent", CORPUS, QUERIES, "q1\td1\t1\nq1\td7\t1\nq2\td9\t2\n")
+    metrics = stages.evaluate(load_config(None, [*_eval_overrides(tiny_overrides, folder), "name=bm25",
+                                                 "checkpoint=pretrained", "index.kind=bm25", "eval.top_k=[1]"]))
+    assert metrics["num_judged"] == 1  # q2 named only an absent document: nothing left to judge it by
+    assert any("2 qrels line(s) name documents absent from corpus.jsonl (first: line 3)" in r.message
+               for r in caplog.records)
+
+
+def test_a_querys_own_id_is_not_among_its_results_unless_asked(tiny_overrides, tmp_path):
+    """As BEIR's evaluation (ignore_identical_ids): ArguAna's and Quora's queries are documents of the corpus."""
+    corpus = [*CORPUS, {"_id": "q1", "title": "Norway", "text": "capital of Norway"}]
+    folder = _write(tmp_path / "own", corpus, QUERIES, "q1\td1\t1\nq2\td2\t1\n")
+    common = [*_eval_overrides(tiny_overrides, folder), "checkpoint=pretrained", "index.kind=bm25", "eval.top_k=[1]"]
+    ignored = stages.evaluate(load_config(None, [*common, "name=a"]))
+    kept = stages.evaluate(load_config(None, [*common, "name=b", "data.ignore_identical_ids=false"]))
+    assert ignored["ignore_identical_ids"] == {"enabled": True, "results_removed": 1}
+    assert kept["ignore_identical_ids"] == {"enabled": False, "results_removed": 0}
+    assert ignored["mrr@10"] == pytest.approx(100.0) and kept["mrr@10"] == pytest.approx(75.0)  # q1 itself ranks 1st
+    run = (RunPaths(load_config(None, [*common, "name=a"])).eval / "run.trec").read_text().split("\n")
+    assert not any(line.startswith("q1 Q0 q1 ") for line in run)
 
 
 def test_jsonl_kind_scores_answers_and_relevance_and_rejects_a_query_without_either(tiny_overrides, tmp_path, capsys):

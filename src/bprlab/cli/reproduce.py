@@ -29,6 +29,11 @@ from bprlab.tables import Row, Table, read_table, seeded_name
 log = logging.getLogger("bprlab")
 
 
+# Config keys added after unit records were first committed: left out of a unit's fingerprint while at their
+# default, so that recorded units stay current (a new key at its default changes no number). Add every new key.
+UNIT_LATER_KEYS = {("data", "ignore_identical_ids"): True}
+
+
 @dataclass
 class Unit:
     row: Row
@@ -74,6 +79,9 @@ def unit_fingerprint(cfg: RunConfig) -> str:
     config = to_dict(cfg)
     for key in ("logger", "wandb"):
         config.pop(key)
+    for (section, key), default in UNIT_LATER_KEYS.items():  # keys added after unit records existed
+        if config[section].get(key, default) == default:
+            config[section].pop(key, None)
     paths = data_paths(cfg.data)
     files = {name: file_sha256(path) for name, path in
              (("test", paths.test), ("qrels", paths.qrels), ("train", paths.train), ("dev", paths.dev))

@@ -124,6 +124,9 @@ class DataConfig:
     root: str = "data"  # prepared and downloaded files live under root/<dataset>/
     path: Optional[str] = None  # dataset=beir|jsonl: the folder holding corpus.jsonl, queries.jsonl (and qrels/)
     split: str = "test"  # dataset=beir: which qrels/<split>.tsv the evaluation reads
+    # dataset=beir|jsonl: a query's own id never counts among its results, as BEIR's evaluation does by default
+    # (ArguAna and Quora hold their queries in the corpus); false keeps them
+    ignore_identical_ids: bool = True
     # Empty means the dataset's conventional file under root/<dataset>/ (see bprlab.data.registry).
     train_file: Optional[str] = None
     dev_file: Optional[str] = None

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 from typing import Iterator
 
 from bprlab.data.records import Passage, QARecord
 from bprlab.errors import DataFormatError
 
+log = logging.getLogger(__name__)
 CORPUS, QUERIES, QRELS = "corpus.jsonl", "queries.jsonl", "qrels"
 QRELS_HEADER = ("query-id", "corpus-id", "score")
 
@@ -90,34 +92,66 @@ def _queries(path: Path, text_keys: tuple[str, ...]) -> dict[str, tuple[int, dic
 
 
 def read_qrels(path: Path, queries: dict, doc_ids: set[str] | None) -> dict[str, dict[str, int]]:
-    """qrels/<split>.tsv -> {query id: {doc id: grade}}; unknown queries or documents are errors."""
+    """qrels/<split>.tsv -> {query id: {doc id: grade}}. An unknown query, a repeated (query, document) pair or a
+    negative grade is an error; a document absent from the corpus is left out with one warning (BEIR evaluates
+    such folders: ArguAna's test qrels names one), and it is an error only when no line is left."""
     if not path.is_file():
         raise DataFormatError(path, None, "file not found (BEIR keeps relevance judgements in qrels/<split>.tsv; "
                                           "choose the split with data.split)")
     qrels: dict[str, dict[str, int]] = {}
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = csv.reader(handle, delimiter="\t")
-        header = next(rows, None)
-        if header is None or tuple(h.strip() for h in header) != QRELS_HEADER:
-            raise DataFormatError(path, "line 1", f"expected the header {'<TAB>'.join(QRELS_HEADER)}, got {header!r}")
-        for line, row in enumerate(rows, start=2):
-            if not row:
-                continue
-            if len(row) != 3:
-                raise DataFormatError(path, f"line {line}", f"expected 3 tab-separated fields, got {len(row)}")
-            query_id, doc_id, score = (field.strip() for field in row)
-            try:
-                grade = int(score)
-            except ValueError:
-                raise DataFormatError(path, f"line {line}", f"score {score!r} is not an integer") from None
-            if query_id not in queries:
-                raise DataFormatError(path, f"line {line}", f"query id {query_id!r} is not in {QUERIES}")
-            if doc_id_unknown(doc_id, doc_ids):
-                raise DataFormatError(path, f"line {line}", f"document id {doc_id!r} is not in {CORPUS}")
-            qrels.setdefault(query_id, {})[doc_id] = grade
+    absent: list[int] = []
+    for line, (query_id, doc_id, grade) in _qrels_lines(path):
+        if query_id not in queries:
+            raise DataFormatError(path, f"line {line}", f"query id {query_id!r} is not in {QUERIES}")
+        if grade < 0:
+            raise DataFormatError(path, f"line {line}", f"grade {grade} is negative; BEIR grades are 0 (not "
+                                                        "relevant) or more")
+        if doc_id in qrels.get(query_id, {}):
+            raise DataFormatError(path, f"line {line}", f"query {query_id!r} and document {doc_id!r} are judged "
+                                                        "twice; keep one line per pair")
+        if doc_id_unknown(doc_id, doc_ids):
+            absent.append(line)
+            continue
+        qrels.setdefault(query_id, {})[doc_id] = grade
     if not qrels:
-        raise DataFormatError(path, None, "no relevance judgements")
+        raise DataFormatError(path, None, "no relevance judgements" + (
+            f" of documents in {CORPUS} ({len(absent)} lines name documents it does not hold)" if absent else ""))
+    if absent:
+        log.warning("%s: %d qrels line(s) name documents absent from %s (first: line %d); evaluated without them",
+                    path, len(absent), CORPUS, absent[0])
     return qrels
+
+
+def _qrels_lines(path: Path) -> Iterator[tuple[int, tuple[str, str, int]]]:
+    """(line number, (query id, document id, grade)) of every judgement, the header checked."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = csv.reader(handle, delimiter="\t")
+            header = next(rows, None)
+            if header is None or tuple(h.strip() for h in header) != QRELS_HEADER:
+                raise DataFormatError(path, "line 1", f"expected the header {'<TAB>'.join(QRELS_HEADER)}, "
+                                                      f"got {header!r}")
+            for line, row in enumerate(rows, start=2):
+                if not row:
+                    continue
+                if len(row) != 3:
+                    raise DataFormatError(path, f"line {line}", f"expected 3 tab-separated fields, got {len(row)}")
+                query_id, doc_id, score = (field.strip() for field in row)
+                try:
+                    grade = int(score)
+                except ValueError:
+                    raise DataFormatError(path, f"line {line}", f"score {score!r} is not an integer") from None
+                yield line, (query_id, doc_id, grade)
+    except UnicodeDecodeError as exc:
+        line = _line_of_byte(path, exc.start)
+        raise DataFormatError(path, f"line {line}", f"not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} "
+                                                    f"at offset {exc.start}); save the file as UTF-8") from None
+
+
+def _line_of_byte(path: Path, offset: int) -> int:
+    """The 1-based line holding byte `offset` of a file (for errors about undecodable bytes)."""
+    with open(path, "rb") as handle:
+        return handle.read(offset).count(b"\n") + 1
 
 
 def doc_id_unknown(doc_id: str, doc_ids: set[str] | None) -> bool:

@@ -56,7 +56,11 @@ def evaluate(cfg: RunConfig) -> dict:
             raise StageError(f"{paths.index}: built from passages encoded with other weights than {weights} "
                              "(retrained since?): run `bprlab encode` and `bprlab index` again, or `bprlab run`, "
                              "which does both")
-    result, search_seconds = timed_search(index, queries, depth, cfg.index.search_batch_size)
+    ignore_own = cfg.data.dataset.folder and cfg.data.ignore_identical_ids
+    result, search_seconds = timed_search(index, queries, depth + ignore_own, cfg.index.search_batch_size)
+    removed = 0
+    if ignore_own:
+        result, removed = drop_identical_ids(questions, result, store, depth)
     entries = run_entries(questions, result.rows, result.scores, store.ids)
     hits = answer_hits(questions, result.rows, store, cfg.data.answer_match.value) if answered else None
     per_query = per_query_relevance(questions, entries) if judged else {}
@@ -68,6 +72,8 @@ def evaluate(cfg: RunConfig) -> dict:
         "questions_sha256": question_digest(questions),
         "corpus_sha256": store.fingerprint(),
     }
+    if cfg.data.dataset.folder:
+        metrics["ignore_identical_ids"] = {"enabled": bool(ignore_own), "results_removed": removed}
     with atomic_dir(paths.eval) as tmp:
         arrays = {"rows": result.rows, "scores": result.scores, **({"hits": hits} if answered else {}),
                   **{QUERY_PREFIX + key: values for key, values in per_query.items()}}  # per-question outcomes
@@ -75,6 +81,22 @@ def evaluate(cfg: RunConfig) -> dict:
         write_trec_run(tmp / "run.trec", entries, f"{cfg.name}-{search_tag(cfg.index)}")
         write_json(tmp / "metrics.json", metrics)
     return metrics
+
+
+def drop_identical_ids(questions: list[QARecord], result: SearchResult, store: PassageStore,
+                       depth: int) -> tuple[SearchResult, int]:
+    """Each query's own id removed from its results (BEIR's `ignore_identical_ids`): the rest move up, and every
+    row is cut to `depth` (the search asked for one more). Returns the new result and how many were removed."""
+    rows, scores = result.rows.copy(), result.scores.copy()
+    valid = rows >= 0
+    qids = np.array([q.id for q in questions], dtype=object)[:, None].repeat(rows.shape[1], axis=1)  # (Q, k)
+    own = np.zeros(rows.shape, dtype=bool)
+    own[valid] = np.array(store.ids(rows[valid]), dtype=object) == qids[valid]  # one lookup for every row
+    for i in np.flatnonzero(own.any(axis=1)):
+        keep = ~own[i]
+        rows[i] = np.concatenate([rows[i, keep], np.full(int(own[i].sum()), -1, rows.dtype)])
+        scores[i] = np.concatenate([scores[i, keep], np.full(int(own[i].sum()), -np.inf, scores.dtype)])
+    return SearchResult(scores[:, :depth], rows[:, :depth]), int(own.sum())
 
 
 def _depth(cfg: RunConfig, judged: bool) -> int:

@@ -74,7 +74,7 @@ NOT_TRAINING_KEYS = ("name", "runs_root", "checkpoint", "logger", "encode", "ind
 # Keys added after runs existed: left out of the fingerprint while at their default, so those runs stay current.
 LATER_KEYS = {("model", "pooling"): "cls", ("model", "normalize"): False, ("data", "path"): None,
               ("data", "split"): "test", ("optim", "projection_lr"): None,
-              ("model", "same_projection_init"): False}
+              ("model", "same_projection_init"): False, ("data", "ignore_identical_ids"): True}
 STAMP = "fingerprint.txt"
 
 

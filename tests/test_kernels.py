@@ -290,7 +290,22 @@ def test_scoring_every_code_equals_brute_force(n, nibbles):
         assert (rows[:, found:] == -1).all() and (scores[:, found:] == -np.inf).all()
 
 
-@pytest.mark.parametrize("bits,tables,flips", [(8, 1, 1), (6, 2, 2), (8, 8, 1), (16, 1, 2)])
+@pytest.mark.parametrize("bits", range(1, 65))
+def test_hash_keys_are_faiss_keys_at_every_width(bits):
+    """Slice h's key is bits h*b .. h*b+b-1 of the code, as faiss's BitstringReader (IndexBinaryMultiHash) reads
+    them; keys of 57-64 bits starting inside a byte run into a ninth byte."""
+    rng = np.random.default_rng(bits)
+    codes = rng.integers(0, 256, (16, 96), dtype=np.uint8)  # 768 bits
+    tables = min(768 // bits, 12)
+    ours = np.stack([slice_keys(codes, bits, t) for t in range(tables)], axis=1)
+    theirs = np.zeros_like(ours)
+    for i, code in enumerate(codes):
+        reader = faiss.BitstringReader(faiss.swig_ptr(code), code.nbytes)
+        theirs[i] = [reader.read(bits) for _ in range(tables)]
+    assert np.array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("bits,tables,flips", [(8, 1, 1), (6, 2, 2), (8, 8, 1), (16, 1, 2), (62, 3, 1)])
 def test_hash_probe_matches_faiss_scanned_codes_and_distances(bits, tables, flips):
     rng = np.random.default_rng(bits * tables)
     passages, questions = rng.standard_normal((3000, 768)).astype(np.float32), rng.standard_normal((20, 768)).astype(np.float32)

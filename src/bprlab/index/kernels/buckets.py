@@ -22,15 +22,19 @@ from bprlab.index.kernels.layout import LANES, BlockedCodes
 
 
 def slice_keys(codes: np.ndarray, bits: int, table: int) -> np.ndarray:
-    """The b-bit keys of slice `table` of (N, B) uint8 codes, exactly as faiss reads them: the 8 bytes from byte
-    (h * b) // 8 as a little-endian integer, shifted right by (h * b) % 8, masked to b bits (bytes past the code
-    read as zero)."""
+    """The b-bit keys of slice `table` of (N, B) uint8 codes, exactly as faiss's BitstringReader reads them: bits
+    h * b .. h * b + b - 1 of the code as a little-endian bit string. Read as the 16 bytes from byte (h * b) // 8
+    (bytes past the code as zero), two little-endian words, shifted right by (h * b) % 8: a key of 57-64 bits
+    that starts inside a byte runs into the ninth byte, which the high word supplies."""
     offset = table * bits
     start, shift = offset // 8, offset % 8
-    window = np.zeros((len(codes), 8), np.uint8)
-    take = codes[:, start : start + 8]
+    window = np.zeros((len(codes), 16), np.uint8)
+    take = codes[:, start : start + 16]
     window[:, : take.shape[1]] = take
-    keys = window.view("<u8").ravel() >> np.uint64(shift)
+    words = window.view("<u8")  # (N, 2)
+    keys = words[:, 0] >> np.uint64(shift)
+    if shift:
+        keys |= words[:, 1] << np.uint64(64 - shift)
     return keys & np.uint64((1 << bits) - 1) if bits < 64 else keys
 
 

@@ -195,6 +195,14 @@ def test_factory_string_builds_any_faiss_index(vectors):
     assert np.allclose(index.search(questions, K).scores, brute_top(questions @ passages.T, K), atol=1e-4)
 
 
+@pytest.mark.parametrize("factory, stored", [("IVF4,PQ4", 4), ("IVF4,SQ8", D), ("IVF4,Flat", 4 * D),
+                                             ("PQ4", 4), ("Flat", 4 * D)])
+def test_factory_bytes_per_passage_are_what_each_passage_stores(vectors, factory, stored):
+    """An inverted list stores each vector's code, not the list number faiss's standalone codec adds."""
+    passages, _ = vectors
+    assert build(IndexConfig(kind=IndexKind.factory, factory=factory), passages).bytes_per_passage == stored
+
+
 def test_too_few_vectors_to_train_a_quantiser_is_a_clear_error(vectors):
     from bprlab.errors import StageError
 

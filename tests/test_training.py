@@ -93,3 +93,25 @@ def test_wandb_offline_run_gets_training_and_evaluation(tiny_overrides, monkeypa
     offline = list((root / "wandb").glob(f"offline-run-*-{run_id}"))
     assert offline, "training and evaluation log to one offline W&B run, named by the run's id"
     assert any(p.suffix == ".wandb" for p in offline[0].iterdir())
+
+
+def test_validation_ranks_in_float32_under_bf16_autocast(tiny_overrides):
+    """A projection head under CPU bf16 autocast returns bfloat16; the pool is scored from float32 copies."""
+    import torch
+
+    from bprlab.config.loader import to_dict
+    from bprlab.data.collate import Sample
+    from bprlab.data.records import Passage
+    from bprlab.lit.modules import module_class
+    from bprlab.lit.train import make_collator
+
+    cfg = load_config(None, [*tiny_overrides, "method=bpr", "model.projection_dim=16"])
+    module = module_class(cfg.method)(to_dict(cfg)).eval()
+    samples = [Sample(f"question {i}", [Passage(title=f"t{i}", text=f"passage {i} {j}") for j in range(3)])
+               for i in range(4)]
+    batch = make_collator(cfg)(samples)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert module.model.encode_question(**batch["question"]).dtype == torch.bfloat16  # what the towers give
+        module.validation_step(batch, 0)
+    question, passage, _ = module._val_batches[0]
+    assert question.dtype == passage.dtype == torch.float32

@@ -159,6 +159,9 @@ class FaissIndex:
         index = self.base
         if isinstance(index, faiss.IndexHNSW):  # the stored vector; the graph's links count in index_bytes
             index = faiss.downcast_index(index.storage)
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:  # what an inverted list stores per vector: sa_code_size adds the list number, which
+            return int(ivf.code_size)  # the list a vector sits in already gives
         try:
             return int(index.sa_code_size())
         except RuntimeError:  # a factory index without a standalone codec: its serialised size per passage

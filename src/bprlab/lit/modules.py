@@ -99,8 +99,10 @@ class RetrieverModule(pl.LightningModule):
     # ------------------------------------------------------------------------------------------ validation
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        question = self.model.encode_question(**batch["question"])
-        passage = self.passage_search_repr(self.model.encode_passage(**batch["passage"]))
+        # float32 copies: under bf16 / fp16 autocast the towers (a projection head included) return half
+        # precision, and ranks computed from half-precision scores tie and swap
+        question = self.model.encode_question(**batch["question"]).float()
+        passage = self.passage_search_repr(self.model.encode_passage(**batch["passage"]).float())
         self._val_batches.append((question, passage, batch["positive_idx"]))
 
     def on_validation_epoch_end(self) -> None:
@@ -110,8 +112,9 @@ class RetrieverModule(pl.LightningModule):
         self._val_batches.clear()
         gold = gather_positive_idx(gold, passage.shape[0])  # one pool over all ranks, as the official BPR code
         question, passage = gather_with_local_grad(question), gather_with_local_grad(passage)
-        ranks = torch.cat([gold_ranks(question[i : i + RANK_CHUNK], passage, gold[i : i + RANK_CHUNK])
-                           for i in range(0, len(gold), RANK_CHUNK)])  # (Q,)
+        with torch.autocast(device_type=question.device.type, enabled=False):  # scores in float32
+            ranks = torch.cat([gold_ranks(question[i : i + RANK_CHUNK], passage, gold[i : i + RANK_CHUNK])
+                               for i in range(0, len(gold), RANK_CHUNK)])  # (Q,)
         self.log("val/avg_rank", ranks.float().mean(), prog_bar=True, sync_dist=False)
         # the same ranks as accuracies in the pool: learning curves read these beside avg_rank
         self.log_dict({f"val/top{k}": 100.0 * (ranks < k).float().mean() for k in VAL_TOP_K}, sync_dist=False)

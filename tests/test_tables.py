@@ -113,3 +113,18 @@ def test_reproduce_records_units_resumes_and_redoes_what_changed(tiny_overrides,
         handle.write("Where is the Louvre?\t['Paris']\n")
     rep.reproduce(str(path), overrides, seeds=2, out=str(out))
     assert sorted(ran) == ["squad-bpr", "squad-bpr", "squad-bpr-seed43", "squad-bpr-seed43", "squad-zero-shot"]
+
+
+def test_a_units_fingerprint_holds_what_moves_its_numbers_only(tiny_overrides):
+    from bprlab.cli.reproduce import unit_fingerprint
+    from bprlab.config import load_config
+
+    def stamp(*extra):
+        return unit_fingerprint(load_config(None, [*tiny_overrides, *extra]))
+
+    flat = stamp("index.kind=flat")
+    assert stamp("index.kind=flat", "index.threads=1", "index.search_batch_size=7", "eval.question_batch_size=3",
+                 "index.hash_bits=8", "logger=wandb", "wandb.group=g") == flat
+    binary = stamp("index.kind=binary_flat")
+    assert binary != flat and stamp("index.kind=binary_flat", "index.num_candidates=4", "eval.top_k=[1,2]") != binary
+    assert stamp("index.kind=flat", "seed=7") != flat and stamp("index.kind=flat", "optim.lr=0.1") != flat

@@ -29,9 +29,10 @@ from bprlab.tables import Row, Table, read_table, seeded_name
 log = logging.getLogger("bprlab")
 
 
-# Config keys added after unit records were first committed: left out of a unit's fingerprint while at their
-# default, so that recorded units stay current (a new key at its default changes no number). Add every new key.
-UNIT_LATER_KEYS = {("data", "ignore_identical_ids"): True}
+# Config keys (outside index, encode and eval, which enter by name) added after unit records were first committed:
+# left out of a unit's fingerprint while at their default, so that recorded units stay current (a new key at its
+# default changes no number). Add every new key of the other sections here.
+UNIT_LATER_KEYS: dict[tuple[str, str], object] = {}
 
 
 @dataclass
@@ -70,15 +71,23 @@ def output_folder(table: Table, cfg: RunConfig, out: str | None) -> Path:
 
 
 def unit_fingerprint(cfg: RunConfig) -> str:
-    """What a unit's numbers depend on: the resolved config (logging aside) and every data file it reads, by
-    content. Computed after `prepare`, which builds the squad files."""
+    """What a unit's numbers depend on: the config that decides the weights, the index built and the search run
+    (by the names `runs` gives them), what is evaluated, and every data file read, by content. Paths, logging,
+    thread counts and batch sizes of search are left out: they move no number. Computed after `prepare`, which
+    builds the squad files."""
     from bprlab.artifacts import file_sha256
     from bprlab.data.passage_store import PassageStore
     from bprlab.data.registry import data_paths
+    from bprlab.runs import search_tag
 
     config = to_dict(cfg)
-    for key in ("logger", "wandb"):
+    for key in ("logger", "wandb", "runs_root"):
         config.pop(key)
+    config["index"] = {"search": search_tag(cfg.index), "train_size": cfg.index.train_size}
+    config["encode"] = {"precision": cfg.encode.precision}
+    config["eval"] = {"top_k": cfg.eval.top_k, "max_questions": cfg.eval.max_questions}
+    for key in ("root", "path", "train_file", "dev_file", "test_file", "passages_file", "num_workers"):
+        config["data"].pop(key)
     for (section, key), default in UNIT_LATER_KEYS.items():  # keys added after unit records existed
         if config[section].get(key, default) == default:
             config[section].pop(key, None)

@@ -127,6 +127,9 @@ def test_a_rows_seeds_share_a_wandb_group_and_carry_their_seed(tmp_path):
     ("data.num_workers=-1", "data.num_workers"), ("eval.max_questions=-1", "eval.max_questions"),
     ("train.precision=foo", "train.precision"), ("train.accelerator=gpux", "train.accelerator"),
     ("index.threads=0", "index.threads"), ("encode.part=3/2", "encode.part"),
+    ("index.hnsw_m=0", "index.hnsw_m"), ("index.hnsw_ef_search=0", "index.hnsw_ef_search"),
+    ("index.pq_subquantizers=0", "index.pq_subquantizers"), ("index.pq_bits=0", "index.pq_bits"),
+    ("index.train_size=0", "index.train_size"),
 ])
 def test_out_of_range_values_fail_before_anything_loads(override, key):
     from bprlab.config import load_config

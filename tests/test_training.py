@@ -115,3 +115,14 @@ def test_validation_ranks_in_float32_under_bf16_autocast(tiny_overrides):
         module.validation_step(batch, 0)
     question, passage, _ = module._val_batches[0]
     assert question.dtype == passage.dtype == torch.float32
+
+
+@pytest.mark.parametrize("stage", ["encode", "run"])
+def test_a_file_that_is_not_a_checkpoint_is_one_clear_error(tiny_overrides, tmp_path, capsys, stage):
+    fake = tmp_path / "notes.ckpt"
+    fake.write_bytes(b"these are my notes, not weights\n" * 10)
+    config = tmp_path / "empty.yaml"
+    config.write_text("{}\n")
+    code = main([stage, str(config), *tiny_overrides, "name=foreign", "index.kind=flat", f"checkpoint={fake}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and f"{fake}: damaged or not a checkpoint" in err[0], err

@@ -189,6 +189,15 @@ def validate(cfg: RunConfig) -> None:
         problems.append(f"index.rescore: re-scores a quantised float index (pq, int8, rabitq, factory), not "
                         f"index.kind={cfg.index.kind.value}" + ("; binary kinds rerank from the codes with "
                                                                 "index.rerank" if binary else ""))
+    if cfg.index.hnsw_m < 2 or cfg.index.hnsw_ef_construction < 1 or cfg.index.hnsw_ef_search < 1:
+        problems.append("index.hnsw_m >= 2 (faiss divides by log M), index.hnsw_ef_construction >= 1 and "
+                        "index.hnsw_ef_search >= 1 are required")
+    if cfg.index.pq_subquantizers is not None and cfg.index.pq_subquantizers < 1:
+        problems.append("index.pq_subquantizers: null (= dimension / 8) or >= 1")
+    if not 1 <= cfg.index.pq_bits <= 16:
+        problems.append("index.pq_bits: 1 to 16 bits per sub-quantiser code")
+    if cfg.index.train_size is not None and cfg.index.train_size < 1:
+        problems.append("index.train_size: null (every passage) or >= 1")
     if not 0 <= cfg.index.rabitq_query_bits <= 8:
         problems.append("index.rabitq_query_bits: 0 (float question) to 8")
     if not cfg.eval.top_k or min(cfg.eval.top_k) < 1:

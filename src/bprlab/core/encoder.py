@@ -185,7 +185,7 @@ def load_checkpoint_weights(checkpoint: str | Path) -> dict:
     except pickle.UnpicklingError as exc:
         raise StageError(f"{checkpoint}: holds Python objects beyond weights and plain data, which bprlab does not "
                          f"unpickle ({str(exc).splitlines()[0][:120]})") from None
-    except (RuntimeError, EOFError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - torch's unpickler fails on foreign bytes in many ways (IndexError...)
         raise StageError(f"{checkpoint}: damaged or not a checkpoint ({str(exc).splitlines()[0][:120]}); retrain it "
                          "with `bprlab train <experiment.yaml> --force`, or name another checkpoint") from None
     if not isinstance(state, dict) or "state_dict" not in state or "config" not in state.get("hyper_parameters", {}):

@@ -12,7 +12,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from bprlab.artifacts import fingerprint, read_json, write_json, write_text
 from bprlab.config.loader import to_dict
-from bprlab.config.schema import RunConfig
+from bprlab.config.schema import Method, RunConfig
 from bprlab.core.encoder import load_tokenizer
 from bprlab.data.collate import Collator
 from bprlab.errors import ConfigError, StageError
@@ -155,11 +155,17 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
 
 def load_module(cfg: RunConfig, checkpoint: Path | None) -> RetrieverModule:
     """The trained module (its own saved config decides the architecture), or the pretrained encoder."""
+    from bprlab.core.encoder import load_checkpoint_weights
+
     cls = module_class(cfg.method)
     if checkpoint is None:
         return cls(to_dict(cfg))
-    # weights_only: a checkpoint named by a user (checkpoint=<path>) cannot run code; ours hold plain data only
-    return cls.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
+    # weights_only: a checkpoint named by a user (checkpoint=<path>) cannot run code; a file that is not a
+    # checkpoint, or a damaged one, is one clear error naming it
+    state = load_checkpoint_weights(checkpoint)
+    module = module_class(Method(state["hyper_parameters"]["config"]["method"]))(state["hyper_parameters"]["config"])
+    module.load_state_dict(state["state_dict"])
+    return module
 
 
 def _set_aside_stale(paths: RunPaths, stamp: str, force: bool) -> None:

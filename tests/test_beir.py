@@ -104,6 +104,18 @@ def test_a_folder_holding_the_runs_own_passages_reuses_their_encoding(tiny_overr
         (encoded / MANIFEST).read_text())
 
 
+def test_a_folder_is_scored_against_its_own_corpus_whatever_the_experiment_names(tiny_overrides, tiny_data,
+                                                                                  beir_folder):
+    """An experiment with data.passages_file / test_file (custom data) evaluated on a BEIR folder reads the folder's
+    corpus.jsonl and queries, not those files."""
+    from bprlab.data.registry import data_paths
+
+    cfg = load_config(None, [*_eval_overrides(tiny_overrides, beir_folder), f"data.passages_file={tiny_data['passages']}",
+                             f"data.test_file={tiny_data['test']}"])
+    paths = data_paths(cfg.data)
+    assert paths.passages == beir_folder / "corpus.jsonl" and paths.test == beir_folder / "queries.jsonl"
+
+
 def test_bm25_finds_the_gold_passages_of_the_lexical_fixture(tiny_overrides, beir_folder):
     cfg = load_config(None, [*_eval_overrides(tiny_overrides, beir_folder), "name=bm25", "checkpoint=pretrained",
                              "index.kind=bm25", "eval.top_k=[1,5]"])

@@ -84,3 +84,21 @@ def test_passage_reader_checks_header_and_fields(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(DataFormatError, match="file not found"):
         read_qa(tmp_path / "nope.csv")
+
+
+def test_the_passage_store_follows_its_file_by_content(tmp_path):
+    """An edit that keeps the size and puts the modification time back still rebuilds the store."""
+    import os
+
+    from bprlab.data import passage_store
+    from bprlab.data.passage_store import PassageStore
+
+    tsv = tmp_path / "psgs.tsv"
+    tsv.write_text("id\ttext\ttitle\n1\tOslo is in Norway.\tOslo\n2\tRome is in Italy.\tRome\n")
+    assert PassageStore.open(tsv)[0].text == "Oslo is in Norway."
+    stat = tsv.stat()
+    tsv.write_text("id\ttext\ttitle\n1\tOslo is in Sweden.\tOslo\n2\tRome is in Italy.\tRome\n")  # same size
+    os.utime(tsv, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    passage_store._HASHED.clear()  # a new process
+    store = PassageStore.open(tsv)
+    assert store[0].text == "Oslo is in Sweden." and store.fingerprint() != ""

@@ -168,3 +168,39 @@ def test_overrides_and_questions_may_follow_an_option():
         with pytest.raises(SystemExit) as exit_:
             parse_args(parser, bad)
         assert exit_.value.code == 2
+
+
+def test_export_never_replaces_what_it_did_not_write(bpr_run, tmp_path, capsys, monkeypatch):
+    cfg, overrides = bpr_run
+    config = _empty(tmp_path)
+    mine = tmp_path / "my-files"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("notes")
+    monkeypatch.chdir(tmp_path)
+    run_root = RunPaths(cfg).root
+    for target, message in ((mine, "is not a bprlab export"), (a_file, "a file is there"),
+                            (run_root, "holds"), (run_root.parent, "holds"), (tmp_path, "holds"),
+                            (tmp_path / ".", "holds"), (run_root / "..", "holds")):
+        code = main(["export", str(config), *overrides, "--to", str(target), "--force"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and message in err[0], (target, err)
+    assert (mine / "thesis.tex").read_text() == "years of work" and a_file.read_text() == "notes"
+    assert (run_root / "train.json").is_file() and not list(tmp_path.glob(".*.old"))
+    out = tmp_path / "exported"
+    assert main(["export", str(config), *overrides, "--to", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["export", str(config), *overrides, "--to", str(out)]) == 2  # an earlier export: only with --force
+    assert "add --force" in capsys.readouterr().err
+    assert main(["export", str(config), *overrides, "--to", str(out), "--force"]) == 0
+
+
+def test_search_and_export_refuse_an_index_from_weights_retrained_since(bpr_run, tmp_path, capsys):
+    cfg, overrides = bpr_run
+    retrained = [*overrides, "seed=7"]  # another training: new weights in the same run folder, the index left as it was
+    stages.train(load_config(None, retrained))
+    with pytest.raises(Exception, match="other weights than"):
+        Retriever.from_config(None, retrained)
+    code = main(["export", str(_empty(tmp_path)), *retrained, "--to", str(tmp_path / "out")])
+    assert code == 2 and "other weights than" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -101,9 +101,10 @@ def test_trial_names_are_readable_and_ignore_logging_keys():
 
 def test_results_table_remembers_finished_trials(tmp_path):
     table = ResultsTable(tmp_path, "test/top20")
-    table.add({"run": "a", "trial": 1, "params": {"hash.gamma": 0.1}, "metrics": {"top20": 80.0}})
+    table.add({"run": "a", "trial": 1, "params": {"hash.gamma": 0.1}, "metrics": {"top20": 80.0}, "identity": "x"})
     again = ResultsTable(tmp_path, "test/top20")
-    assert again.finished("a") and not again.finished("b")
+    assert again.finished("a", "x") and not again.finished("b", "x")
+    assert not again.finished("a", "y")  # the same run name from another command is not this trial
     assert "| a | 0.1 | 80.00 |" in (tmp_path / "results.md").read_text()
 
 
@@ -138,6 +139,23 @@ def test_local_agent_skips_finished_trials_and_resumes(tmp_path, monkeypatch):
     table = sweep_cli.run_locally(sweep, count=3, seed=0)
     assert ran[0] not in ran[2:] and len(ran) == 4  # trial 1 once; trial 2 again; trial 3
     assert [r["params"]["hash.gamma"] for r in table.rows] == [0.01, 0.1, 1.0]
+    changed = _sweep(tmp_path, params={"hash.gamma": {"values": [0.01, 0.1, 1.0]}})
+    changed.base_args = ["train.max_steps=4"]  # the sweep's fixed arguments changed: every trial runs again
+    ran.clear()
+    sweep_cli.run_locally(changed, count=3, seed=0)
+    assert len(ran) == 3
+
+
+def test_a_count_below_one_and_an_unlogged_metric_are_refused(tmp_path):
+    from bprlab.cli.sweep import sweep as run_sweep
+
+    path = tmp_path / "s.yaml"
+    _sweep(tmp_path)
+    with pytest.raises(ConfigError, match="--count 0: at least 1 trial"):
+        run_sweep(str(path), 0)
+    with pytest.raises(ConfigError, match="metric.name 'test/top_20' is not a metric runs log"):
+        path.write_text(path.read_text().replace("test/top20", "test/top_20"))
+        read_sweep(path)
 
 
 def test_notebook_reads_results_and_writes_plots(tmp_path):

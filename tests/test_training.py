@@ -126,3 +126,52 @@ def test_a_file_that_is_not_a_checkpoint_is_one_clear_error(tiny_overrides, tmp_
     code = main([stage, str(config), *tiny_overrides, "name=foreign", "index.kind=flat", f"checkpoint={fake}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and f"{fake}: damaged or not a checkpoint" in err[0], err
+
+
+def _trained(tiny_overrides, *extra):
+    cfg = load_config(None, [*tiny_overrides, "name=kept", "index.kind=flat", *extra])
+    stages.train(cfg)
+    return cfg
+
+
+def test_evaluation_inputs_never_retrain_a_finished_run(tiny_overrides, tiny_data, tmp_path, monkeypatch):
+    cfg = _trained(tiny_overrides)
+    other_test = tmp_path / "other.qa.csv"
+    other_test.write_text("Where is Oslo?\t['Norway']\n")
+    beir = tmp_path / "beir"
+    from bprlab.data.beir_export import write_beir
+    from bprlab.data.readers import iter_passages, read_biencoder
+
+    write_beir(beir, iter_passages(tiny_data["passages"]), read_biencoder(tiny_data["train"]))
+    monkeypatch.setattr("bprlab.lit.train.pl.Trainer.fit", lambda *a, **k: pytest.fail("retrained"))
+    for extra in ([f"data.test_file={other_test}"], ["data.path=/anywhere"], ["data.dataset=beir", f"data.path={beir}"],
+                  ["index.kind=binary_flat", "eval.top_k=[1]", "data.answer_match=regex"]):
+        assert stages.train(load_config(None, [*tiny_overrides, "name=kept", "index.kind=flat", *extra])) is None
+    assert (RunPaths(cfg).root / "train.json").is_file()
+
+
+def test_a_run_trained_under_the_legacy_fingerprint_stays_trained(tiny_overrides, monkeypatch):
+    from bprlab.lit.train import legacy_train_fingerprint, train_fingerprint
+
+    cfg = _trained(tiny_overrides)
+    summary_path = RunPaths(cfg).train_summary
+    summary = json.loads(summary_path.read_text())
+    summary_path.write_text(json.dumps({**summary, "fingerprint": legacy_train_fingerprint(cfg)}))
+    monkeypatch.setattr("bprlab.lit.train.pl.Trainer.fit", lambda *a, **k: pytest.fail("retrained"))
+    assert train(cfg)["fingerprint"] == train_fingerprint(cfg)
+    assert json.loads(summary_path.read_text())["fingerprint"] == train_fingerprint(cfg)  # upgraded in place
+
+
+def test_a_bad_training_file_on_a_finished_run_touches_nothing(tiny_overrides, tiny_data, tmp_path, capsys):
+    cfg = _trained(tiny_overrides)
+    root = RunPaths(cfg).root
+    before = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    broken = tmp_path / "broken.json"
+    broken.write_text("[{\"question\": \"q\"")
+    config = tmp_path / "empty.yaml"
+    config.write_text("{}\n")
+    code = main(["train", str(config), *tiny_overrides, "name=kept", "index.kind=flat", f"data.train_file={broken}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and str(broken) in err[0], err
+    after = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.name != ".lock")  # the CLI's run lock
+    assert after == before  # checkpoints and train.json where they were

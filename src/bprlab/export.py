@@ -22,7 +22,7 @@ import torch
 
 from bprlab.artifacts import atomic_dir, read_json, write_json, write_text
 from bprlab.config.schema import IndexKind, RunConfig
-from bprlab.errors import StageError
+from bprlab.errors import ConfigError, StageError
 
 META = "bprlab.json"
 CONFIG_KEYS = ("method", "model.name", "model.projection_dim", "model.pooling", "model.normalize",
@@ -37,22 +37,42 @@ def _get(cfg: RunConfig, dotted: str):
     return getattr(value, "value", value)
 
 
-def export_run(cfg: RunConfig, out: str | Path) -> Path:
+def check_destination(out: Path, force: bool, protected: list[Path]) -> None:
+    """An export writes a new folder, or replaces an earlier export with --force; anything else there is the
+    user's and is refused before any work: an existing file, a folder that is not an export (the run's own
+    folder, the runs root, the project...), a folder holding one of `protected`."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--to {out}: a file is there; name a new folder")
+    resolved = out.resolve()
+    for path in protected:
+        if resolved == path.resolve() or resolved in path.resolve().parents:
+            raise ConfigError(f"--to {out}: holds {path}; name a new folder")
+    if out.is_dir():
+        if not (out / META).is_file():
+            raise ConfigError(f"--to {out}: the folder exists and is not a bprlab export; name a new folder "
+                              "(an export never replaces anything else)")
+        if not force:
+            raise ConfigError(f"--to {out}: holds an earlier export; add --force to replace it")
+
+
+def export_run(cfg: RunConfig, out: str | Path, force: bool = False) -> Path:
     from bprlab.core.encoder import BiEncoder, load_biencoder, load_tokenizer
     from bprlab.data.passage_store import PassageStore
     from bprlab.data.registry import data_paths
     from bprlab.index.base import load_index
-    from bprlab.runs import RunPaths
+    from bprlab.runs import RunPaths, check_index_weights
 
     if cfg.index.kind is IndexKind.bm25:
         raise StageError("index.kind=bm25 has no encoder to export; export a dense or binary row")
     paths = RunPaths(cfg)
+    out = Path(out)
+    check_destination(out, force, [paths.root, Path(cfg.runs_root), Path.cwd()])
     checkpoint = paths.checkpoint()
+    check_index_weights(paths.index, checkpoint, cfg)  # never the new towers beside the old index
     model = BiEncoder.from_model_config(cfg.model) if checkpoint is None else load_biencoder(checkpoint)[0]
     index, index_meta = load_index(cfg.index, paths.index)
     store = PassageStore.open(data_paths(cfg.data).passages)
     tokenizer = load_tokenizer(cfg.model.name)
-    out = Path(out)
     with atomic_dir(out) as tmp:
         for name, tower in (("question_encoder", model.question_tower), ("passage_encoder", model.passage_tower)):
             tower.backbone.save_pretrained(tmp / name)

@@ -52,11 +52,13 @@ class Retriever:
     def from_config(cls, experiment: str | Path | None, overrides: Sequence[str] = (), device: str = "cpu") -> "Retriever":
         """The run an experiment YAML (plus overrides) names, with the index its config selects."""
         from bprlab.data.registry import data_paths
-        from bprlab.runs import RunPaths
+        from bprlab.runs import RunPaths, check_index_weights
 
         cfg = load_config(experiment, list(overrides))
         paths = RunPaths(cfg)
-        return cls(cfg, paths.checkpoint(), paths.index, data_paths(cfg.data).passages, device)
+        checkpoint = paths.checkpoint()
+        check_index_weights(paths.index, checkpoint, cfg)  # a run retrained since its index was built
+        return cls(cfg, checkpoint, paths.index, data_paths(cfg.data).passages, device)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, overrides: Sequence[str] = (), device: str = "cpu") -> "Retriever":

@@ -75,6 +75,19 @@ def weights_stamp(checkpoint: Path | None, cfg: RunConfig) -> dict:
     return {"checkpoint": checkpoint.name, "bytes": checkpoint.stat().st_size, "sha256": file_sha256(checkpoint)}
 
 
+def check_index_weights(index_dir: Path, checkpoint: Path | None, cfg: RunConfig) -> None:
+    """An index records the weights that encoded its passages; searching it with other question weights (a run
+    retrained since) would pair vectors of two models. Refused, naming the commands that rebuild it."""
+    meta_path = Path(index_dir) / "index.json"
+    if not meta_path.is_file():
+        return  # no index yet: loading it says so
+    weights = read_json(meta_path).get("weights")
+    if weights and weights != weights_stamp(checkpoint, cfg):
+        raise StageError(f"{index_dir}: built from passages encoded with other weights than "
+                         f"{checkpoint or 'the pretrained encoder'} (retrained since?): run `bprlab encode` and "
+                         "`bprlab index` again, or `bprlab run`, which does both")
+
+
 @contextmanager
 def run_lock(root: Path) -> Iterator[None]:
     """One bprlab process per run folder: a second one (same run name) is refused at once instead of resuming

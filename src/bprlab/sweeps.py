@@ -59,6 +59,11 @@ def read_sweep(path: str | Path) -> Sweep:
     metric = raw.get("metric") or {}
     if not isinstance(metric, dict) or "name" not in metric or metric.get("goal") not in ("maximize", "minimize"):
         raise ConfigError(f"{path}: key 'metric': expected {{name: ..., goal: maximize|minimize}}")
+    from bprlab.eval.metrics import LOGGED_NAMES
+
+    if metric["name"] not in LOGGED_NAMES.values():
+        raise ConfigError(f"{path}: metric.name {metric['name']!r} is not a metric runs log; one of "
+                          f"{', '.join(sorted(LOGGED_NAMES.values()))}")
     parameters = raw.get("parameters")
     if not isinstance(parameters, dict) or not parameters:
         raise ConfigError(f"{path}: key 'parameters': expected a non-empty mapping of config keys")
@@ -151,6 +156,14 @@ def _sample(spec: dict, rng: random.Random) -> Any:
                       "int_uniform or log_uniform_values)")
 
 
+def trial_identity(sweep: Sweep, params: dict[str, Any]) -> str:
+    """What a trial ran: the experiment file (by content), the command's fixed arguments and the swept values."""
+    from bprlab.artifacts import file_sha256
+
+    experiment = file_sha256(sweep.experiment) if sweep.experiment.is_file() else str(sweep.experiment)
+    return fingerprint(experiment, sweep.base_args, trial_args(params))
+
+
 def trial_args(params: dict[str, Any]) -> list[str]:
     return [f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in params.items()]
 
@@ -177,8 +190,10 @@ class ResultsTable:
         self.path = self.folder / "results.jsonl"
         self.rows = [json.loads(line) for line in self.path.read_text().splitlines()] if self.path.is_file() else []
 
-    def finished(self, run_name: str) -> bool:
-        return any(row["run"] == run_name for row in self.rows)
+    def finished(self, run_name: str, identity: str | None = None) -> bool:
+        """A trial of this run name recorded with the same identity (experiment, fixed and swept arguments):
+        after the sweep's command changes, its trials run again instead of reprinting old numbers."""
+        return any(row["run"] == run_name and row.get("identity") == identity for row in self.rows)
 
     def add(self, row: dict) -> None:
         self.rows = [r for r in self.rows if r["run"] != row["run"]] + [row]

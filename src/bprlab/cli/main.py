@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="a run as Hugging Face towers + faiss index files + model card")
     p.add_argument("experiment")
     p.add_argument("overrides", nargs="*")
-    p.add_argument("--to", required=True, help="output folder")
+    p.add_argument("--to", required=True, help="a new output folder")
+    p.add_argument("--force", action="store_true", help="replace an earlier export in that folder (never anything "
+                                                        "else)")
     p = sub.add_parser("download", help="fetch DPR's public files for nq or trivia (needs internet)")
     p.add_argument("dataset", choices=["nq", "trivia", "wikipedia"])
     p.add_argument("--root", default="data")
@@ -118,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     except BprlabError as exc:
         print(f"bprlab: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: every write is atomic, so nothing half-written stays behind
+        print("bprlab: interrupted", file=sys.stderr)
+        return 130
     except PermissionError as exc:  # a read-only run folder or data folder
         print(f"bprlab: error: {exc.filename or exc}: permission denied (bprlab writes runs/ and data/ beside the "
               "experiment; run it where you can write, or set runs_root= / data.root=)", file=sys.stderr)
@@ -217,7 +222,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "export":
         from bprlab.cli.search import export_command
 
-        return export_command(args.experiment, args.overrides, args.to)
+        return export_command(args.experiment, args.overrides, args.to, force=args.force)
     if args.command == "download":
         from bprlab.data.download import download
 

@@ -35,7 +35,7 @@ def search_command(experiment: str, items: list[str], k: int, answers: list[str]
     questions, overrides = split_overrides(items)
     retriever = Retriever.from_config(experiment, overrides)
     if not questions:  # a pipe: one question per line in, one JSON object per line out
-        for line in stdin:
+        for line in _lines(stdin):
             question = line.strip()
             if question:
                 hits = retriever.search([question], k)[0]
@@ -54,9 +54,25 @@ def search_command(experiment: str, items: list[str], k: int, answers: list[str]
     return 0
 
 
-def export_command(experiment: str, overrides: list[str], to: str) -> int:
+def _lines(stdin):
+    """stdin's lines; bytes that are not UTF-8 stop with the line they are on."""
+    from bprlab.errors import ConfigError
+
+    raw = getattr(stdin, "buffer", None)
+    source = raw if raw is not None else stdin
+    for number, line in enumerate(source, start=1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"stdin: line {number} is not UTF-8 text (byte {line[exc.start:exc.start + 1]!r}); "
+                                  "give one question per line in UTF-8") from None
+        yield line
+
+
+def export_command(experiment: str, overrides: list[str], to: str, force: bool = False) -> int:
     from bprlab.config import load_config
     from bprlab.export import export_run
 
-    print(f"written: {export_run(load_config(experiment, overrides), to)}")
+    print(f"written: {export_run(load_config(experiment, overrides), to, force=force)}")
     return 0

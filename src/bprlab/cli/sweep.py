@@ -20,7 +20,8 @@ from bprlab.artifacts import read_json
 from bprlab.config import load_config
 from bprlab.errors import ConfigError, StageError
 from bprlab.runs import RunPaths
-from bprlab.sweeps import ResultsTable, Sweep, read_sweep, trial_args, trial_name, trials, write_plan
+from bprlab.sweeps import (ResultsTable, Sweep, read_sweep, trial_args, trial_identity, trial_name, trials,
+                           write_plan)
 from bprlab.tracking import wandb_mode
 
 log = logging.getLogger("bprlab")
@@ -40,6 +41,8 @@ def check_parameter_keys(sweep: Sweep) -> None:
 
 
 def sweep(path: str, count: int | None, seed: int = 0, local: bool = False, create_only: bool = False) -> None:
+    if count is not None and count < 1:
+        raise ConfigError(f"--count {count}: at least 1 trial (leave it out to run a whole grid)")
     spec = read_sweep(path)
     check_parameter_keys(spec)
     if not local and wandb_mode() == "online":
@@ -75,7 +78,8 @@ def run_locally(spec: Sweep, count: int | None, seed: int) -> ResultsTable:
         overrides = [*spec.base_args, *trial_args(params)]
         cfg = load_config(spec.experiment, [*overrides, *trial_overrides(spec.name)])
         cfg.name = trial_name(cfg.name, trial_args(params))
-        if table.finished(cfg.name):
+        identity = trial_identity(spec, params)
+        if table.finished(cfg.name, identity):
             log.info("trial %d/%d %s: finished earlier, skipped", number, len(plan), cfg.name)
             continue
         log.info("trial %d/%d %s: %s", number, len(plan), cfg.name, " ".join(trial_args(params)))
@@ -85,7 +89,7 @@ def run_locally(spec: Sweep, count: int | None, seed: int) -> ResultsTable:
             raise StageError(f"{spec.path}: trial {number} ({cfg.name}) failed; rerun the same command to resume")
         paths = RunPaths(cfg)
         metrics = read_json(paths.eval / "metrics.json")
-        table.add({"run": cfg.name, "trial": number, "params": params,
+        table.add({"run": cfg.name, "trial": number, "params": params, "identity": identity,
                    "metrics": {k: metrics.get(k) for k in KEPT_METRICS},
                    "wandb": sorted(str(p) for p in (paths.root / "wandb").glob("offline-run-*"))})
     print(f"\n{table.markdown()}\nresults: {table.path}")

@@ -74,6 +74,8 @@ def _defaults(cfg: DataConfig) -> dict[str, Path]:
 def data_paths(cfg: DataConfig) -> DataPaths:
     defaults = _defaults(cfg)
     given = {"train": cfg.train_file, "dev": cfg.dev_file, "test": cfg.test_file, "passages": cfg.passages_file}
+    if cfg.dataset.folder:  # a folder brings its own corpus and queries: another dataset's files never replace them
+        given["test"] = given["passages"] = None
     paths = {key: Path(value) if value else defaults.get(key) for key, value in given.items()}
     needed = ("test", "passages")  # train / dev only when training (DataPaths.training says so then)
     missing = [f"data.{key}_file" for key in needed if paths[key] is None]

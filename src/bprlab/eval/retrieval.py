@@ -30,7 +30,7 @@ from bprlab.eval.metrics import top_k_accuracy
 from bprlab.eval.outcomes import QUERY_PREFIX, question_digest
 from bprlab.eval.relevance import DEPTH, per_query_relevance, run_entries, summarize_relevance, write_trec_run
 from bprlab.index.base import SearchResult, SearchStats, load_index
-from bprlab.runs import RunPaths, search_tag, weights_stamp
+from bprlab.runs import RunPaths, check_index_weights, search_tag
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,7 @@ def evaluate(cfg: RunConfig) -> dict:
     else:
         checkpoint = paths.checkpoint()
         queries, encode_seconds = encode_questions(cfg, checkpoint, texts)  # a damaged checkpoint says so here
-        if meta.get("weights") and meta["weights"] != weights_stamp(checkpoint, cfg):
-            weights = checkpoint or "the pretrained encoder"
-            raise StageError(f"{paths.index}: built from passages encoded with other weights than {weights} "
-                             "(retrained since?): run `bprlab encode` and `bprlab index` again, or `bprlab run`, "
-                             "which does both")
+        check_index_weights(paths.index, checkpoint, cfg)
     ignore_own = cfg.data.dataset.folder and cfg.data.ignore_identical_ids
     result, search_seconds = timed_search(index, queries, depth + ignore_own, cfg.index.search_batch_size)
     removed = 0

@@ -71,29 +71,74 @@ def checkpoint_callbacks(cfg: RunConfig, paths: RunPaths) -> tuple[pl.Callback, 
 
 
 NOT_TRAINING_KEYS = ("name", "runs_root", "checkpoint", "logger", "encode", "index", "eval", "wandb")
+# How training samples are drawn and validated: the data keys training reads besides its files' contents.
+TRAINING_DATA_KEYS = ("num_hard_negatives", "num_other_negatives", "shuffle_negatives", "strip_question_mark",
+                      "max_question_length", "max_passage_length", "val_hard_negatives", "val_other_negatives",
+                      "max_val_questions")
 # Keys added after runs existed: left out of the fingerprint while at their default, so those runs stay current.
-LATER_KEYS = {("model", "pooling"): "cls", ("model", "normalize"): False, ("data", "path"): None,
-              ("data", "split"): "test", ("optim", "projection_lr"): None,
-              ("model", "same_projection_init"): False, ("data", "ignore_identical_ids"): True}
+LATER_KEYS = {("model", "pooling"): "cls", ("model", "normalize"): False, ("optim", "projection_lr"): None,
+              ("model", "same_projection_init"): False}
 STAMP = "fingerprint.txt"
 
 
 def train_fingerprint(cfg: RunConfig) -> str:
-    """What decides the trained weights (search, encoding and logging settings do not)."""
+    """What decides the trained weights: method, seed, model, hashing, losses, optimiser and training settings,
+    how samples are drawn (TRAINING_DATA_KEYS), and the training and dev files by content (wherever they are).
+    Evaluation inputs (test file, corpus, a BEIR folder), search, encoding and logging are not part of it, so
+    evaluating a run on other data never retrains it."""
+    from bprlab.artifacts import file_sha256
+    from bprlab.data.registry import data_paths
+
     config = to_dict(cfg)
     for key in NOT_TRAINING_KEYS:
         config.pop(key)
     config["train"].pop("resume")
-    # data files by their place in the project, not on this disk: a moved or copied project stays trained
+    config["data"] = {key: config["data"][key] for key in TRAINING_DATA_KEYS}
+    for (section, key), default in LATER_KEYS.items():
+        if config[section].get(key, default) == default:
+            config[section].pop(key, None)
+    try:
+        paths = data_paths(cfg.data)
+        files = {name: file_sha256(path) for name, path in (("train", paths.train), ("dev", paths.dev))
+                 if path is not None and Path(path).is_file()}
+    except ConfigError:  # a dataset without training files configured (an evaluation-only folder)
+        files = {}
+    return fingerprint(config, files)
+
+
+def legacy_train_fingerprint(cfg: RunConfig) -> str:
+    """The fingerprint train.json recorded before it held training inputs only (the whole config but search,
+    encoding and logging; data files by path): a run trained then is current when this matches."""
+    config = to_dict(cfg)
+    for key in NOT_TRAINING_KEYS:
+        config.pop(key)
+    config["train"].pop("resume")
     base = Path(cfg.runs_root).resolve().parent
     for key in ("root", "path", "train_file", "dev_file", "test_file", "passages_file"):
         value = config["data"].get(key)
         if value and Path(value).is_absolute() and Path(value).is_relative_to(base):
             config["data"][key] = str(Path(value).relative_to(base))
-    for (section, key), default in LATER_KEYS.items():
+    later = {**LATER_KEYS, ("data", "path"): None, ("data", "split"): "test", ("data", "ignore_identical_ids"): True}
+    for (section, key), default in later.items():
         if config[section].get(key, default) == default:
             config[section].pop(key, None)
     return fingerprint(config)
+
+
+def _trained_with(paths: RunPaths, stamp: str, cfg: RunConfig) -> dict | None:
+    """train.json when it records this training config (upgraded in place from the legacy fingerprint)."""
+    if not paths.train_summary.is_file():
+        return None
+    summary = read_json(paths.train_summary)
+    if summary.get("fingerprint") == stamp:
+        return summary
+    if summary.get("fingerprint") == legacy_train_fingerprint(cfg):
+        if rank_zero_only.rank == 0:
+            write_json(paths.train_summary, {**summary, "fingerprint": stamp})
+            if (paths.checkpoints / STAMP).is_file():
+                write_text(paths.checkpoints / STAMP, stamp)
+        return {**summary, "fingerprint": stamp}
+    return None
 
 
 def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = None,
@@ -105,14 +150,16 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     """
     paths = RunPaths(cfg)
     stamp = train_fingerprint(cfg)
-    if not force and paths.train_summary.is_file() and read_json(paths.train_summary).get("fingerprint") == stamp:
+    trained = None if force else _trained_with(paths, stamp, cfg)
+    if trained is not None:
         log.info("%s is already trained with this config (use --force to retrain)", paths.root)
-        return read_json(paths.train_summary)
-    if rank_zero_only.rank == 0:  # every DDP/SLURM rank runs this script; one of them tidies up
-        _set_aside_stale(paths, stamp, force)
+        return trained
     pl.seed_everything(cfg.seed, workers=True)
     module = module_class(cfg.method)(to_dict(cfg))
     datamodule = RetrieverDataModule(cfg, make_collator(cfg))
+    datamodule.setup("fit")  # every training input read and checked before anything of the run is touched
+    if rank_zero_only.rank == 0:  # every DDP/SLURM rank runs this script; one of them tidies up
+        _set_aside_stale(paths, stamp, force, legacy_train_fingerprint(cfg))
     last, best = checkpoint_callbacks(cfg, paths)
     logger = make_logger(cfg, paths.root)
     callbacks = [last, best, *([pl.callbacks.LearningRateMonitor("step")] if logger else []), *(extra_callbacks or [])]
@@ -168,10 +215,11 @@ def load_module(cfg: RunConfig, checkpoint: Path | None) -> RetrieverModule:
     return module
 
 
-def _set_aside_stale(paths: RunPaths, stamp: str, force: bool) -> None:
+def _set_aside_stale(paths: RunPaths, stamp: str, force: bool, legacy: str | None = None) -> None:
     """Move checkpoints written under another training config (or all, with force) out of the way."""
     stamp_file = paths.checkpoints / STAMP
-    stale = paths.checkpoints.is_dir() and (force or not stamp_file.is_file() or stamp_file.read_text() != stamp)
+    current = stamp_file.is_file() and stamp_file.read_text() in (stamp, legacy)
+    stale = paths.checkpoints.is_dir() and (force or not current)
     if stale and any(paths.checkpoints.iterdir()):
         aside = paths.root / f"checkpoints.stale-{time.strftime('%Y%m%d-%H%M%S')}"
         log.warning("moving checkpoints of a different training config to %s", aside)

@@ -100,6 +100,6 @@ def tiny_overrides(tiny_bert, tiny_data, tmp_path) -> list[str]:
         "data.val_hard_negatives=2", "data.val_other_negatives=1", "data.max_question_length=32",
         "data.max_passage_length=48", "train.batch_size=4", "train.accelerator=cpu", "train.devices=1",
         "train.epochs=2", "train.select_from_epoch=0", "train.log_every_n_steps=1",
-        "train.checkpoint_every_n_steps=1", "encode.batch_size=4", "index.num_candidates=8",
+        "train.checkpoint_every_n_steps=1", "encode.batch_size=4",
         "eval.top_k=[1,2,5]", "logger=none", f"runs_root={tmp_path / 'runs'}",
     ]

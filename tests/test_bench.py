@@ -40,8 +40,8 @@ def test_scan_share_reference_ignores_a_pass_over_cached_codes(monkeypatch):
     monkeypatch.setattr(search, "read_bandwidth_of", lambda words, n: 30.0)
 
     def methods(nbytes):
-        codes = SimpleNamespace(words=np.zeros(nbytes // 8, np.uint64))
-        return [SimpleNamespace(name="bpr-native", index=SimpleNamespace(_search=SimpleNamespace(codes=codes)))]
+        words = np.zeros(nbytes // 8, np.uint64)
+        return [SimpleNamespace(name="bpr-native", index=SimpleNamespace(resident_codes=words))]
 
     plan = SearchPlan(bandwidth_bytes=1 << 20)
     assert search._reference_bandwidth(plan, methods(1 << 19), 2, {2: 18.0}) == 18.0  # cached: the probe

@@ -124,7 +124,9 @@ def test_a_units_fingerprint_holds_what_moves_its_numbers_only(tiny_overrides):
 
     flat = stamp("index.kind=flat")
     assert stamp("index.kind=flat", "index.threads=1", "index.search_batch_size=7", "eval.question_batch_size=3",
-                 "index.hash_bits=8", "logger=wandb", "wandb.group=g") == flat
+                 "logger=wandb", "wandb.group=g") == flat
+    assert stamp("index.kind=binary_flat", "index.backend=faiss", "index.device=cpu") == \
+        stamp("index.kind=binary_flat")  # the implementation that searches moves no number
     binary = stamp("index.kind=binary_flat")
     assert binary != flat and stamp("index.kind=binary_flat", "index.num_candidates=4", "eval.top_k=[1,2]") != binary
     assert stamp("index.kind=flat", "seed=7") != flat and stamp("index.kind=flat", "optim.lr=0.1") != flat

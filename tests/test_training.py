@@ -103,13 +103,13 @@ def test_validation_ranks_in_float32_under_bf16_autocast(tiny_overrides):
     from bprlab.data.collate import Sample
     from bprlab.data.records import Passage
     from bprlab.lit.modules import module_class
-    from bprlab.lit.train import make_collator
+    from bprlab.data.collate import Collator
 
     cfg = load_config(None, [*tiny_overrides, "method=bpr", "model.projection_dim=16"])
     module = module_class(cfg.method)(to_dict(cfg)).eval()
     samples = [Sample(f"question {i}", [Passage(title=f"t{i}", text=f"passage {i} {j}") for j in range(3)])
                for i in range(4)]
-    batch = make_collator(cfg)(samples)
+    batch = Collator.from_config(cfg)(samples)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert module.model.encode_question(**batch["question"]).dtype == torch.bfloat16  # what the towers give
         module.validation_step(batch, 0)
@@ -144,7 +144,7 @@ def test_evaluation_inputs_never_retrain_a_finished_run(tiny_overrides, tiny_dat
 
     write_beir(beir, iter_passages(tiny_data["passages"]), read_biencoder(tiny_data["train"]))
     monkeypatch.setattr("bprlab.lit.train.pl.Trainer.fit", lambda *a, **k: pytest.fail("retrained"))
-    for extra in ([f"data.test_file={other_test}"], ["data.path=/anywhere"], ["data.dataset=beir", f"data.path={beir}"],
+    for extra in ([f"data.test_file={other_test}"], ["data.dataset=beir", f"data.path={beir}"],
                   ["index.kind=binary_flat", "eval.top_k=[1]", "data.answer_match=regex"]):
         assert stages.train(load_config(None, [*tiny_overrides, "name=kept", "index.kind=flat", *extra])) is None
     assert (RunPaths(cfg).root / "train.json").is_file()

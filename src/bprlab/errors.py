@@ -22,3 +22,15 @@ class DataFormatError(BprlabError):
 
 class StageError(BprlabError):
     """A stage's inputs are missing (e.g. evaluate before index); the message says which stage to run."""
+
+
+def bad_utf8(path) -> DataFormatError:
+    """The first line of `path` that is not UTF-8, named with the offending byte (an error path: reads again)."""
+    with open(path, "rb") as handle:
+        for line, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return DataFormatError(path, f"line {line}", f"not UTF-8: byte 0x{raw[exc.start]:02x} at byte "
+                                                             f"{exc.start + 1} of the line (save the file as UTF-8)")
+    return DataFormatError(path, None, "not UTF-8 (save the file as UTF-8)")

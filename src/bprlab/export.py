@@ -2,7 +2,9 @@
 
 DIR/
   question_encoder/, passage_encoder/   `save_pretrained` of each tower's transformer + the tokenizer:
-                                        AutoModel.from_pretrained(DIR/question_encoder) gives the run's token states
+                                        AutoModel.from_pretrained(DIR/question_encoder) gives the run's token states,
+                                        and SentenceTransformer(DIR/question_encoder) the run's vectors
+                                        (bprlab.export_st: pooling, projection, normalisation)
   projection.pt                         the Linear + LayerNorm on top of each tower (model.projection_dim), if any
   index/passages.faissindex             the run's index in faiss's format: IndexBinaryFlat of the packed codes for
                                         BPR and binary kinds (it keeps the codes, unlike the hash index), the faiss
@@ -17,14 +19,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from bprlab.artifacts import atomic_dir, read_json, write_json, write_text
-from bprlab.config.schema import IndexKind, RunConfig
+from bprlab.config.schema import RunConfig
 from bprlab.errors import ConfigError, StageError
 
 META = "bprlab.json"
+TRAINED = ("method", "model.", "data.")  # keys the towers were trained with: from the checkpoint's saved config
 CONFIG_KEYS = ("method", "model.name", "model.projection_dim", "model.pooling", "model.normalize",
                "model.passage_text_token_type", "data.max_question_length", "data.max_passage_length", "index.kind",
                "index.num_candidates", "index.rerank", "index.candidate_generation", "index.rescore", "eval.top_k")
@@ -56,37 +58,40 @@ def check_destination(out: Path, force: bool, protected: list[Path]) -> None:
 
 
 def export_run(cfg: RunConfig, out: str | Path, force: bool = False) -> Path:
+    from bprlab.config.loader import from_dict
     from bprlab.core.encoder import BiEncoder, load_biencoder, load_tokenizer
     from bprlab.data.passage_store import PassageStore
     from bprlab.data.registry import data_paths
     from bprlab.index.base import load_index
+    from bprlab.index.registry import kind_of
     from bprlab.runs import RunPaths, check_index_weights
 
-    if cfg.index.kind is IndexKind.bm25:
-        raise StageError("index.kind=bm25 has no encoder to export; export a dense or binary row")
+    if not kind_of(cfg.index).exportable:
+        raise StageError(f"index.kind={cfg.index.kind.value} has no encoder and faiss form to export; export a dense "
+                         "or binary row")
     paths = RunPaths(cfg)
     out = Path(out)
     check_destination(out, force, [paths.root, Path(cfg.runs_root), Path.cwd()])
     checkpoint = paths.checkpoint()
     check_index_weights(paths.index, checkpoint, cfg)  # never the new towers beside the old index
-    model = BiEncoder.from_model_config(cfg.model) if checkpoint is None else load_biencoder(checkpoint)[0]
+    if checkpoint is None:
+        model, trained = BiEncoder.from_model_config(cfg.model), cfg
+    else:  # the towers encode as they were trained: the checkpoint's saved config decides
+        model, saved = load_biencoder(checkpoint)
+        trained = from_dict(saved, source=f"{checkpoint}: saved config")
     index, index_meta = load_index(cfg.index, paths.index)
     store = PassageStore.open(data_paths(cfg.data).passages)
-    tokenizer = load_tokenizer(cfg.model.name)
+    tokenizer = load_tokenizer(trained.model.name)
     with atomic_dir(out) as tmp:
-        for name, tower in (("question_encoder", model.question_tower), ("passage_encoder", model.passage_tower)):
-            tower.backbone.save_pretrained(tmp / name)
-            tokenizer.save_pretrained(tmp / name)
-        if model.question_tower.projection is not None:
-            torch.save({"question": model.question_tower.projection.state_dict(),
-                        "passage": model.passage_tower.projection.state_dict()}, tmp / "projection.pt")
+        _write_towers(tmp, model, trained, tokenizer)
         (tmp / "index").mkdir()
-        _write_index(index, tmp / "index" / "passages.faissindex")
+        index.write_faiss(tmp / "index" / "passages.faissindex")
         with open(tmp / "index" / "ids.txt", "w", encoding="utf-8") as handle:
             for start in range(0, len(store), 100_000):
                 handle.write("\n".join(store.table[start: start + 100_000]["id"]) + "\n")
         metrics_file = paths.eval / "metrics.json"
-        meta = {"config": {key: _get(cfg, key) for key in CONFIG_KEYS}, "run": str(paths.root),
+        config = {key: _get(trained if key.startswith(TRAINED) else cfg, key) for key in CONFIG_KEYS}
+        meta = {"config": config, "run": str(paths.root),
                 "checkpoint": str(checkpoint) if checkpoint else "pretrained",
                 "code_bits": index_meta["dim"] if index.input_kind == "code" else None,
                 "corpus": {"path": str(data_paths(cfg.data).passages.resolve()), "sha256": store.fingerprint(),
@@ -94,81 +99,89 @@ def export_run(cfg: RunConfig, out: str | Path, force: bool = False) -> Path:
                 "train": read_json(paths.train_summary) if paths.train_summary.is_file() else None,
                 "metrics": read_json(metrics_file) if metrics_file.is_file() else None}
         write_json(tmp / META, meta)
-        write_text(tmp / "README.md", model_card(cfg, meta))
+        write_text(tmp / "README.md", model_card(trained, cfg, meta))
     return out
 
 
-def _write_index(index, path: Path) -> None:
-    import faiss
+def _write_towers(folder: Path, model, trained: RunConfig, tokenizer) -> None:
+    """question_encoder/ and passage_encoder/: Hugging Face weights + tokenizer + the sentence-transformers files
+    (bprlab.export_st); projection.pt keeps the projection for `Retriever.from_export`."""
+    from bprlab.data.collate import Collator
+    from bprlab.export_st import pairs_as_one_segment, write_sentence_transformers
 
-    if index.input_kind == "code":
-        codes = np.ascontiguousarray(index.codes)
-        flat = faiss.IndexBinaryFlat(codes.shape[1] * 8)
-        flat.add(codes)
-        faiss.write_index_binary(flat, str(path))
-    else:
-        faiss.write_index(index.index, str(path))
-
-
-def load_exported_biencoder(folder: Path, cfg: RunConfig):
-    """Both towers from the exported Hugging Face folders (+ projection), as the run computed them."""
-    from bprlab.core.encoder import BiEncoder, Tower, load_backbone
-
-    towers = {}
-    projection = torch.load(folder / "projection.pt", weights_only=True) if (folder / "projection.pt").is_file() else None
-    for side, name in (("question", "question_encoder"), ("passage", "passage_encoder")):
-        tower = Tower(load_backbone(str(folder / name)), cfg.model.projection_dim,
-                      cfg.model.pooling.value, cfg.model.normalize)
-        if projection is not None:
-            tower.projection.load_state_dict(projection[side])
-        towers[side] = tower
-    return BiEncoder(towers["question"], towers["passage"])
+    collator = Collator.from_config(trained, tokenizer)
+    for side, tower, length in (("question", model.question_tower, trained.data.max_question_length),
+                                ("passage", model.passage_tower, trained.data.max_passage_length)):
+        if side == "passage" and collator.passage_text_token_type == 0:
+            pairs_as_one_segment(tower.backbone)
+        tower.backbone.save_pretrained(folder / f"{side}_encoder")
+        tokenizer.save_pretrained(folder / f"{side}_encoder")
+        write_sentence_transformers(folder / f"{side}_encoder", tower, trained.model.pooling.value,
+                                    trained.model.normalize, length)
+    if model.question_tower.projection is not None:
+        torch.save({"question": model.question_tower.projection.state_dict(),
+                    "passage": model.passage_tower.projection.state_dict()}, folder / "projection.pt")
 
 
 def load_exported_index(folder: Path, cfg: RunConfig):
-    import faiss
-
-    from bprlab.index.binary import BinaryIndex
-    from bprlab.index.dense import FaissIndex
+    """The export's faiss file as the index its config names (a hash config searches the kept codes by scan)."""
+    from bprlab.index.registry import kind_of
 
     path = folder / "index" / "passages.faissindex"
-    if cfg.index.kind.binary:
-        flat = faiss.read_index_binary(str(path))
-        codes = faiss.vector_to_array(flat.xb).reshape(flat.ntotal, flat.code_size)
-        if cfg.index.kind is IndexKind.binary_hash:  # the export keeps the codes; search them with the scan
-            cfg.index.kind = IndexKind.binary_flat
-        return BinaryIndex(cfg.index, flat.d, codes)
-    return FaissIndex(faiss.read_index(str(path)), cfg.index)
+    if not path.is_file():
+        raise StageError(f"{path}: missing; export the run again")
+    try:
+        return kind_of(cfg.index).cls().read_faiss(cfg.index, path)
+    except RuntimeError as exc:  # faiss on a truncated or foreign file
+        raise StageError(f"{path}: damaged ({str(exc).splitlines()[0][:100]}); export the run again") from None
 
 
-def model_card(cfg: RunConfig, meta: dict) -> str:
+def load_exported_ids(folder: Path) -> list[str]:
+    path = folder / "index" / "ids.txt"
+    if not path.is_file():
+        raise StageError(f"{path}: missing (row -> passage id); export the run again")
+    return path.read_text(encoding="utf-8").split("\n")
+
+
+def model_card(trained: RunConfig, cfg: RunConfig, meta: dict) -> str:
+    """README.md of an export: what it is, how it was trained, and the ways to use it (`trained` is the config the
+    towers were trained with; `cfg` names the run and its index)."""
     train, metrics = meta.get("train") or {}, meta.get("metrics") or {}
-    bits = meta.get("code_bits")
-    lines = [f"# {cfg.name}: {cfg.method.value.upper()} retriever exported by bprlab", "",
-             f"- method: {cfg.method.value}; index: {cfg.index.kind.value}" + (f"; {bits}-bit codes" if bits else ""),
-             f"- encoder: {cfg.model.name}, pooling {cfg.model.pooling.value}"
-             + (", L2-normalised" if cfg.model.normalize else "")
-             + (f", projection to {cfg.model.projection_dim}" if cfg.model.projection_dim else ""),
-             f"- training data: {cfg.data.dataset.value}; steps: {train.get('global_step', 'none (pretrained)')}, "
+    bits, model = meta.get("code_bits"), trained.model
+    lines = [f"# {cfg.name}: {trained.method.value.upper()} retriever exported by bprlab", "",
+             f"- method: {trained.method.value}; index: {cfg.index.kind.value}" + (f"; {bits}-bit codes" if bits else ""),
+             f"- encoder: {model.name}, pooling {model.pooling.value}" + (", L2-normalised" if model.normalize else "")
+             + (f", projection to {model.projection_dim}" if model.projection_dim else ""),
+             f"- training data: {trained.data.dataset.value}; steps: {train.get('global_step', 'none (pretrained)')}, "
              f"global batch {train.get('global_batch_size', '-')}",
              f"- corpus: {meta['corpus']['num_passages']:,} passages (sha256 {meta['corpus']['sha256'][:16]}...)"]
     if metrics:
-        shown = {k: round(v, 2) for k, v in metrics.items() if k.startswith(("top", "ndcg", "recall", "mrr"))}
+        shown = {k: round(v, 2) for k, v in metrics.items() if isinstance(v, float) and
+                 k.startswith(("top", "ndcg", "recall", "mrr"))}
         lines.append(f"- the run's evaluation: {json.dumps(shown)}")
-    if cfg.model.name == "minilm":
+    if model.name == "minilm":
         lines += ["", "The encoder started from all-MiniLM-L6-v2, which was itself fine-tuned on data that includes "
                       "Natural Questions, TriviaQA and SQuAD 2.0 training questions: numbers on those sets are not "
                       "zero-shot."]
-    lines += ["", "## Use", "", "```python", "from transformers import AutoModel, AutoTokenizer",
+    pooled = "[:, 0]  # [CLS]" if model.pooling.value == "cls" else "  # then the attention-masked mean"
+    lines += ["", "## Use", "", "With sentence-transformers (the run's pooling"
+              + (", projection" if model.projection_dim else "") + (" and normalisation" if model.normalize else "")
+              + " included):", "", "```python", "from sentence_transformers import SentenceTransformer",
+              "from sentence_transformers.quantization import quantize_embeddings",
+              "questions = SentenceTransformer('question_encoder').encode(['a question'])",
+              "passages = SentenceTransformer('passage_encoder').encode([['a title', 'a passage text']])  # (title, text)",
+              "codes = quantize_embeddings(passages, precision='ubinary')  # BPR's packed codes", "```", "",
+              "With plain transformers:", "", "```python", "from transformers import AutoModel, AutoTokenizer",
               "tokenizer = AutoTokenizer.from_pretrained('question_encoder')",
               "model = AutoModel.from_pretrained('question_encoder')",
-              "e_q = model(**tokenizer(['a question'], return_tensors='pt')).last_hidden_state"
-              + ("[:, 0]  # [CLS]" if cfg.model.pooling.value == "cls" else "  # then the attention-masked mean"),
+              "e_q = model(**tokenizer(['a question'], return_tensors='pt')).last_hidden_state" + pooled,
               "```", "", "Passages are encoded as the pair (title, text) with the passage encoder. "
-              + ("projection.pt holds the Linear + LayerNorm applied to the pooled vector (both towers). " if
-                 cfg.model.projection_dim else ""),
+              + ("projection.pt holds the Linear + LayerNorm applied to the pooled vector (both towers); "
+                 "sentence-transformers applies it from 2_Dense/ and 3_LayerNorm/ (its LayerNorm eps is 1e-5, the "
+                 "run's the encoder's own: vectors agree to ~1e-5 relative). " if model.projection_dim else ""),
               "Binarise a passage embedding e_p as BPR does: bit = 1 where e_p >= 0 (sign, with 0 -> +1), packed with "
-              "numpy.packbits along the dimension (first dimension = most significant bit of byte 0). "
+              "numpy.packbits along the dimension (first dimension = most significant bit of byte 0); "
+              "quantize_embeddings(..., 'ubinary') packs the same bits (it maps an exact 0 to bit 0). "
               "index/passages.faissindex holds the corpus in that form (faiss IndexBinaryFlat) or as the run's float "
               "index; index/ids.txt maps its rows to passage ids. BPR search: Hamming top-l (l = "
               f"{cfg.index.num_candidates}), then rerank by <e_q, sign(e_p)>. "

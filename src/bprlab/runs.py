@@ -20,46 +20,12 @@ from typing import Iterator
 
 from bprlab.artifacts import provenance, read_json, write_json, write_text
 from bprlab.config.loader import to_dict, to_yaml
-from bprlab.config.schema import Checkpoint, IndexConfig, IndexKind, RunConfig
+from bprlab.config.schema import Checkpoint, RunConfig
 from bprlab.errors import StageError
+from bprlab.index.registry import build_tag as index_build_tag, search_tag
 
 log = logging.getLogger(__name__)
 NAMED_CHECKPOINTS = tuple(c.value for c in Checkpoint)
-
-
-def index_build_tag(cfg: IndexConfig) -> str:
-    """Names what is built (search-time switches are not part of it)."""
-    if cfg.name:
-        return cfg.name
-    if cfg.kind is IndexKind.binary_hash:
-        return f"binary_hash-b{cfg.hash_bits}x{cfg.hash_tables}"
-    if cfg.kind is IndexKind.lsh:
-        return f"lsh-{cfg.rotation.value}-{cfg.code_bits or 'd'}bits"
-    if cfg.kind is IndexKind.pq:
-        return f"pq-{cfg.pq_subquantizers or 'd8'}x{cfg.pq_bits}" + ("-rescore" if cfg.rescore else "")
-    if cfg.kind is IndexKind.hnsw:
-        return f"hnsw-m{cfg.hnsw_m}-efc{cfg.hnsw_ef_construction}"
-    if cfg.kind is IndexKind.factory:
-        tag = "factory-" + re.sub(r"[^A-Za-z0-9]+", "_", cfg.factory or "")
-    else:
-        tag = cfg.kind.value
-    return tag + ("-rescore" if cfg.rescore else "")
-
-
-def search_tag(cfg: IndexConfig) -> str:
-    """Names a search setting over a built index: one eval folder per setting."""
-    tag = index_build_tag(cfg)
-    if cfg.kind is IndexKind.hnsw:
-        return f"{tag}-ef{cfg.hnsw_ef_search}"
-    if cfg.kind is IndexKind.rabitq:
-        tag += f"-qb{cfg.rabitq_query_bits}"
-    if not cfg.kind.binary:
-        return tag + (f"-l{cfg.num_candidates}" if cfg.rescore else "")
-    if cfg.kind is IndexKind.binary_hash:
-        tag += f"-flip{cfg.hash_flips}"
-    if not cfg.candidate_generation:
-        return tag + "-exhaustive"
-    return tag + (f"-l{cfg.num_candidates}" if cfg.rerank else "-norerank")
 
 
 def weights_stamp(checkpoint: Path | None, cfg: RunConfig) -> dict:

@@ -42,13 +42,13 @@ def bare_forward(cfg) -> float:
     from bprlab.data.passage_store import PassageStore
     from bprlab.data.registry import data_paths
     from bprlab.lit.modules import module_class
-    from bprlab.lit.train import make_collator
+    from bprlab.data.collate import Collator
 
     store = PassageStore.open(data_paths(cfg.data).passages)
     module = module_class(cfg.method)(to_dict(cfg))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = module.model.to(device).eval()
-    collator = make_collator(cfg)
+    collator = Collator.from_config(cfg)
     shards = list(range(-(-len(store) // cfg.encode.shard_size)))
     sampler = ShardBatchSampler(text_lengths(store.table), cfg.encode.shard_size, shards, cfg.encode.batch_size)
     batches = [collator.passages([store[r] for r in rows]) for rows in sampler]

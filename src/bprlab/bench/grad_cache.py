@@ -41,13 +41,16 @@ def one_config(model: str, questions: int, chunk: int | None, device: str, steps
     import torch
 
     from bprlab.bench import memory
-    from bprlab.core.encoder import BiEncoder, load_tokenizer
+    from bprlab.config import load_config
+    from bprlab.core.encoder import BiEncoder
     from bprlab.core.losses import BPRLoss
     from bprlab.data.collate import Collator
     from bprlab.lit.grad_cache import cached_backward
 
     torch.manual_seed(0)
-    collator = Collator(load_tokenizer(model), 32, 256, passage_text_token_type=1)
+    # BPR's collator at the paper's passage length (256), questions cut at 32 tokens
+    collator = Collator.from_config(load_config(None, ["method=bpr", f"model.name={model}",
+                                                       "data.max_question_length=32", "data.max_passage_length=256"]))
     batch = _batch(collator, questions)
     model_ = BiEncoder.from_pretrained(model).train().to(device)
     batch = {"question": {k: v.to(device) for k, v in batch["question"].items()},

@@ -130,7 +130,7 @@ def _reference_bandwidth(plan: SearchPlan, methods: list[Method], n_threads: int
     least as large as the probe and that pass is faster. Smaller codes can sit partly in the last-level cache (at
     1M codes, 96 MB, such a pass read 30 GB/s where the probe read 19), and the reference is DRAM's bandwidth, not
     the cache's: a share above 100% means the scan read partly cached codes."""
-    words = next(m for m in methods if m.name == "bpr-native").index._search.codes.words
+    words = next(m for m in methods if m.name == "bpr-native").index.resident_codes
     own = read_bandwidth_of(words, n_threads) if words.nbytes >= plan.bandwidth_bytes else 0.0
     return max(bandwidth[n_threads], own)
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from bprlab.artifacts import fingerprint, read_json, write_json, write_text
 from bprlab.config import load_config
 from bprlab.config.loader import to_dict
-from bprlab.config.schema import Checkpoint, IndexKind, RunConfig
+from bprlab.config.schema import Checkpoint, RunConfig
+from bprlab.index.base import input_kind
 from bprlab.runs import RunPaths, run_lock
 from bprlab.tables import Row, Table, read_table, seeded_name
 
@@ -48,7 +49,7 @@ def plan_units(table: Table, overrides: list[str], seeds: int | None = None) -> 
     units = []
     for row in table.rows:
         base = load_config(row.experiment, [*table.overrides, *row.overrides, *overrides])
-        trained = base.checkpoint != Checkpoint.pretrained.value and base.index.kind is not IndexKind.bm25
+        trained = base.checkpoint != Checkpoint.pretrained.value and input_kind(base.index) != "text"
         for seed in table.seed_list(base.seed, seeds) if trained else [base.seed]:
             cfg = copy.deepcopy(base)
             cfg.seed, cfg.name = seed, seeded_name(base.name, seed, base.seed)

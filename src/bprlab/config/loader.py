@@ -13,7 +13,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bprlab.config.schema import CandidateLoss, Estimator, Method, RunConfig
+from bprlab.config.schema import CandidateLoss, DataConfig, DatasetName, Estimator, Method, RunConfig
 from bprlab.errors import ConfigError
 
 EXTENDS = "extends"
@@ -50,18 +50,36 @@ def from_dict(data: dict, source: str = "saved config") -> RunConfig:
 
 
 def parse_overrides(overrides: Iterable[str]) -> DictConfig:
-    """`a.b=1 c=[1,2]` -> DictConfig; values are parsed as YAML scalars/lists."""
+    """`a.b=1 c=[1,2]` -> DictConfig; values are parsed as YAML scalars/lists. A scalar for a whole section
+    (`data=beir`) is an error, not something a later `data.path=...` silently replaces."""
     merged = OmegaConf.create({})
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ConfigError(f"command line: '{item}': expected key=value (e.g. train.max_steps=100)")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
             raise ConfigError(f"command line: '{item}': value is not valid YAML ({exc})") from None
-        OmegaConf.update(merged, key.strip(), value, force_add=True)
+        section = _section_keys(key)
+        if section is not None and not isinstance(value, dict):
+            raise ConfigError(f"command line: '{item}': {key} is a section; set its keys one by one, e.g. "
+                              f"{key}.{section[0]}=...")
+        OmegaConf.update(merged, key, value, force_add=True)
     return merged
+
+
+def _section_keys(dotted: str) -> list[str] | None:
+    """The keys of the schema section `dotted` names (`data`, `data.squad`, ...), or None for a plain key."""
+    from dataclasses import fields, is_dataclass
+
+    node = RunConfig()
+    for part in dotted.split("."):
+        if not is_dataclass(node) or part not in {f.name for f in fields(node)}:
+            return None
+        node = getattr(node, part)
+    return [f.name for f in fields(node)] if is_dataclass(node) else None
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -144,6 +162,25 @@ def _check_ranges(cfg: RunConfig, problems: list[str]) -> None:
         problems.append("data.num_workers: must be >= 0")
 
 
+def _data_problems(cfg: RunConfig) -> list[str]:
+    """Data keys the chosen dataset kind does not read, set away from their default."""
+    data, defaults = cfg.data, DataConfig()
+    kind = data.dataset.value
+    problems = []
+    if data.path is not None and not data.dataset.folder:
+        problems.append(f"data.path={data.path} means nothing for data.dataset={kind} (it names the folder of a beir "
+                        "or jsonl dataset); remove it, or set data.dataset=beir|jsonl")
+    if data.split != defaults.split and data.dataset is not DatasetName.beir:
+        problems.append(f"data.split={data.split} means nothing for data.dataset={kind} (it picks a BEIR folder's "
+                        "qrels/<split>.tsv); remove it")
+    if data.ignore_identical_ids != defaults.ignore_identical_ids and not data.dataset.folder:
+        problems.append(f"data.ignore_identical_ids means nothing for data.dataset={kind} (queries with ids of "
+                        "their own: beir or jsonl folders); remove it")
+    if data.squad != defaults.squad and data.dataset is not DatasetName.squad:
+        problems.append(f"data.squad.* means nothing for data.dataset={kind} (it builds the squad task); remove it")
+    return problems
+
+
 def encode_part(text: str) -> tuple[int, int] | None:
     """`i/n` -> (i, n), or None when malformed."""
     first, sep, second = str(text).partition("/")
@@ -168,7 +205,11 @@ def validate(cfg: RunConfig) -> None:
         problems.append("model.passage_text_token_type: expected 0, 1 or null")
     if cfg.model.projection_dim is not None and cfg.model.projection_dim <= 0:
         problems.append("model.projection_dim: must be positive")
-    binary = cfg.index.kind.binary
+    from bprlab.index.registry import config_problems, kind_of  # the one place that knows each index kind
+
+    binary = kind_of(cfg.index).binary
+    problems += config_problems(cfg.index)
+    problems += _data_problems(cfg)
     if binary and (cfg.model.projection_dim or 8) % 8:
         problems.append("model.projection_dim: binary codes are packed in bytes: use a multiple of 8")
     if cfg.index.code_bits is not None and (cfg.index.code_bits <= 0 or cfg.index.code_bits % 8):
@@ -185,10 +226,6 @@ def validate(cfg: RunConfig) -> None:
         problems.append(f"checkpoint={cfg.checkpoint!r}: best, last, pretrained or the path of a .ckpt file")
     if cfg.data.dataset.folder and not cfg.data.path:
         problems.append(f"data.dataset={cfg.data.dataset.value} reads a folder: set data.path")
-    if cfg.index.rescore and not cfg.index.kind.rescorable:
-        problems.append(f"index.rescore: re-scores a quantised float index (pq, int8, rabitq, factory), not "
-                        f"index.kind={cfg.index.kind.value}" + ("; binary kinds rerank from the codes with "
-                                                                "index.rerank" if binary else ""))
     if cfg.index.hnsw_m < 2 or cfg.index.hnsw_ef_construction < 1 or cfg.index.hnsw_ef_search < 1:
         problems.append("index.hnsw_m >= 2 (faiss divides by log M), index.hnsw_ef_construction >= 1 and "
                         "index.hnsw_ef_search >= 1 are required")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from bprlab.data.records import Passage, QARecord
-from bprlab.errors import DataFormatError
+from bprlab.errors import DataFormatError, bad_utf8
 
 log = logging.getLogger(__name__)
 CORPUS, QUERIES, QRELS = "corpus.jsonl", "queries.jsonl", "qrels"
@@ -38,8 +38,6 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
             try:
                 raw = raw_bytes.decode("utf-8")
             except UnicodeDecodeError:
-                from bprlab.data.readers import bad_utf8
-
                 raise bad_utf8(path) from None
             if not raw.strip():
                 continue
@@ -142,16 +140,8 @@ def _qrels_lines(path: Path) -> Iterator[tuple[int, tuple[str, str, int]]]:
                 except ValueError:
                     raise DataFormatError(path, f"line {line}", f"score {score!r} is not an integer") from None
                 yield line, (query_id, doc_id, grade)
-    except UnicodeDecodeError as exc:
-        line = _line_of_byte(path, exc.start)
-        raise DataFormatError(path, f"line {line}", f"not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} "
-                                                    f"at offset {exc.start}); save the file as UTF-8") from None
-
-
-def _line_of_byte(path: Path, offset: int) -> int:
-    """The 1-based line holding byte `offset` of a file (for errors about undecodable bytes)."""
-    with open(path, "rb") as handle:
-        return handle.read(offset).count(b"\n") + 1
+    except UnicodeDecodeError:
+        raise bad_utf8(path) from None
 
 
 def doc_id_unknown(doc_id: str, doc_ids: set[str] | None) -> bool:

@@ -1,7 +1,8 @@
 """Batches for the dual encoder. The tokenizer is passed in; nothing here knows about devices or Lightning.
 
-Passages are encoded as the pair `[CLS] title [SEP] text [SEP]` (SPEC §1). BPR gives the text segment token
-type 1 and DPR token type 0 everywhere; `passage_text_token_type` picks, and index time uses the same collator.
+Passages are encoded as the pair `[CLS] title [SEP] text [SEP]` (docs/method.md#model). BPR gives the text
+segment token type 1 and DPR token type 0 everywhere; `passage_text_token_type` picks, and index time uses the
+same collator (`Collator.from_config`, the one place a collator is made).
 """
 
 from __future__ import annotations
@@ -28,6 +29,18 @@ class Collator:
         self.max_question_length = max_question_length
         self.max_passage_length = max_passage_length
         self.passage_text_token_type = passage_text_token_type
+
+    @classmethod
+    def from_config(cls, cfg, tokenizer=None) -> "Collator":
+        """The one place a collator is made: lengths and the passage text's token type from a run config (the
+        config saved in a checkpoint, for a trained run), the tokenizer of its model unless one is given."""
+        from bprlab.core.encoder import load_tokenizer
+
+        token_type = cfg.model.passage_text_token_type
+        if token_type is None:  # docs/method.md#model: BPR gives the passage text token type 1, DPR 0 everywhere
+            token_type = 1 if cfg.method.value == "bpr" else 0
+        return cls(tokenizer or load_tokenizer(cfg.model.name), cfg.data.max_question_length,
+                   cfg.data.max_passage_length, token_type)
 
     def questions(self, questions: Sequence[str]) -> dict[str, torch.Tensor]:
         return dict(

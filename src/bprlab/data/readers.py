@@ -18,24 +18,13 @@ from typing import Any, Iterable, Iterator
 
 from bprlab.artifacts import atomic_path
 from bprlab.data.records import BiencoderRecord, Passage, QARecord
-from bprlab.errors import DataFormatError
+from bprlab.data.beir import iter_corpus
+from bprlab.errors import DataFormatError, bad_utf8
 
 PASSAGE_HEADER = ("id", "text", "title")
 _HEADER_TEXT = "id<TAB>text<TAB>title"
 
 csv.field_size_limit(sys.maxsize)  # psgs_w100 rows are short, but custom corpora need not be
-
-
-def bad_utf8(path: Path) -> DataFormatError:
-    """The first line of `path` that is not UTF-8, named with the offending byte (an error path: reads again)."""
-    with open(path, "rb") as handle:
-        for line, raw in enumerate(handle, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return DataFormatError(path, f"line {line}", f"not UTF-8: byte 0x{raw[exc.start]:02x} at byte "
-                                                             f"{exc.start + 1} of the line (save the file as UTF-8)")
-    return DataFormatError(path, None, "not UTF-8 (save the file as UTF-8)")
 
 
 def _open(path: Path):
@@ -52,8 +41,6 @@ def iter_passages(path: str | Path) -> Iterator[Passage]:
     BEIR / jsonl corpus.jsonl (bprlab.data.beir)."""
     path = Path(path)
     if path.suffix == ".jsonl":
-        from bprlab.data.beir import iter_corpus
-
         yield from iter_corpus(path)
         return
     try:

@@ -12,14 +12,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from bprlab.artifacts import atomic_dir, write_json
-from bprlab.config.loader import from_dict
-from bprlab.config.schema import IndexKind, RunConfig
-from bprlab.core.encoder import BiEncoder, load_biencoder, load_tokenizer
-from bprlab.data.collate import Collator
+from bprlab.config.schema import RunConfig
+from bprlab.core.question_encoder import QuestionEncoder
 from bprlab.data.passage_store import PassageStore
 from bprlab.data.questions import read_test_questions
 from bprlab.data.records import QARecord
@@ -30,6 +27,7 @@ from bprlab.eval.metrics import top_k_accuracy
 from bprlab.eval.outcomes import QUERY_PREFIX, question_digest
 from bprlab.eval.relevance import DEPTH, per_query_relevance, run_entries, summarize_relevance, write_trec_run
 from bprlab.index.base import SearchResult, SearchStats, load_index
+from bprlab.index.registry import max_results
 from bprlab.runs import RunPaths, check_index_weights, search_tag
 
 log = logging.getLogger(__name__)
@@ -47,10 +45,10 @@ def evaluate(cfg: RunConfig) -> dict:
     depth = _depth(cfg, judged)
     texts = [q.question for q in questions]
     if index.input_kind == "text":  # BM25 searches the question texts
-        queries, encode_seconds = texts, 0.0
+        queries, encode_seconds, encoded_by = texts, 0.0, None
     else:
         checkpoint = paths.checkpoint()
-        queries, encode_seconds = encode_questions(cfg, checkpoint, texts)  # a damaged checkpoint says so here
+        queries, encode_seconds, encoded_by = encode_questions(cfg, checkpoint, texts)  # a damaged one says so here
         check_index_weights(paths.index, checkpoint, cfg)
     ignore_own = cfg.data.dataset.folder and cfg.data.ignore_identical_ids
     result, search_seconds = timed_search(index, queries, depth + ignore_own, cfg.index.search_batch_size)
@@ -63,7 +61,7 @@ def evaluate(cfg: RunConfig) -> dict:
     metrics = {
         **(top_k_accuracy(hits, cfg.eval.top_k) if answered else {}),
         **summarize_relevance(per_query),
-        **_costs(cfg, index, meta, search_seconds, encode_seconds, len(questions)),
+        **_costs(cfg, index, meta, search_seconds, encode_seconds, len(questions), encoded_by),
         # what was evaluated, by content: seeds and rows are aggregated only over equal question sets and corpora
         "questions_sha256": question_digest(questions),
         "corpus_sha256": store.fingerprint(),
@@ -100,18 +98,18 @@ def _depth(cfg: RunConfig, judged: bool) -> int:
     returns at most its num_candidates reranked passages)."""
     depth = max(cfg.eval.top_k)
     if judged:
-        cap = cfg.index.num_candidates if cfg.index.kind.binary and cfg.index.candidate_generation else DEPTH
-        depth = max(depth, min(DEPTH, cap))
+        depth = max(depth, min(DEPTH, max_results(cfg.index) or DEPTH))
     return depth
 
 
-def _costs(cfg: RunConfig, index, meta: dict, search_seconds: float, encode_seconds: float, n: int) -> dict:
-    """Memory and latency beside the accuracy (SPEC §5), and what produced them."""
+def _costs(cfg: RunConfig, index, meta: dict, search_seconds: float, encode_seconds: float, n: int,
+           encoded_by: RunConfig | None) -> dict:
+    """Memory and latency beside the accuracy (docs/method.md#evaluation), and what produced them."""
     metrics = {
         "index_bytes": meta["index_bytes"],
         "bytes_per_passage": index.bytes_per_passage,
         # floats kept only to re-score candidates (index.rescore); BPR's rerank needs none
-        "rescore_bytes_per_passage": getattr(index, "rescore_bytes_per_passage", 0),
+        "rescore_bytes_per_passage": index.rescore_bytes_per_passage,
         "ms_per_query": 1000.0 * search_seconds / n,
         "search_batch_size": cfg.index.search_batch_size,
         "num_passages": index.ntotal,
@@ -123,41 +121,29 @@ def _costs(cfg: RunConfig, index, meta: dict, search_seconds: float, encode_seco
         "search": search_tag(cfg.index),
         "checkpoint": str(cfg.checkpoint),
         "dataset": cfg.data.dataset.value,
-        "data_path": cfg.data.path,
-        "encoder": None if index.input_kind == "text" else cfg.model.name,
-        "pooling": None if index.input_kind == "text" else cfg.model.pooling.value,
+        "data_path": cfg.data.path if cfg.data.dataset.folder else None,
+        # what encoded the questions (a checkpoint's saved settings), never an override that did not apply
+        "encoder": None if encoded_by is None else encoded_by.model.name,
+        "pooling": None if encoded_by is None else encoded_by.model.pooling.value,
         "faiss_threads": _faiss_threads(),
+        **index.describe(),  # what ran the search (backend, device, threads; a hash index's buckets)
     }
-    if index.input_kind == "code":  # where the search time goes, and what ran it
+    if index.stats.candidate_seconds or index.stats.rerank_seconds:  # where a two-stage search's time goes
         metrics["search_split_ms_per_query"] = {
             "candidates": 1000.0 * index.stats.candidate_seconds / n,
             "rerank": 1000.0 * index.stats.rerank_seconds / n,
         }
-        metrics["search_backend"] = {"backend": cfg.index.backend.value, "device": index.device,
-                                     "threads": cfg.index.threads}
-    if cfg.index.kind is IndexKind.binary_hash:  # the bucket size goes beside the share it scanned (SPEC §4)
-        metrics["hash"] = {"bits": cfg.index.hash_bits, "tables": cfg.index.hash_tables, "flips": cfg.index.hash_flips,
-                           "buckets_per_table": 2 ** cfg.index.hash_bits}
     return metrics
 
 
-def encode_questions(cfg: RunConfig, checkpoint: Path | None, questions: list[str]) -> tuple[np.ndarray, float]:
-    """Continuous question embeddings e_q (Q, D) with the trained (or pretrained) question encoder."""
-    if checkpoint is None:
-        model, model_cfg = BiEncoder.from_model_config(cfg.model), cfg
-    else:
-        model, saved = load_biencoder(checkpoint)
-        model_cfg = from_dict(saved)
-    device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.accelerator != "cpu" else "cpu")
-    model = model.to(device).eval()
-    collator = Collator(load_tokenizer(model_cfg.model.name), model_cfg.data.max_question_length,
-                        model_cfg.data.max_passage_length, passage_text_token_type=0)
-    out, start, size = [], time.perf_counter(), cfg.eval.question_batch_size
-    with torch.inference_mode():
-        for i in tqdm(range(0, len(questions), size), desc="encode questions", unit="batch"):
-            batch = {k: v.to(device) for k, v in collator.questions(questions[i : i + size]).items()}
-            out.append(model.encode_question(**batch).float().cpu().numpy())
-    return np.concatenate(out), time.perf_counter() - start
+def encode_questions(cfg: RunConfig, checkpoint: Path | None, questions: list[str]) -> tuple[np.ndarray, float, RunConfig]:
+    """Continuous question embeddings e_q (Q, D) with the run's question encoder (bprlab.core.question_encoder),
+    the seconds it took, and the config the vectors come from (the checkpoint's saved one for a trained run)."""
+    device = "cpu" if cfg.train.accelerator == "cpu" else "auto"
+    encoder = QuestionEncoder.for_run(cfg, checkpoint, device)
+    start = time.perf_counter()
+    vectors = encoder.encode(questions, cfg.eval.question_batch_size)
+    return vectors, time.perf_counter() - start, encoder.config
 
 
 def timed_search(index, question_emb: np.ndarray, k: int, batch_size: int) -> tuple[SearchResult, float]:

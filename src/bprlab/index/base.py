@@ -1,4 +1,4 @@
-"""One index protocol for every method (SPEC §4; DESIGN, house style 5).
+"""One index protocol for every method (docs/method.md#search); each kind's facts live in `registry.py`.
 
 An index is built from the passage representation its kind consumes (`input_kind`: "emb" = float32 (N, D),
 "code" = packed uint8 (N, D/8), "text" = the passage texts for BM25), searched with continuous question
@@ -17,6 +17,7 @@ import numpy as np
 from bprlab.artifacts import atomic_dir, read_json, write_json
 from bprlab.config.schema import IndexConfig, IndexKind
 from bprlab.errors import StageError
+from bprlab.index.registry import kind_of
 
 META = "index.json"
 
@@ -45,18 +46,37 @@ class SearchStats:
 
 
 class RetrievalIndex(Protocol):
-    input_kind: ClassVar[str]  # "emb" or "code"
+    """What every index kind provides (bprlab.index.registry names the class of each kind)."""
+
+    input_kind: ClassVar[str]  # "emb", "code" or "text": what it is built from and searched with
     stats: SearchStats
 
-    def build(self, vectors: np.ndarray) -> None:
+    @classmethod
+    def create(cls, cfg: IndexConfig, dim: int | None) -> "RetrievalIndex": ...
+
+    @classmethod
+    def load_files(cls, cfg: IndexConfig, meta: dict, directory: Path) -> "RetrievalIndex":
+        """Load what `save_files` wrote, configured for search by `cfg`; `meta` is index.json."""
+
+    @classmethod
+    def read_faiss(cls, cfg: IndexConfig, path: Path) -> "RetrievalIndex":
+        """Load the faiss file `write_faiss` wrote (an export's index)."""
+
+    def build(self, vectors) -> None:
         """Train (where the kind needs it) on `vectors`, then add them."""
 
-    def add(self, vectors: np.ndarray) -> None: ...
+    def add(self, vectors) -> None: ...
 
-    def search(self, question_emb: np.ndarray, k: int) -> SearchResult: ...
+    def search(self, question_emb, k: int) -> SearchResult: ...
 
     def save_files(self, directory: Path) -> None:
         """Write the index's own files into an (empty, temporary) directory."""
+
+    def write_faiss(self, path: Path) -> None:
+        """The index as one faiss file that plain faiss reads (`bprlab export`)."""
+
+    def describe(self) -> dict:
+        """What ran the search and how it was set up, for metrics.json (backend, device, threads, buckets...)."""
 
     @property
     def ntotal(self) -> int: ...
@@ -65,22 +85,21 @@ class RetrievalIndex(Protocol):
     def bytes_per_passage(self) -> int:
         """Bytes of one stored passage representation (the code size)."""
 
+    @property
+    def rescore_bytes_per_passage(self) -> int:
+        """Bytes per passage kept only to re-score candidates (float vectors); 0 for most kinds."""
+
+    threads: int | None  # CPU threads for the following searches (None: every core); settable
+    device: str  # "cpu" or "cuda": where searches run
+
 
 def create_index(cfg: IndexConfig, dim: int | None) -> RetrievalIndex:
-    from bprlab.index.binary import BinaryIndex
-    from bprlab.index.bm25 import BM25Index
-    from bprlab.index.dense import FaissIndex
-
-    if cfg.kind is IndexKind.bm25:
-        return BM25Index.create(cfg)
-    return BinaryIndex.create(cfg, dim) if cfg.kind.binary else FaissIndex.create(cfg, dim)
+    return kind_of(cfg).cls().create(cfg, dim)
 
 
 def input_kind(cfg: IndexConfig) -> str:
     """Which passage representation the encode stage must produce for this index kind ("text": none)."""
-    if cfg.kind is IndexKind.bm25:
-        return "text"
-    return "code" if cfg.kind.binary else "emb"
+    return kind_of(cfg).input
 
 
 def save_index(index: RetrievalIndex, cfg: IndexConfig, dim: int, directory: str | Path, **extra) -> dict:
@@ -97,9 +116,6 @@ def save_index(index: RetrievalIndex, cfg: IndexConfig, dim: int, directory: str
 
 def load_index(cfg: IndexConfig, directory: str | Path) -> tuple[RetrievalIndex, dict]:
     """Load an index saved by `save_index`, configured for search by `cfg` (candidates, rerank, flips)."""
-    from bprlab.index.binary import BinaryIndex
-    from bprlab.index.dense import FaissIndex
-
     directory = Path(directory)
     if not (directory / META).is_file():
         raise StageError(f"{directory}: no index here; run `bprlab index` first")
@@ -107,13 +123,7 @@ def load_index(cfg: IndexConfig, directory: str | Path) -> tuple[RetrievalIndex,
     if meta["kind"] != cfg.kind.value:
         raise StageError(f"{directory}: holds a {meta['kind']} index, config asks for {cfg.kind.value}")
     try:
-        if cfg.kind.binary:
-            return BinaryIndex.load_files(cfg, meta["dim"], directory), meta
-        if cfg.kind is IndexKind.bm25:
-            from bprlab.index.bm25 import BM25Index
-
-            return BM25Index.load_files(cfg, directory, meta["ntotal"]), meta
-        return FaissIndex.load_files(cfg, directory), meta
+        return kind_of(cfg).cls().load_files(cfg, meta, directory), meta
     except (RuntimeError, ValueError, OSError, EOFError, KeyError) as exc:  # truncated / garbage / missing files
         raise StageError(f"{directory}: the index files are damaged or missing ({str(exc).splitlines()[0][:100]}); "
                          "rebuild them with `bprlab index <experiment.yaml> --force`") from None

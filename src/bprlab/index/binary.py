@@ -1,4 +1,4 @@
-"""BPR search (SPEC §4): Hamming candidate generation over packed passage codes, then rerank by <e_q, sign(e_p)>.
+"""BPR search (docs/method.md#search): Hamming candidate generation over packed passage codes, then rerank by <e_q, sign(e_p)>.
 
 Candidates come from a linear scan or a hash-table lookup (keys on the first `hash_bits` bits of a code, or on
 `hash_tables` disjoint slices; every bucket within `hash_flips` bit flips of the question's key is probed, so a
@@ -111,6 +111,24 @@ class BinaryIndex:
     def bytes_per_passage(self) -> int:
         return self.dim // 8
 
+    @property
+    def rescore_bytes_per_passage(self) -> int:
+        return 0  # the rerank scores the codes themselves: no float vector is kept
+
+    @property
+    def resident_codes(self) -> np.ndarray:
+        """The array the search reads (the native backend's blocked words once a question has arrived, else the
+        row-major codes): what a read-bandwidth reference should stream over."""
+        search = self._searcher()
+        return search.codes.words if isinstance(search, NativeSearch) else self.codes
+
+    def describe(self) -> dict:
+        info = {"search_backend": {"backend": self.backend.value, "device": self.device, "threads": self.n_threads}}
+        if self.hashing is not None:  # the bucket size goes beside the share it scanned (docs/method.md#search)
+            info["hash"] = {"bits": self.hashing.bits, "tables": self.hashing.tables, "flips": self.hashing.flips,
+                            "buckets_per_table": 2 ** self.hashing.bits}
+        return info
+
     # ------------------------------------------------------------------------------------------ search
 
     def _searcher(self) -> Search:
@@ -177,8 +195,30 @@ class BinaryIndex:
                 arrays.update({f"keys{t}": table.keys, f"offsets{t}": table.offsets, f"rows{t}": table.rows})
             np.savez(directory / BUCKETS, bits=self.hashing.bits, **arrays)
 
+    def write_faiss(self, path: Path) -> None:
+        """faiss IndexBinaryFlat of the codes (it keeps them, unlike faiss's hash index)."""
+        import faiss
+
+        codes = np.ascontiguousarray(self.codes)
+        flat = faiss.IndexBinaryFlat(self.dim)
+        flat.add(codes)
+        faiss.write_index_binary(flat, str(path))
+
     @classmethod
-    def load_files(cls, cfg: IndexConfig, dim: int, directory: Path) -> "BinaryIndex":
+    def read_faiss(cls, cfg: IndexConfig, path: Path) -> "BinaryIndex":
+        """From the IndexBinaryFlat `write_faiss` wrote; a hash config searches it with the linear scan (the export
+        keeps the codes, not the buckets)."""
+        import dataclasses
+
+        import faiss
+
+        flat = faiss.read_index_binary(str(path))
+        codes = faiss.vector_to_array(flat.xb).reshape(flat.ntotal, flat.code_size)
+        return cls(dataclasses.replace(cfg, kind=IndexKind.binary_flat), flat.d, codes)
+
+    @classmethod
+    def load_files(cls, cfg: IndexConfig, meta: dict, directory: Path) -> "BinaryIndex":
+        dim = meta["dim"]
         if not (directory / CODES).is_file():
             raise StageError(f"{directory}: no {CODES} (an index from an older bprlab, or damaged); "
                              "rebuild it with `bprlab index <experiment.yaml> --force`")

@@ -15,6 +15,7 @@ from typing import Iterable
 import numpy as np
 
 from bprlab.config.schema import IndexConfig
+from bprlab.errors import StageError
 from bprlab.index.base import SearchResult, SearchStats
 
 FOLDER = "bm25"
@@ -37,8 +38,12 @@ def _tokenize(texts: list[str], stemmer):
 class BM25Index:
     input_kind = "text"
 
+    device = "cpu"
+    rescore_bytes_per_passage = 0
+
     def __init__(self, cfg: IndexConfig, retriever=None, ntotal: int = 0, nbytes: int = 0):
         self.cfg, self.retriever, self._ntotal, self._nbytes = cfg, retriever, ntotal, nbytes
+        self.threads = cfg.threads
         self.stats = SearchStats()
         self.stemmer = _stemmer()
 
@@ -65,7 +70,8 @@ class BM25Index:
         rows = np.full((len(questions), k), -1, dtype=np.int64)
         scores = np.full((len(questions), k), -np.inf, dtype=np.float32)
         if depth:
-            found, found_scores = self.retriever.retrieve(tokens, k=depth, show_progress=False, n_threads=1)
+            found, found_scores = self.retriever.retrieve(tokens, k=depth, show_progress=False,
+                                                           n_threads=self.threads or 1)
             # bm25s pads with documents of score 0 when fewer match: those are not retrieved
             hit = found_scores > 0
             rows[:, :depth] = np.where(hit, found, -1)
@@ -89,10 +95,20 @@ class BM25Index:
         self._nbytes = sum(f.stat().st_size for f in (directory / FOLDER).rglob("*") if f.is_file())
 
     @classmethod
-    def load_files(cls, cfg: IndexConfig, directory: Path, ntotal: int) -> "BM25Index":
+    def load_files(cls, cfg: IndexConfig, meta: dict, directory: Path) -> "BM25Index":
         import bm25s
 
         folder = directory / FOLDER
         retriever = bm25s.BM25.load(str(folder), mmap=True)
         nbytes = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-        return cls(cfg, retriever, ntotal, nbytes)
+        return cls(cfg, retriever, meta["ntotal"], nbytes)
+
+    def write_faiss(self, path: Path) -> None:
+        raise StageError("index.kind=bm25 has no faiss form (a sparse lexical index); export a dense or binary row")
+
+    @classmethod
+    def read_faiss(cls, cfg: IndexConfig, path: Path) -> "BM25Index":
+        raise StageError("index.kind=bm25 has no faiss form")
+
+    def describe(self) -> dict:
+        return {}

@@ -1,4 +1,5 @@
-"""Indexes over float32 DPR embeddings: exact search (IndexFlatIP) and the post-hoc baselines (SPEC §4).
+"""Indexes over float32 DPR embeddings: exact search (IndexFlatIP) and the post-hoc baselines
+(docs/method.md#search).
 
 - flat: exact maximum inner product, DPR's own search;
 - lsh: sign of projections of e_p, searched by Hamming distance from the projected question (IndexLSH), with no
@@ -82,11 +83,12 @@ BUILDERS = {
 
 class FaissIndex:
     input_kind = "emb"
+    device = "cpu"  # faiss's float kinds search on the CPU here (a GPU index is the binary kinds' backend)
 
     def __init__(self, index: faiss.Index, cfg: IndexConfig):
         self.index, self.kind = index, cfg.kind
         self.train_size = cfg.train_size
-        self.threads = cfg.threads
+        self.threads = cfg.threads  # faiss's OpenMP threads for each search (None: as faiss has it)
         self.num_candidates = cfg.num_candidates
         self.stats = SearchStats()
         refine = faiss.downcast_index(index)
@@ -171,5 +173,15 @@ class FaissIndex:
         faiss.write_index(self.index, str(directory / FILE))
 
     @classmethod
-    def load_files(cls, cfg: IndexConfig, directory: Path) -> "FaissIndex":
+    def load_files(cls, cfg: IndexConfig, meta: dict, directory: Path) -> "FaissIndex":
         return cls(faiss.read_index(str(directory / FILE)), cfg)
+
+    def write_faiss(self, path: Path) -> None:
+        faiss.write_index(self.index, str(path))
+
+    @classmethod
+    def read_faiss(cls, cfg: IndexConfig, path: Path) -> "FaissIndex":
+        return cls(faiss.read_index(str(path)), cfg)
+
+    def describe(self) -> dict:
+        return {"faiss_threads": self.threads or faiss.omp_get_max_threads()}

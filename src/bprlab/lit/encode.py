@@ -23,6 +23,7 @@ from bprlab.core.hashing import pack_codes
 from bprlab.config.loader import encode_part
 from bprlab.config.schema import RunConfig
 from bprlab.errors import StageError
+from bprlab.data.collate import Collator
 from bprlab.data.ordering import shard_rows
 from bprlab.data.passage_store import PassageStore
 from bprlab.data.registry import data_paths
@@ -30,7 +31,7 @@ from bprlab.index.base import input_kind
 from bprlab.index.build import MANIFEST, check_encoded
 from bprlab.lit.callbacks import ShardWriter, shard_file
 from bprlab.lit.datamodule import RetrieverDataModule
-from bprlab.lit.train import load_module, make_collator, make_trainer
+from bprlab.lit.train import load_module, make_trainer
 from bprlab.runs import RunPaths, weights_stamp
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def encode(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = N
     part = encode_part(cfg.encode.part) if cfg.encode.part else None
     module = load_module(cfg, checkpoint)
     module.predict_representation = representation
-    datamodule = RetrieverDataModule(cfg, make_collator(module.cfg))
+    datamodule = RetrieverDataModule(cfg, Collator.from_config(module.cfg))  # the weights' own lengths
     plan = EncodePlan(staging, stamp, force, part)
     writer = ShardWriter(staging, cfg.encode.shard_size, len(store), workers=cfg.data.num_workers > 0)
     trainer = make_trainer(cfg, [plan, writer, *(extra_callbacks or [])], enable_checkpointing=False, inference_mode=True,

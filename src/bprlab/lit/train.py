@@ -13,7 +13,6 @@ from pytorch_lightning.utilities import rank_zero_only
 from bprlab.artifacts import fingerprint, read_json, write_json, write_text
 from bprlab.config.loader import to_dict
 from bprlab.config.schema import Method, RunConfig
-from bprlab.core.encoder import load_tokenizer
 from bprlab.data.collate import Collator
 from bprlab.errors import ConfigError, StageError
 from bprlab.lit.callbacks import SelectionCheckpoint
@@ -23,14 +22,6 @@ from bprlab.lit.modules import RetrieverModule, module_class
 from bprlab.runs import RunPaths
 
 log = logging.getLogger(__name__)
-
-
-def make_collator(cfg: RunConfig, tokenizer=None) -> Collator:
-    token_type = cfg.model.passage_text_token_type
-    if token_type is None:  # SPEC §1: BPR gives the passage text token type 1, DPR 0 everywhere
-        token_type = 1 if cfg.method.value == "bpr" else 0
-    return Collator(tokenizer or load_tokenizer(cfg.model.name), cfg.data.max_question_length,
-                    cfg.data.max_passage_length, token_type)
 
 
 def make_trainer(cfg: RunConfig, callbacks: list, logger=False, **overrides) -> pl.Trainer:
@@ -156,7 +147,7 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
         return trained
     pl.seed_everything(cfg.seed, workers=True)
     module = module_class(cfg.method)(to_dict(cfg))
-    datamodule = RetrieverDataModule(cfg, make_collator(cfg))
+    datamodule = RetrieverDataModule(cfg, Collator.from_config(cfg))
     datamodule.setup("fit")  # every training input read and checked before anything of the run is touched
     if rank_zero_only.rank == 0:  # every DDP/SLURM rank runs this script; one of them tidies up
         _set_aside_stale(paths, stamp, force, legacy_train_fingerprint(cfg))

@@ -1,0 +1,151 @@
+"""The one way questions become vectors: a question tower, the collator it was trained with, and a device.
+
+`evaluate`, `Retriever`, `export` and the benches all encode through this object, so a run's questions get the
+same vectors everywhere. It is built from a checkpoint (the model and the lengths come from the config saved in
+it), from a model config (the untrained encoder) or from an export folder (`bprlab export`). The collator comes
+from data/collate.py (`Collator.from_config`, imported where it is built), the one place collators are made.
+Nothing here imports Lightning.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from bprlab.config.loader import from_dict
+from bprlab.config.schema import RunConfig
+from bprlab.errors import ConfigError, StageError
+
+# What a trained run's saved config decides about encoding: a current config that differs here cannot apply to
+# the run's weights (its towers and passages were made with the saved values)
+TRAINED_KEYS = (("model", "name"), ("model", "pooling"), ("model", "normalize"), ("model", "projection_dim"),
+                ("model", "passage_text_token_type"), ("data", "max_question_length"),
+                ("data", "max_passage_length"))
+EXPORT_META = "bprlab.json"
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`auto` (or None): the GPU when torch sees one, else the CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class QuestionEncoder:
+    def __init__(self, tower: torch.nn.Module, collator, config: RunConfig, device: str | torch.device = "cpu"):
+        self.device = resolve_device(device)
+        self.tower = tower.to(self.device).eval()
+        self.collator = collator
+        self.config = config  # the config the vectors come from (a checkpoint's saved one, for a trained run)
+
+    @property
+    def dim(self) -> int:
+        return self.tower.dim
+
+    # ------------------------------------------------------------------------------------------ constructors
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, device: str | torch.device = "cpu") -> "QuestionEncoder":
+        from bprlab.core.encoder import load_biencoder
+        from bprlab.data.collate import Collator
+
+        model, saved = load_biencoder(checkpoint)
+        config = from_dict(saved, source=f"{checkpoint}: saved config")
+        return cls(model.question_tower, Collator.from_config(config), config, device)
+
+    @classmethod
+    def from_pretrained(cls, cfg: RunConfig, device: str | torch.device = "cpu") -> "QuestionEncoder":
+        """The untrained encoder of `cfg.model` (both towers are built, as the encode stage builds them, so that
+        a projection head starts from the same random state)."""
+        from bprlab.core.encoder import BiEncoder
+        from bprlab.data.collate import Collator
+
+        return cls(BiEncoder.from_model_config(cfg.model).question_tower, Collator.from_config(cfg), cfg, device)
+
+    @classmethod
+    def from_export(cls, folder: str | Path, device: str | torch.device = "cpu") -> "QuestionEncoder":
+        from bprlab.core.encoder import load_tokenizer
+        from bprlab.data.collate import Collator
+
+        folder = Path(folder)
+        config = export_config(folder)
+        tower = export_tower(folder, "question", config)
+        return cls(tower, Collator.from_config(config, load_tokenizer(str(folder / "question_encoder"))), config,
+                   device)
+
+    @classmethod
+    def for_run(cls, cfg: RunConfig, checkpoint: Path | None, device: str | torch.device = "cpu") -> "QuestionEncoder":
+        """A run's question encoder: its checkpoint's, or the pretrained one (checkpoint None). For the run's own
+        checkpoints (best / last) a current config that differs on what training fixed is an error naming the key;
+        a checkpoint from elsewhere (`checkpoint=<path>`) encodes as it was trained, whatever this config says."""
+        if checkpoint is None:
+            return cls.from_pretrained(cfg, device)
+        encoder = cls.from_checkpoint(checkpoint, device)
+        if str(cfg.checkpoint) in ("best", "last"):
+            check_trained_keys(cfg, encoder.config, checkpoint)
+        return encoder
+
+    # ------------------------------------------------------------------------------------------ use
+
+    @torch.inference_mode()
+    def encode(self, questions: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """e_q (Q, D) float32, in order."""
+        out = [np.zeros((0, self.dim), np.float32)]
+        for i in range(0, len(questions), batch_size):
+            batch = {k: v.to(self.device) for k, v in self.collator.questions(list(questions[i: i + batch_size])).items()}
+            out.append(self.tower(**batch).float().cpu().numpy())
+        return np.concatenate(out)
+
+
+def _value(cfg: RunConfig, section: str, key: str):
+    value = getattr(getattr(cfg, section), key)
+    return getattr(value, "value", value)
+
+
+def check_trained_keys(current: RunConfig, trained: RunConfig, checkpoint: Path) -> None:
+    for section, key in TRAINED_KEYS:
+        now, then = _value(current, section, key), _value(trained, section, key)
+        if now != then:
+            raise ConfigError(f"{section}.{key}={now}: {checkpoint} was trained with {section}.{key}={then}, and a "
+                              "trained run encodes as it was trained; train a run with the new value, or evaluate "
+                              "the untrained encoder with checkpoint=pretrained")
+
+
+def export_config(folder: Path) -> RunConfig:
+    """The config an export recorded (bprlab.json): what its towers need to encode as the run did."""
+    from bprlab.config import load_config
+
+    path = folder / EXPORT_META
+    if not path.is_file():
+        raise StageError(f"{folder}: not a bprlab export (no {EXPORT_META})")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        overrides = [f"{k}={json.dumps(v)}" for k, v in meta["config"].items()]
+    except (ValueError, KeyError, AttributeError, TypeError) as exc:
+        raise StageError(f"{path}: damaged ({type(exc).__name__}); export the run again") from None
+    return load_config(None, overrides)
+
+
+def export_tower(folder: Path, side: str, config: RunConfig):
+    """One tower of an export: the Hugging Face folder (+ the projection in projection.pt, when the run has one)."""
+    from bprlab.core.encoder import Tower, load_backbone
+
+    projection = None
+    if config.model.projection_dim is not None:
+        try:
+            projection = torch.load(folder / "projection.pt", weights_only=True)[side]
+        except Exception as exc:  # noqa: BLE001 - missing, truncated or foreign file
+            raise StageError(f"{folder / 'projection.pt'}: missing or damaged ({type(exc).__name__}); export the run "
+                             "again") from None
+    try:
+        backbone = load_backbone(str(folder / f"{side}_encoder"))
+    except Exception:  # noqa: BLE001 - a missing folder, garbage weights (safetensors' own error), ...
+        raise StageError(f"{folder / f'{side}_encoder'}: missing or damaged; export the run again") from None
+    tower = Tower(backbone, config.model.projection_dim, config.model.pooling.value, config.model.normalize)
+    if projection is not None:
+        tower.projection.load_state_dict(projection)
+    return tower

@@ -204,3 +204,40 @@ def test_search_and_export_refuse_an_index_from_weights_retrained_since(bpr_run,
         Retriever.from_config(None, retrained)
     code = main(["export", str(_empty(tmp_path)), *retrained, "--to", str(tmp_path / "out")])
     assert code == 2 and "other weights than" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("extra", [["method=bpr", "index.kind=binary_flat"],
+                                   ["method=dpr", "index.kind=flat", "model.pooling=mean", "model.normalize=true"],
+                                   ["method=bpr", "index.kind=binary_flat", "model.projection_dim=16"]],
+                         ids=["bpr-cls", "dpr-mean-normalised", "bpr-projection"])
+def test_exported_towers_load_in_sentence_transformers_as_the_run(tiny_overrides, tmp_path, extra):
+    """SentenceTransformer(DIR/question_encoder) and (DIR/passage_encoder) give the run's own vectors (pooling,
+    normalisation, projection; DPR's passage pairs as one segment), and quantize_embeddings(ubinary) gives BPR's
+    packed codes bit for bit."""
+    st = pytest.importorskip("sentence_transformers")
+    from sentence_transformers.quantization import quantize_embeddings
+
+    from bprlab.core.hashing import pack_codes
+    from bprlab.data.readers import iter_passages
+
+    overrides = [*tiny_overrides, "name=st", *extra]
+    cfg = load_config(None, overrides)
+    stages.run(cfg)
+    out = tmp_path / "exported"
+    assert main(["export", str(_empty(tmp_path)), *overrides, "--to", str(out)]) == 0
+    retriever = Retriever.from_config(None, overrides)
+    questions = _questions(cfg)
+    passages = list(iter_passages(cfg.data.passages_file))
+    ours_q = retriever.encode_questions(questions)
+    ours_p = retriever.encode_passages(passages)
+    theirs_q = st.SentenceTransformer(str(out / "question_encoder"), device="cpu").encode(questions)
+    theirs_p = st.SentenceTransformer(str(out / "passage_encoder"), device="cpu").encode(
+        [[p.title, p.text] for p in passages])
+    # a projection's LayerNorm: sentence-transformers' eps is 1e-5, the run's the encoder's own (export_st)
+    tolerance = dict(rtol=1e-3, atol=1e-5) if cfg.model.projection_dim else {}
+    assert torch.allclose(torch.from_numpy(theirs_q), torch.from_numpy(ours_q), **tolerance)
+    assert torch.allclose(torch.from_numpy(theirs_p), torch.from_numpy(ours_p), **tolerance)
+    if cfg.method.value == "bpr":
+        codes = np.load(RunPaths(cfg).index / "codes.npy")
+        assert np.array_equal(quantize_embeddings(theirs_p, precision="ubinary"), codes)
+        assert np.array_equal(pack_codes(ours_p), codes)

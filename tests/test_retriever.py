@@ -241,3 +241,95 @@ def test_exported_towers_load_in_sentence_transformers_as_the_run(tiny_overrides
         codes = np.load(RunPaths(cfg).index / "codes.npy")
         assert np.array_equal(quantize_embeddings(theirs_p, precision="ubinary"), codes)
         assert np.array_equal(pack_codes(ours_p), codes)
+
+
+def test_evaluate_and_the_retriever_encode_questions_alike(bpr_run, tmp_path):
+    """One question encoder: evaluate's vectors are Retriever's, for the run's own checkpoint and for the same
+    checkpoint named by path under another experiment's lengths; an override a trained run cannot honour is the
+    same error in both."""
+    from bprlab.errors import ConfigError
+    from bprlab.eval.retrieval import encode_questions
+
+    cfg, overrides = bpr_run
+    questions = _questions(cfg)
+    checkpoint = RunPaths(cfg).checkpoint()
+    evaluated, _, _ = encode_questions(cfg, checkpoint, questions)
+    assert np.array_equal(Retriever.from_config(None, overrides).encode_questions(questions), evaluated)
+    foreign = [*overrides, "name=other", f"checkpoint={checkpoint}", "data.max_question_length=16"]
+    stages.run(load_config(None, foreign))  # encodes and indexes with the checkpoint's own settings
+    by_path, _, used = encode_questions(load_config(None, foreign), checkpoint, questions)
+    assert used.data.max_question_length == cfg.data.max_question_length and np.array_equal(by_path, evaluated)
+    retriever = Retriever.from_config(None, foreign)
+    assert np.array_equal(retriever.encode_questions(questions), evaluated)
+    rows = [[h.row for h in per] for per in retriever.search(questions, k=3)]
+    assert rows == _evaluated_rows(cfg, 3).tolist()
+    changed = [*overrides, "data.max_question_length=16"]
+    with pytest.raises(ConfigError, match="data.max_question_length=16: .* was trained with data.max_question_length"):
+        encode_questions(load_config(None, changed), checkpoint, questions)
+    with pytest.raises(ConfigError, match="data.max_question_length=16: .* was trained with"):
+        Retriever.from_config(None, changed).encode_questions(questions)
+
+
+def test_search_takes_vectors_refuses_bad_input_and_never_imports_lightning(bpr_run):
+    import subprocess
+    import sys
+
+    from bprlab.errors import ConfigError
+
+    cfg, overrides = bpr_run
+    retriever = Retriever.from_config(None, overrides)
+    questions = _questions(cfg)
+    vectors = retriever.encode_questions(questions)
+    by_vector = [[h.row for h in per] for per in retriever.search(vectors, k=3)]
+    assert by_vector == [[h.row for h in per] for per in retriever.search(questions, k=3)]
+    assert len(retriever.search(questions[:1], k=10**9)[0]) == 8  # capped at the corpus, not a MemoryError
+    for bad, message in ((-1, "k=-1"), (0, "k=0"), (2.5, "k=2.5"), (True, "k=True")):
+        with pytest.raises(ConfigError, match=message):
+            retriever.search(questions, k=bad)
+    for bad, message in ((b"bytes", "decode bytes"), ([questions[0], 3], "got int"), (None, "NoneType")):
+        with pytest.raises(ConfigError, match=message):
+            retriever.search(bad, k=2)
+    with pytest.raises(ConfigError, match="vectors must be a \\(Q, D\\) float array"):
+        retriever.search(np.zeros(5, np.float32), k=2)
+    code = ("import sys\nfrom bprlab import Retriever\n"
+            f"r = Retriever.from_config(None, {overrides!r})\nr.search({questions[:2]!r}, k=2)\n"
+            "print([m for m in sys.modules if m.startswith(('pytorch_lightning', 'lightning'))])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_search_reads_utf8_from_stdin_and_names_the_line_that_is_not(bpr_run, tmp_path, capsys, monkeypatch):
+    cfg, overrides = bpr_run
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("Où est Oslo?\ncaf\xe9\n".encode("latin-1"))))
+    code = main(["search", str(_empty(tmp_path)), *overrides, "--k", "2"])
+    captured = capsys.readouterr()
+    assert code == 2 and "stdin: line 1 is not UTF-8" in captured.err
+
+
+def test_a_damaged_export_is_one_clear_error(bpr_run, tmp_path):
+    from bprlab.errors import StageError
+
+    cfg, overrides = bpr_run
+    out = tmp_path / "exp"
+    assert main(["export", str(_empty(tmp_path)), *overrides, "--to", str(out)]) == 0
+    questions = _questions(cfg)[:1]
+    damages = [
+        (lambda: (out / "index" / "passages.faissindex").write_bytes(b"\0" * 10), "passages.faissindex: damaged"),
+        (lambda: (out / "index" / "passages.faissindex").unlink(), "passages.faissindex: missing"),
+        (lambda: (out / "index" / "ids.txt").unlink(), "ids.txt: missing"),
+        (lambda: (out / "bprlab.json").write_text("{not json"), "bprlab.json: damaged"),
+        (lambda: (out / "question_encoder" / "model.safetensors").write_bytes(b"garbage"), "question_encoder: missing "
+                                                                                            "or damaged"),
+    ]
+    for damage, message in damages:
+        import shutil
+
+        shutil.rmtree(out)
+        assert main(["export", str(_empty(tmp_path)), *overrides, "--to", str(out)]) == 0
+        damage()
+        with pytest.raises(StageError, match=message):
+            Retriever.from_export(out).search(questions, k=2)
+    with pytest.raises(StageError, match="not the corpus this export was made from"):
+        other = tmp_path / "other.tsv"
+        other.write_text("id\ttext\ttitle\n1\tsomething else\tX\n")
+        Retriever.from_export(out, passages=other)

@@ -102,6 +102,9 @@ class Retriever:
 
         folder = Path(folder)
         cfg = export_config(folder)  # a missing or damaged bprlab.json says so here
+        for part in ("index/passages.faissindex", "index/ids.txt", "question_encoder", "passage_encoder"):
+            if not (folder / part).exists():
+                raise StageError(f"{folder / part}: missing; export the run again")
         meta = json.loads((folder / EXPORT_META).read_text(encoding="utf-8"))
         corpus = meta.get("corpus") or {}
         path = Path(passages) if passages else Path(corpus.get("path") or "")

@@ -1,4 +1,4 @@
-"""Run-directory artifacts: atomic writes and provenance (DESIGN, house style 10).
+"""Run-directory artifacts: atomic writes and provenance.
 
 A file or directory appears under its final name only once it is complete, so a killed or failed stage never
 leaves a half-written artifact that a later stage could mistake for a finished one.

@@ -1,4 +1,4 @@
-"""Weights & Biases, optional and never global (DESIGN, house style 9).
+"""Weights & Biases, optional and never global.
 
 wandb is imported inside these functions only; a run is online when credentials exist, offline otherwise (upload
 later with `wandb sync <run_dir>/wandb/offline-run-*`), and off with `logger=none` or `logger=csv`. Training

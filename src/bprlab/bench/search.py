@@ -127,9 +127,9 @@ def _block(plan: SearchPlan, size: int, bits: int, codes_only: bool, threads: li
 def _reference_bandwidth(plan: SearchPlan, methods: list[Method], n_threads: int, bandwidth: dict) -> float:
     """The read bandwidth a batch-1 scan is compared with: the probe's (the larger of the run's first and the
     block's), or a streaming pass over the native index's own code words right before the row, where they are at
-    least as large as the probe and that pass is faster. Smaller codes can sit partly in the last-level cache (at
-    1M codes, 96 MB, such a pass read 30 GB/s where the probe read 19), and the reference is DRAM's bandwidth, not
-    the cache's: a share above 100% means the scan read partly cached codes."""
+    least as large as the probe and that pass is faster. Smaller codes can sit partly in the last-level cache (a
+    pass over them then reads faster than DRAM), and the reference is DRAM's bandwidth, not the cache's: a share
+    above 100% means the scan read partly cached codes."""
     words = next(m for m in methods if m.name == "bpr-native").index.resident_codes
     own = read_bandwidth_of(words, n_threads) if words.nbytes >= plan.bandwidth_bytes else 0.0
     return max(bandwidth[n_threads], own)
@@ -164,11 +164,10 @@ def _repeats(plan: SearchPlan, batch: int) -> int:
 
 
 def _pause(seconds: float) -> None:
-    """Wait with the calling thread busy. The other threads' OpenMP pools stop spinning meanwhile (they spin for
-    up to ~5 ms here), but the machine is not left idle: after a 20 ms sleep on this project's VM, a trivial
-    2-thread numba call took 184 us to 1.4 ms (median; up to 7.8 ms), after 20 ms of this busy wait 122 us. A
-    sleep charged that wake-up to whichever method ran next, and most of it to the fast ones (a 1M-code BPR search
-    takes ~5 ms, DPR's ~290)."""
+    """Wait with the calling thread busy. The other threads' OpenMP pools stop spinning meanwhile (they spin for a
+    few milliseconds), but the machine is not left idle: after a sleep, a VM can take far longer to start a trivial
+    2-thread call than after a busy wait, and a sleep charged that wake-up to whichever method ran next, most of it
+    to the fast ones."""
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass

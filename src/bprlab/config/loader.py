@@ -191,7 +191,7 @@ def encode_part(text: str) -> tuple[int, int] | None:
 
 
 def validate(cfg: RunConfig) -> None:
-    """Combinations the schema's types cannot express (DESIGN, house style 3)."""
+    """Combinations the schema's types cannot express."""
     problems: list[str] = []
     if cfg.loss.candidate_weight < 0 or cfg.loss.rerank_weight < 0:
         problems.append("loss.*_weight: weights must be >= 0")

@@ -1,8 +1,8 @@
 """The typed config schema: the one place where every key and default is spelled.
 
-Defaults follow the paper recipe (SPEC §3) except two that make a fresh laptop work offline: the encoder is
-the packaged MiniLM (`model.name: minilm`) and the dataset is the embedded `squad` task. Experiment YAMLs hold
-only the deltas from here (DESIGN, house style 2).
+Defaults follow the paper recipe (docs/method.md#training-recipe) except two that make a fresh laptop work
+offline: the encoder is the packaged MiniLM (`model.name: minilm`) and the dataset is the embedded `squad` task. Experiment YAMLs hold
+only the deltas from here.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class LoggerKind(str, Enum):
 
 @dataclass
 class SquadConfig:
-    """How `bprlab prepare` builds the embedded `squad` task from SQuAD v1.1 (SPEC §8)."""
+    """How `bprlab prepare` builds the embedded `squad` task from SQuAD v1.1 (docs/method.md#the-squad-task)."""
 
     source: str = "../shared/data/squad/dev-v1.1.json"
     words_per_passage: int = 100
@@ -136,7 +136,7 @@ class DataConfig:
     num_hard_negatives: int = 1  # per question per step; re-sampled every epoch
     num_other_negatives: int = 0
     shuffle_negatives: bool = True
-    strip_question_mark: bool = True  # training questions only (SPEC §3)
+    strip_question_mark: bool = True  # training questions only (docs/method.md#training-recipe)
     max_question_length: int = 256
     max_passage_length: int = 256
     num_workers: int = 0
@@ -210,7 +210,7 @@ class TrainConfig:
     # Gradient caching (Gao et al. 2021): the step's whole batch in the loss, the activations of this many
     # questions (and their passages) in memory at a time; null = off. Same loss and update as the full batch.
     grad_cache_chunk_size: Optional[int] = None
-    select_from_epoch: int = 30  # best checkpoint is chosen among epochs >= this (SPEC §3)
+    select_from_epoch: int = 30  # best checkpoint is chosen among epochs >= this (docs/method.md#training-recipe)
     val_every_n_epochs: int = 1
     val_check_interval: Any = None  # int: every n training batches; float: a fraction of an epoch
     checkpoint_every_n_steps: Optional[int] = None  # also refresh last.ckpt every n steps
@@ -238,7 +238,7 @@ class IndexConfig:
     num_candidates: int = 1000  # l: Hamming candidates reranked by <e_q, sign(e_p)>
     rerank: bool = True  # false: return candidates in Hamming order (ablation)
     candidate_generation: bool = True  # false: score every passage with <e_q, sign(e_p)> (ablation)
-    hash_bits: int = 16  # bucket key = first b bits (b <= 64); honest sizes only (SPEC §4)
+    hash_bits: int = 16  # bucket key = first b bits (b <= 64); honest sizes only (docs/method.md#search)
     hash_flips: int = 2  # probe every bucket within this Hamming radius of the query's key
     hash_tables: int = 1  # > 1: several tables on disjoint b-bit slices (IndexBinaryMultiHash)
     search_batch_size: int = 32  # questions per search call; ms_per_query is measured at this size

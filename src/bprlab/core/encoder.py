@@ -1,4 +1,4 @@
-"""The dual encoder: separate question and passage towers from any Hugging Face checkpoint (SPEC §1)."""
+"""The dual encoder: separate question and passage towers from any Hugging Face checkpoint (docs/method.md#model)."""
 
 from __future__ import annotations
 

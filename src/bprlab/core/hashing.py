@@ -1,4 +1,4 @@
-"""The hash layer (SPEC §1): sign at evaluation, a smooth relaxation during training.
+"""The hash layer (docs/method.md#hash-layer): sign at evaluation, a smooth relaxation during training.
 
 Every function takes its state as arguments; `beta` comes from `hash_beta(step, gamma)`, which the
 LightningModule evaluates at `self.global_step`, so a resumed run continues the schedule where it stopped.

@@ -1,4 +1,4 @@
-"""Training losses (SPEC §2). Pure functions of embeddings: no trainer, no devices, no gathers.
+"""Training losses (docs/method.md#losses). Pure functions of embeddings: no trainer, no devices, no gathers.
 
 `positive_idx[i]` is the column of question i's positive in the passage matrix; every other passage in the
 (global) batch is a negative for it.

@@ -1,4 +1,4 @@
-"""Scores shared by training-time validation and search (SPEC §1 table)."""
+"""Scores shared by training-time validation and search (docs/method.md#hash-layer)."""
 
 from __future__ import annotations
 

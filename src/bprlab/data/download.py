@@ -21,7 +21,8 @@ from bprlab.errors import StageError
 log = logging.getLogger(__name__)
 
 
-# SQuAD v1.1 dev, the embedded default's source (SPEC §8): fetched once where ../shared/data is absent.
+# SQuAD v1.1 dev, the embedded default's source (docs/method.md#the-squad-task): fetched once where the data
+# folder beside a checkout (../shared/data) is absent.
 SQUAD_DEV = {"url": "https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v1.1.json", "bytes": 4_854_279,
              "sha256": "95aa6a52d5d6a735563366753ca50492a658031da74f301ac5238b03966972c9"}
 

@@ -1,4 +1,4 @@
-"""Readers and writers for DPR's files (SPEC §6). Every malformed record raises `DataFormatError` naming the
+"""Readers and writers for DPR's files (docs/method.md#data). Every malformed record raises `DataFormatError` naming the
 file and the record (JSON entry index or 1-based line number) and what was expected.
 
 - passages: `psgs_w100.tsv`, tab-separated with CSV quoting, header `id text title`; streamed row by row.

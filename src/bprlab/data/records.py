@@ -1,4 +1,4 @@
-"""Typed records for DPR's data formats (SPEC §6)."""
+"""Typed records for DPR's data formats (docs/method.md#data)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Training and validation samples from biencoder records (SPEC §2-3).
+"""Training and validation samples from biencoder records (docs/method.md#losses).
 
 Each training question brings its first positive and `num_hard` hard negatives (+ `num_other` other negatives),
 re-shuffled every epoch from a seed, so a run is reproducible and a resumed epoch draws the same negatives.

@@ -1,4 +1,5 @@
-"""The embedded default task: open-domain retrieval built from SQuAD v1.1 the way DPR built its data (SPEC §8).
+"""The embedded default task: open-domain retrieval built from SQuAD v1.1 the way DPR built its data
+(docs/method.md#the-squad-task).
 
 - corpus: every paragraph of every article, cut into passages of at most 100 words, titled with the article;
 - questions split by article into train / dev / test, so no test question's passage is a training positive;

@@ -1,4 +1,4 @@
-"""DPR-compatible answer matching (SPEC §5), so top-k numbers are comparable with published ones.
+"""DPR-compatible answer matching (docs/method.md#evaluation), so top-k numbers are comparable with published ones.
 
 A port, in our own code, of `has_answer` and `SimpleTokenizer` from facebookresearch/DPR
 (dpr/data/qa_validation.py and dpr/utils/tokenizers.py at 10ca720), which took the tokenizer from DrQA.

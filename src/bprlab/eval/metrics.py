@@ -1,4 +1,5 @@
-"""Retrieval metrics (SPEC §5) and their names: metrics.json keys and logged `split/name` keys, defined once."""
+"""Retrieval metrics (docs/method.md#evaluation) and their names: metrics.json keys and logged `split/name`
+keys, defined once."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-# metrics.json key -> the `split/name` it is logged under (DESIGN, house style 8)
+# metrics.json key -> the `split/name` it is logged under
 LOGGED_NAMES = {
     "top1": "test/top1", "top5": "test/top5", "top20": "test/top20", "top50": "test/top50", "top100": "test/top100",
     "index_bytes": "index/bytes", "bytes_per_passage": "index/bytes_per_passage",

@@ -2,7 +2,7 @@
 qrels metrics (nDCG@10, MRR@10, recall; bprlab.eval.relevance) + memory and latency, and a TREC run file.
 
 Search time covers index search (candidate generation and reranking) only: question encoding is excluded and
-timed separately, and the batch size is recorded beside it (SPEC §5).
+timed separately, and the batch size is recorded beside it (docs/method.md#evaluation).
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """One index protocol for every method (docs/method.md#search); each kind's facts live in `registry.py`.
 
-An index is built from the passage representation its kind consumes (`input_kind`: "emb" = float32 (N, D),
-"code" = packed uint8 (N, D/8), "text" = the passage texts for BM25), searched with continuous question
-embeddings (Q, D) (the question texts for "text"), saved to a directory and loaded back. Rows returned are passage-store row numbers; -1 marks "no result" (a hash lookup can find
-fewer than k passages).
-"""
+An index is built from the passage representation its kind consumes (`input_kind`: "emb" = float32 (N, D), "code" =
+packed uint8 (N, D/8), "text" = the passage texts for BM25), searched with continuous question embeddings (Q, D)
+(the question texts for "text"), saved to a directory and loaded back. Rows returned are passage-store row numbers;
+-1 marks "no result" (a hash lookup can find fewer than k passages)."""
 
 from __future__ import annotations
 
@@ -30,7 +29,7 @@ class SearchResult:
 
 @dataclass
 class SearchStats:
-    """What the searches cost: codes (or vectors) compared per query, as a share of the index (SPEC §4). A graph
+    """What the searches cost: codes (or vectors) compared per query, as a share of the index (docs/method.md#search). A graph
     search (HNSW) counts its distance computations, which can exceed the index size on a tiny index."""
 
     queries: int = 0

@@ -1,4 +1,5 @@
-"""BPR search (docs/method.md#search): Hamming candidate generation over packed passage codes, then rerank by <e_q, sign(e_p)>.
+"""BPR search (docs/method.md#search): Hamming candidate generation over packed passage codes, then rerank by <e_q,
+sign(e_p)>.
 
 Candidates come from a linear scan or a hash-table lookup (keys on the first `hash_bits` bits of a code, or on
 `hash_tables` disjoint slices; every bucket within `hash_flips` bit flips of the question's key is probed, so a

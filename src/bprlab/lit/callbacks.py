@@ -12,7 +12,8 @@ from bprlab.data.ordering import shard_rows
 
 
 class SelectionCheckpoint(ModelCheckpoint):
-    """Keep the best `val/avg_rank` checkpoint among epochs >= `start_epoch` (SPEC §3: from epoch 30)."""
+    """Keep the best `val/avg_rank` checkpoint among epochs >= `start_epoch` (from epoch 30:
+    docs/method.md#model-selection)."""
 
     def __init__(self, start_epoch: int = 0, **kwargs):
         super().__init__(**kwargs)
@@ -24,8 +25,8 @@ class SelectionCheckpoint(ModelCheckpoint):
 
 
 # batches between malloc_trim calls: every batch when they come from DataLoader workers (where the freed blocks
-# piled up: 1.7 GB at 200k passages), every 16 when the main process builds them itself (measured: trimming every
-# batch there made `bprlab encode` 8-12% slower than the bare forward, by re-faulting the pages it gave back)
+# piled up, growing with the corpus), every 16 when the main process builds them itself (trimming every batch there
+# re-faults the pages it gave back; experiments/SCALE.md has the measurements)
 TRIM_EVERY = {"workers": 1, "in_process": 16}
 
 

@@ -1,10 +1,9 @@
-"""Cross-device negatives (SPEC §2): every rank sees the global batch; only its own slot carries gradient.
+"""Cross-device negatives (docs/method.md#losses): every rank sees the global batch; only its own slot carries gradient.
 
-As in DPR and the official BPR code (studio-ousia/bpr, bpr/biencoder.py, `_compute_loss`, at af29763): gather
-the other ranks' embeddings without gradient, put the local tensor back in its slot, and compute the full global
-loss on every rank. DDP then averages the ranks' gradients, so the update is the single-process gradient of the
-same global batch divided by the world size (Adam is nearly scale-free; gradient clipping is not: SPEC §2).
-"""
+As in DPR and the official BPR code (studio-ousia/bpr, bpr/biencoder.py, `_compute_loss`, at af29763): gather the
+other ranks' embeddings without gradient, put the local tensor back in its slot, and compute the full global loss on
+every rank. DDP then averages the ranks' gradients, so the update is the single-process gradient of the same global
+batch divided by the world size (Adam is nearly scale-free; gradient clipping is not: docs/method.md#losses)."""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ class RetrieverModule(pl.LightningModule):
         return 1.0
 
     def passage_search_repr(self, passage_emb: torch.Tensor) -> torch.Tensor:
-        """What a passage looks like to the reranker: e_p for DPR, sign(e_p) for BPR (SPEC §1 table)."""
+        """What a passage looks like to the reranker: e_p for DPR, sign(e_p) for BPR (docs/method.md#hash-layer)."""
         return passage_emb
 
     # ------------------------------------------------------------------------------------------ training

@@ -1,5 +1,6 @@
 """Post-hoc baselines as LightningModules: a trained DPR checkpoint whose passage embeddings are quantised after
-training (SPEC §4). The encoders stay frozen; "fitting" learns the quantiser (faiss) on the passage embeddings.
+training (docs/method.md#search). The encoders stay frozen; "fitting" learns the quantiser (faiss) on the passage
+embeddings.
 
 The CLI runs the same thing as stages (encode with the DPR checkpoint, then `index.kind=lsh|pq`, both through
 `bprlab.index.create_index`), so the pipeline and these modules share one implementation; the modules are the

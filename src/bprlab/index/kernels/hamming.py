@@ -223,7 +223,7 @@ def _rescan_short_chunks(words, width, ntotal, qwords, nq, keep, nchunks, bits, 
 
 @numba.njit(**dict(JIT, fastmath=False))  # fast-math would let LLVM assume no NaN, which is not >= 0
 def sign_words(emb, width):
-    """(Q, D) float -> (Q, width) uint64 codes: bit 1 where e >= 0 (SPEC §1's sign, `core.hashing.pack_codes`), laid
+    """(Q, D) float -> (Q, width) uint64 codes: bit 1 where e >= 0 (docs/method.md#hash-layer's sign, `core.hashing.pack_codes`), laid
     out as `layout.to_words(pack_codes(emb))`: numpy packbits' bytes (the first dimension the most significant bit)
     read as little-endian words, zeros past D."""
     nq, d = emb.shape
@@ -240,8 +240,8 @@ def sign_words(emb, width):
 
 @numba.njit(**JIT)
 def _top_l_of_embeddings(words, width, ntotal, emb, keep, nchunks, bits, ahead, n_threads):
-    """`_top_l` for float questions, their codes taken inside the compiled call: a lone question's packing in
-    numpy (`pack_codes`, then `to_words`) cost ~250 us on this project's VM after a pause (cold caches; 16 warm)."""
+    """`_top_l` for float questions, their codes taken inside the compiled call: packing a lone question in numpy
+    (`pack_codes`, then `to_words`) adds calls whose fixed cost a cold-cache search feels."""
     qwords = sign_words(emb, width).ravel()
     return _top_l(words, width, ntotal, qwords, emb.shape[0], keep, nchunks, bits, ahead, n_threads)
 

@@ -135,9 +135,8 @@ def use_threads(n):
     (`restore_threads`) before it returns: numba's count belongs to the calling thread and outlives the call.
 
     Set inside the compiled kernel rather than around its call from Python: `numba.get_num_threads` and
-    `set_num_threads` called from Python go through ctypes, and a context doing the pair took 130-170 us on this
-    project's VM when its caches had gone cold (a lone question after a pause; 2-4 us warm); here they are two
-    direct calls into the threading layer. (numba's own jitted `set_num_threads` calls through a ctypes pointer,
+    `set_num_threads` called from Python go through ctypes, a fixed cost that a lone question with cold caches
+    feels; here they are two direct calls into the threading layer. (numba's own jitted `set_num_threads` calls through a ctypes pointer,
     which keeps a kernel out of the on-disk cache; these intrinsics call the threading layer's symbols by name,
     as numba's parallel loops do.)"""
     before = _get_num_threads()

@@ -1,13 +1,13 @@
 """Packed codes in the blocked layout the CPU kernels scan.
 
-A code of B bytes (numpy packbits order, SPEC §1) is read as W = ceil(B / 8) little-endian 64-bit words (the
-last one zero-padded). Rows are grouped in blocks of LANES = 64: block b holds word w of its 64 rows
-contiguously, at words[(b * W + w) * LANES : ... + LANES]. One block of one word is then a vector the CPU
-XORs and popcounts for 64 rows at once, and a block (64 x 96 bytes for 768 bits) sits in L1 while every question
-of a batch is compared with it. Rows past the last code are zero and never returned.
+A code of B bytes (numpy packbits order, docs/method.md#hash-layer) is read as W = ceil(B / 8) little-endian 64-bit
+words (the last one zero-padded). Rows are grouped in blocks of LANES = 64: block b holds word w of its 64 rows
+contiguously, at words[(b * W + w) * LANES : ... + LANES]. One block of one word is then a vector the CPU XORs and
+popcounts for 64 rows at once, and a block (64 x 96 bytes for 768 bits) sits in L1 while every question of a batch
+is compared with it. Rows past the last code are zero and never returned.
 
-Measured on this project's 2-core Xeon (1M codes of 768 bits): a lone question scans the blocked layout ~2x
-faster than row-major codes (the row-major popcount needs a horizontal sum per row); a row's words are W cache
+A lone question scans the blocked layout faster than row-major codes (the row-major popcount needs a horizontal
+sum per row; `make bench` compares the native scan with faiss's row-major one); a row's words are W cache
 lines apart, which the rerank pays for with a prefetching pass (see `lut`). Saved files stay row-major
 (`codes.npy`, numpy packbits order): the layout is built when an index is loaded, a chunk at a time.
 """

@@ -1,12 +1,11 @@
-"""<e_q, sign(e_p)> by table lookup (SPEC §1: the rerank score), for packed codes in either layout.
+"""<e_q, sign(e_p)> by table lookup (docs/method.md#hash-layer: the rerank score), for packed codes in either layout.
 
 For a question e_q of D dimensions, T_q[p, v] = sum over the 8 dimensions of byte p of e_q[dim] * (+1 where that
 bit of v is set, else -1), in numpy packbits order (the most significant bit is the first dimension). Then
 <e_q, sign(e_p)> = sum over the code's bytes p of T_q[p, byte p of the code]: D/8 lookups instead of D
 multiply-adds, and no unpacked (Q, l, D) float tensor. T_q is built once per question (see `_build_table`).
-Where numba compiles for AVX-512 the lookups take nibbles of 16 codes at a time instead (`nibble`: 2x faster per
-candidate here, 2.8x when scoring every code); the byte tables serve other CPUs and faiss's row-major storage in
-the scoring of every code.
+Where numba compiles for AVX-512 the lookups take nibbles of 16 codes at a time instead (`nibble`: fewer loads per
+candidate); the byte tables serve other CPUs and faiss's row-major storage in the scoring of every code.
 
 Codes are read as 64-bit words, blocked (`layout`, the native index) or row-major (N, W) (a faiss index's own
 storage), so the reference backend reranks with the same arithmetic. In the blocked layout a row's words are W
@@ -41,7 +40,7 @@ def _build_table(emb, table, signs_by_bit):
     T_q[p, v] = H[v >> 4] + L[v & 15], where H and L are the 16 signed sums of the byte's first and last four
     dimensions (signs_by_bit[k, v]: the sign of bit k of nibble v). The loops over the 16 nibble values take their
     length from `signs_by_bit` at run time: with a constant 16 LLVM unrolled them and vectorised the other way,
-    into scatters (measured: ~8 us per 768-bit question this way, 21 us before)."""
+    into scatters instead of contiguous stores."""
     npos = np.uint64(len(emb) // 8)
     table[npos * U256 :] = 0.0
     n16 = np.uint64(signs_by_bit.shape[1])
@@ -83,10 +82,9 @@ def _lookup(words, row, width, blocked, table):
 
 @numba.njit(inline="always", **JIT)
 def _prefetch_code(words, row, width, blocked):
-    """Prefetch every cache line of a row's code (W lines apart in the blocked layout) into L1. Measured with the
-    burst prefetch (21M codes, batch 1000, 2 threads, one process): 0.086 ms/query against 0.095 into L2 only
-    (nibbles), 0.108 against 0.133 (byte tables); at 1M 0.056 against 0.062. (With one candidate prefetched per
-    candidate scored, L2 had been the faster.)"""
+    """Prefetch every cache line of a row's code (W lines apart in the blocked layout) into L1: with the burst
+    prefetch the lines are used soon after they arrive, so L1 beats L2 (with one candidate prefetched per candidate
+    scored, L2 had been the better target). The measurements are in git history; `make bench` keeps them true."""
     at, stride = locate(row, width, blocked)
     step = U8 if stride == U1 else stride  # each cache line once
     for w in range(U0, width * stride, step):
@@ -114,10 +112,9 @@ def _score_some(words, width, blocked, rows, table, scores, start, stop, nibbles
 def _score_candidates(words, width, blocked, rows, table, scores, start, stop, burst, nibbles):
     """scores[i] for candidates [start, stop) of one question, `burst` at a time: the codes of the next burst are
     prefetched together before the current one is scored (the first burst already by `_prefetch_first`). Random
-    rows of a large index would otherwise stall on each of their cache lines in turn. Measured (byte tables, 21M
-    codes, batch 1000, 2 threads): bursts of 16-64 candidates 0.13-0.15 ms/query against 0.20-0.24 with one candidate's
-    prefetch issued per candidate scored (at any distance), 0.15-0.17 with the whole question's prefetched first;
-    the same within noise at 1M, whose codes sit in the L3. Prefetches spread among the lookups compete with them
+    rows of a large index would otherwise stall on each of their cache lines in turn. Bursts beat one candidate's
+    prefetch per candidate scored (at any distance) and the whole question's prefetched first, where the codes do
+    not fit in the last-level cache (`make bench`, 21M codes). Prefetches spread among the lookups compete with them
     for the load ports and fill buffers; a burst issues them while the previous burst's lines are in L2.
     `table` holds N_q (`nibble`) when `nibbles`, else T_q."""
     block = np.empty(width * nibble.U_GROUP, np.uint64)

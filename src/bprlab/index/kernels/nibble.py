@@ -4,10 +4,9 @@ The byte tables of `lut` cost one scalar (or gathered) load per byte of every ca
 nibbles instead: N_q[n, v] = the signed sum of e_q over the 4 dimensions of nibble n, for each of its 16 values v.
 16 floats are one 512-bit register, and VPERMPS looks up 16 candidates' nibbles in it at once (each lane's index
 is the low 4 bits of a 32-bit lane, so a shift is the only extraction). Per 64-bit word of 16 candidates: 16
-permutes, 16 table loads, 16 adds. Measured on this project's Xeon (candidates in cache, 768 bits): 25 ns per
-candidate against 50 with the byte tables (the half that is left is mostly the gathering of the 16 codes'
-words into one block, `_gather`). Scoring every code needs no gathering: 16 rows of a block lie side by side
-(`score_lanes`).
+permutes, 16 table loads, 16 adds, against a load per byte with the byte tables; what remains is mostly the
+gathering of the 16 codes' words into one block (`_gather`). Scoring every code needs no gathering: 16 rows of a
+block lie side by side (`score_lanes`). `make bench` measures both lookups.
 
 Nibble n of word w is bits 4k..4k+3 of the word's 32-bit half h (n = 16 w + 8 h + k): byte 4h + k // 2 of the
 word, its low nibble for even k (the byte's last four dimensions in numpy packbits order) and its high nibble for

@@ -3,8 +3,8 @@
 The k-th highest score is found by bucketing rather than by a quickselect: the finite scores are mapped linearly
 onto CUT_BUCKETS buckets between their minimum and maximum (monotone: a higher score never lands in a lower
 bucket), a histogram gives the bucket that holds the k-th highest, and only that bucket's few scores are sorted.
-The k picked positions are then ordered by one sort of (score, position) keys. Measured on this project's Xeon,
-1,000 scores, k = 100: ~10 us for the whole selection, against ~21 us before, 16 of them numpy's partition.
+The k picked positions are then ordered by one sort of (score, position) keys: one pass and a small sort instead
+of numpy's partition of every score.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 NAMED_CHECKPOINTS = tuple(c.value for c in Checkpoint)
 
 
-def weights_stamp(checkpoint: Path | None, cfg: RunConfig) -> dict:
+def weights_fingerprint(checkpoint: Path | None, cfg: RunConfig) -> dict:
     """What the weights are, by content: the pretrained name, or the checkpoint's name, size and hash (so a
     moved or copied run keeps its encodings, and a retrained one does not)."""
     from bprlab.artifacts import file_sha256
@@ -48,7 +48,7 @@ def check_index_weights(index_dir: Path, checkpoint: Path | None, cfg: RunConfig
     if not meta_path.is_file():
         return  # no index yet: loading it says so
     weights = read_json(meta_path).get("weights")
-    if weights and weights != weights_stamp(checkpoint, cfg):
+    if weights and weights != weights_fingerprint(checkpoint, cfg):
         raise StageError(f"{index_dir}: built from passages encoded with other weights than "
                          f"{checkpoint or 'the pretrained encoder'} (retrained since?): run `bprlab encode` and "
                          "`bprlab index` again, or `bprlab run`, which does both")

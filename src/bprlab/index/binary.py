@@ -160,8 +160,8 @@ class BinaryIndex:
             scores, rows = search.score_all(question_emb, k)
             self._count(len(question_emb), len(question_emb) * self.ntotal, time.perf_counter() - start)
             return SearchResult(scores, rows)
-        depth = self.num_candidates if self.rerank else k
-        hamming, rows, scanned = search.candidates(question_emb, depth)  # (Q, depth) each
+        num_candidates = self.num_candidates if self.rerank else k
+        hamming, rows, scanned = search.candidates(question_emb, num_candidates)  # (Q, num_candidates) each
         self._count(len(question_emb), scanned, time.perf_counter() - start)
         if not self.rerank:
             scores = inner_product_from_hamming(hamming.astype(np.float32), self.dim)

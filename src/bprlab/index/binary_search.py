@@ -33,8 +33,8 @@ class HashSettings:
 
 
 class Search(Protocol):
-    def candidates(self, question_emb: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """(Q, depth) int32 Hamming distances and int64 rows (-1: none) from the questions' codes (the signs of
+    def candidates(self, question_emb: np.ndarray, num_candidates: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """(Q, num_candidates) int32 Hamming distances and int64 rows (-1: none) from the questions' codes (the signs of
         the (Q, D) float32 embeddings, `core.hashing.pack_codes`), and the number of codes compared."""
 
     def rerank(self, question_emb: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
@@ -53,13 +53,13 @@ class NativeSearch:
         if hashing is not None:
             self.masks = buckets.flip_masks(hashing.bits, hashing.flips)
 
-    def candidates(self, question_emb, depth):
+    def candidates(self, question_emb, num_candidates):
         if self.hashing is None:  # the codes are packed inside the compiled scan
-            dist, rows = hamming.hamming_top_l(self.codes, question_emb, depth, self.n_threads)
+            dist, rows = hamming.hamming_top_l(self.codes, question_emb, num_candidates, self.n_threads)
             return dist, rows, len(question_emb) * self.codes.ntotal
         question_codes = pack_codes(question_emb)
         dist, rows, scanned = buckets.probe(self.codes, to_words(question_codes), question_codes, self.tables,
-                                            self.hashing.bits, self.masks, depth, self.n_threads)
+                                            self.hashing.bits, self.masks, num_candidates, self.n_threads)
         return dist, rows, int(scanned.sum())
 
     def rerank(self, question_emb, rows, k):
@@ -79,8 +79,8 @@ class TorchSearch:
         self.kernels = torch_search
         self.codes = torch_search.TorchCodes(np.asarray(codes), device)
 
-    def candidates(self, question_emb, depth):
-        dist, rows = self.kernels.hamming_top_l(self.codes, pack_codes(question_emb), depth)
+    def candidates(self, question_emb, num_candidates):
+        dist, rows = self.kernels.hamming_top_l(self.codes, pack_codes(question_emb), num_candidates)
         return dist, rows, len(question_emb) * self.codes.ntotal
 
     def rerank(self, question_emb, rows, k):
@@ -122,15 +122,15 @@ class FaissSearch:
         size = index.ntotal * index.code_size  # a view of the flat index's own storage (no copy)
         return faiss.rev_swig_ptr(index.xb.data(), size).reshape(-1, index.code_size)
 
-    def candidates(self, question_emb, depth):
+    def candidates(self, question_emb, num_candidates):
         question_codes = pack_codes(question_emb)
         with faiss_threads(self.n_threads):
             if self.hashing is None:
-                dist, rows = self.index.search(question_codes, depth)
+                dist, rows = self.index.search(question_codes, num_candidates)
                 return dist, rows.astype(np.int64), len(question_codes) * self.index.ntotal
             counters = faiss.cvar.indexBinaryHash_stats
             counters.reset()
-            dist, rows = self.index.search(question_codes, depth)
+            dist, rows = self.index.search(question_codes, num_candidates)
             return dist, rows.astype(np.int64), int(counters.ndis)
 
     def rerank(self, question_emb, rows, k):

@@ -32,7 +32,7 @@ from bprlab.index.build import MANIFEST, check_encoded
 from bprlab.lit.callbacks import ShardWriter, shard_file
 from bprlab.lit.datamodule import RetrieverDataModule
 from bprlab.lit.train import load_module, make_trainer
-from bprlab.runs import RunPaths, weights_stamp
+from bprlab.runs import RunPaths, weights_fingerprint
 
 log = logging.getLogger(__name__)
 PLAN = "plan.json"
@@ -48,7 +48,7 @@ def encode(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = N
     out = paths.passages(representation)
     checkpoint = paths.checkpoint()
     store = PassageStore.open(data_paths(cfg.data).passages)
-    stamp = {"weights": weights_stamp(checkpoint, cfg), "representation": representation,
+    stamp = {"weights": weights_fingerprint(checkpoint, cfg), "representation": representation,
              "corpus": store.fingerprint(), "num_passages": len(store), "shard_size": cfg.encode.shard_size,
              "precision": cfg.encode.precision}
     if not force and (out / MANIFEST).is_file() and read_json(out / MANIFEST).get("stamp") == stamp:

@@ -69,7 +69,7 @@ TRAINING_DATA_KEYS = ("num_hard_negatives", "num_other_negatives", "shuffle_nega
 # Keys added after runs existed: left out of the fingerprint while at their default, so those runs stay current.
 LATER_KEYS = {("model", "pooling"): "cls", ("model", "normalize"): False, ("optim", "projection_lr"): None,
               ("model", "same_projection_init"): False}
-STAMP = "fingerprint.txt"
+FINGERPRINT_FILE = "fingerprint.txt"
 
 
 def train_fingerprint(cfg: RunConfig) -> str:
@@ -126,8 +126,8 @@ def _trained_with(paths: RunPaths, stamp: str, cfg: RunConfig) -> dict | None:
     if summary.get("fingerprint") == legacy_train_fingerprint(cfg):
         if rank_zero_only.rank == 0:
             write_json(paths.train_summary, {**summary, "fingerprint": stamp})
-            if (paths.checkpoints / STAMP).is_file():
-                write_text(paths.checkpoints / STAMP, stamp)
+            if (paths.checkpoints / FINGERPRINT_FILE).is_file():
+                write_text(paths.checkpoints / FINGERPRINT_FILE, stamp)
         return {**summary, "fingerprint": stamp}
     return None
 
@@ -208,11 +208,15 @@ def load_module(cfg: RunConfig, checkpoint: Path | None) -> RetrieverModule:
 
 def _set_aside_stale(paths: RunPaths, stamp: str, force: bool, legacy: str | None = None) -> None:
     """Move checkpoints written under another training config (or all, with force) out of the way."""
-    stamp_file = paths.checkpoints / STAMP
+    stamp_file = paths.checkpoints / FINGERPRINT_FILE
     current = stamp_file.is_file() and stamp_file.read_text() in (stamp, legacy)
     stale = paths.checkpoints.is_dir() and (force or not current)
     if stale and any(paths.checkpoints.iterdir()):
         aside = paths.root / f"checkpoints.stale-{time.strftime('%Y%m%d-%H%M%S')}"
+        for n in range(1, 1000):  # two set-asides within one second keep both
+            if not aside.exists():
+                break
+            aside = aside.with_name(f"checkpoints.stale-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
         log.warning("moving checkpoints of a different training config to %s", aside)
         paths.checkpoints.rename(aside)
         paths.train_summary.unlink(missing_ok=True)

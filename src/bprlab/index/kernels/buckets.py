@@ -95,17 +95,17 @@ def _grow(array, size):
 
 
 @numba.njit(**JIT)
-def _nearest(words, width, ntotal, shortlist, count, qwords, qbase, keep, hist, q, out_dist, out_rows):
-    """The `keep` nearest of the shortlist by (distance, row): a histogram of the distances gives the cut, and
+def _nearest(words, width, ntotal, shortlist, count, qwords, qbase, num_candidates, hist, q, out_dist, out_rows):
+    """The `num_candidates` nearest of the shortlist by (distance, row): a histogram of the distances gives the cut, and
     only the pairs within it are sorted."""
     dist = np.empty(count, np.int64)
     hist[:] = 0
     for i in range(count):
         dist[i] = _distance(words, width, shortlist[i], qwords, qbase)
         hist[dist[i]] += 1
-    keep = min(keep, count)
+    num_candidates = min(num_candidates, count)
     below, cut = 0, 0
-    while cut < len(hist) and below + hist[cut] < keep:
+    while cut < len(hist) and below + hist[cut] < num_candidates:
         below += hist[cut]
         cut += 1
     picked = np.empty(below + (hist[cut] if cut < len(hist) else 0), np.int64)
@@ -115,19 +115,19 @@ def _nearest(words, width, ntotal, shortlist, count, qwords, qbase, keep, hist, 
             picked[at] = dist[i] * ntotal + shortlist[i]  # one sort orders by (distance, row)
             at += 1
     picked.sort()
-    for i in range(keep):
+    for i in range(num_candidates):
         out_dist[q, i] = picked[i] // ntotal
         out_rows[q, i] = picked[i] % ntotal
 
 
 @numba.njit(parallel=True, **JIT)
-def _probe(words, width, ntotal, qwords, qkeys, table_keys, table_offsets, table_rows, masks, keep, nchunks, bits,
+def _probe(words, width, ntotal, qwords, qkeys, table_keys, table_offsets, table_rows, masks, num_candidates, nchunks, bits,
            n_threads):
-    """For each question: the shortlist from every table, then its `keep` nearest by (distance, row)."""
+    """For each question: the shortlist from every table, then its `num_candidates` nearest by (distance, row)."""
     before = use_threads(n_threads)
     nq, ntables = qkeys.shape
-    out_dist = np.full((nq, keep), bits + 1, np.int32)
-    out_rows = np.full((nq, keep), -1, np.int64)
+    out_dist = np.full((nq, num_candidates), bits + 1, np.int32)
+    out_rows = np.full((nq, num_candidates), -1, np.int64)
     scanned = np.zeros(nq, np.int64)
     step = -(-nq // nchunks)
     for c in numba.prange(nchunks):
@@ -154,7 +154,7 @@ def _probe(words, width, ntotal, qwords, qkeys, table_keys, table_offsets, table
             for i in range(count):
                 seen[shortlist[i]] = False
             scanned[q] = count
-            _nearest(words, width, ntotal, shortlist, count, qwords, q * width, keep, hist, q, out_dist, out_rows)
+            _nearest(words, width, ntotal, shortlist, count, qwords, q * width, num_candidates, hist, q, out_dist, out_rows)
     restore_threads(before)
     return out_dist, out_rows, scanned
 

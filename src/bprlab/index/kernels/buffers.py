@@ -17,16 +17,16 @@ from bprlab.index.kernels.layout import LANES, U0, U1, U_LANES
 
 
 @numba.njit(**JIT)
-def compact(dists, rows, count, keep, hist):
-    """Keep the `keep` smallest (distance, row) pairs of the first `count`, in their order; returns the cut t."""
+def compact(dists, rows, count, num_candidates, hist):
+    """Keep the `num_candidates` smallest (distance, row) pairs of the first `count`, in their order; returns the cut t."""
     hist[:] = 0
     for i in range(count):
         hist[dists[i]] += 1
     below, cut = 0, 0
-    while below + hist[cut] < keep:
+    while below + hist[cut] < num_candidates:
         below += hist[cut]
         cut += 1
-    ties, out = keep - below, 0
+    ties, out = num_candidates - below, 0
     for i in range(count):
         d = dists[i]
         if d < cut or (d == cut and ties > 0):
@@ -77,15 +77,15 @@ def append(dist, passing, row0, q, dists, rows, counts):
 
 
 @numba.njit(**JIT)
-def tighten(q, keep, dists, rows, counts, bounds, hist):
-    """Cut question q's buffer to its `keep` nearest rows; the bound becomes the cut minus 1."""
-    bounds[q] = compact(dists[q], rows[q], counts[q], keep, hist) - 1
-    counts[q] = keep
+def tighten(q, num_candidates, dists, rows, counts, bounds, hist):
+    """Cut question q's buffer to its `num_candidates` nearest rows; the bound becomes the cut minus 1."""
+    bounds[q] = compact(dists[q], rows[q], counts[q], num_candidates, hist) - 1
+    counts[q] = num_candidates
 
 
 @numba.njit(**JIT)
-def merge(dists, rows, counts, q, keep, hist, out_dist, out_rows):
-    """The `keep` best pairs of question q over every chunk's buffer, ordered by (distance, row)."""
+def merge(dists, rows, counts, q, num_candidates, hist, out_dist, out_rows):
+    """The `num_candidates` best pairs of question q over every chunk's buffer, ordered by (distance, row)."""
     nchunks = dists.shape[0]
     hist[:] = 0
     total = 0
@@ -93,16 +93,16 @@ def merge(dists, rows, counts, q, keep, hist, out_dist, out_rows):
         total += counts[c, q]
         for i in range(counts[c, q]):
             hist[dists[c, q, i]] += 1
-    keep = min(keep, total)
+    num_candidates = min(num_candidates, total)
     below, cut = 0, 0
-    while cut < len(hist) and below + hist[cut] < keep:
+    while cut < len(hist) and below + hist[cut] < num_candidates:
         below += hist[cut]
         cut += 1
     # start offset of each distance in the output (counting sort); ties at the cut keep the lowest rows
     offset = np.zeros(cut + 2, np.int64)
     for d in range(cut):
         offset[d + 1] = offset[d] + hist[d]
-    offset[cut + 1] = keep
+    offset[cut + 1] = num_candidates
     for c in range(nchunks):
         for i in range(counts[c, q]):
             d = dists[c, q, i]

@@ -97,12 +97,12 @@ def _prefetch_block(words, b, b1, width):
 
 
 @numba.njit(**JIT)
-def _speculative_bound(words, width, ntotal, qwords, qbase, b0, b1, keep, bits, hist, dist):
+def _speculative_bound(words, width, ntotal, qwords, qbase, b0, b1, num_candidates, bits, hist, dist):
     """A starting bound for one question on blocks [b0, b1): the distance within which the chunk's sampled blocks
-    (one in SAMPLE_STRIDE) predict SLACK x keep of its rows. `bits` (admit every row) for small chunks."""
+    (one in SAMPLE_STRIDE) predict SLACK x num_candidates of its rows. `bits` (admit every row) for small chunks."""
     nsample = (b1 - b0) // SAMPLE_STRIDE
     rows = min(ntotal, np.int64(b1) * LANES) - np.int64(b0) * LANES
-    if nsample < MIN_SAMPLE_BLOCKS or rows < 4 * SLACK * keep:
+    if nsample < MIN_SAMPLE_BLOCKS or rows < 4 * SLACK * num_candidates:
         return bits
     hist[:] = 0
     sampled = 0
@@ -115,7 +115,7 @@ def _speculative_bound(words, width, ntotal, qwords, qbase, b0, b1, keep, bits, 
         for j in range(nrows):
             hist[dist[j]] += 1
         sampled += nrows
-    need, within = SLACK * keep * sampled, 0
+    need, within = SLACK * num_candidates * sampled, 0
     for t in range(bits):
         within += hist[t]
         if within * rows >= need:
@@ -124,7 +124,7 @@ def _speculative_bound(words, width, ntotal, qwords, qbase, b0, b1, keep, bits, 
 
 
 @numba.njit(**JIT)
-def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, keep, dists, rows, counts, bounds, hist, group, ahead,
+def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, num_candidates, dists, rows, counts, bounds, hist, group, ahead,
                 spec, bits):
     """Admit the rows of blocks [b0, b1) into each question's buffer (see module doc). Questions go in pairs
     through each group of blocks, so one load of a code word serves two of them. The first pass over a block
@@ -134,7 +134,7 @@ def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, keep, dists, rows, cou
     dist_b = np.empty(LANES, np.uint32)
     if spec is not None:
         for q in range(nq):
-            spec[q] = _speculative_bound(words, width, ntotal, qwords, np.uint64(q) * width, b0, b1, keep, bits,
+            spec[q] = _speculative_bound(words, width, ntotal, qwords, np.uint64(q) * width, b0, b1, num_candidates, bits,
                                          hist, dist_a)
             bounds[q] = spec[q]
     for g0 in range(b0, b1, group):
@@ -149,10 +149,10 @@ def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, keep, dists, rows, cou
                 nrows = min(LANES, ntotal - row0)
                 passing = within(dist_a, bounds[q], nrows)
                 if passing and append(dist_a, passing, row0, q, dists, rows, counts):
-                    tighten(q, keep, dists, rows, counts, bounds, hist)
+                    tighten(q, num_candidates, dists, rows, counts, bounds, hist)
                 passing = within(dist_b, bounds[q + 1], nrows)
                 if passing and append(dist_b, passing, row0, q + 1, dists, rows, counts):
-                    tighten(q + 1, keep, dists, rows, counts, bounds, hist)
+                    tighten(q + 1, num_candidates, dists, rows, counts, bounds, hist)
         if nq % 2:
             q = nq - 1
             qbase = np.uint64(q) * width
@@ -165,14 +165,14 @@ def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, keep, dists, rows, cou
                 row0 = np.int64(b) * LANES
                 passing = within(dist_a, bounds[q], min(LANES, ntotal - row0))
                 if passing and append(dist_a, passing, row0, q, dists, rows, counts):
-                    tighten(q, keep, dists, rows, counts, bounds, hist)
+                    tighten(q, num_candidates, dists, rows, counts, bounds, hist)
 
 
 @numba.njit(parallel=True, **JIT)
-def _top_l(words, width, ntotal, qwords, nq, keep, nchunks, bits, ahead, n_threads):
+def _top_l(words, width, ntotal, qwords, nq, num_candidates, nchunks, bits, ahead, n_threads):
     before = use_threads(n_threads)
     nblocks = len(words) // (width * LANES) if width > 0 else 0
-    cap = max(2 * keep, keep + 256)
+    cap = max(2 * num_candidates, num_candidates + 256)
     dists = np.empty((nchunks, nq, cap), np.uint16)
     rows = np.empty((nchunks, nq, cap), np.int64)
     counts = np.zeros((nchunks, nq), np.int64)
@@ -182,23 +182,23 @@ def _top_l(words, width, ntotal, qwords, nq, keep, nchunks, bits, ahead, n_threa
     step = -(-nblocks // nchunks)
     for c in numba.prange(nchunks):
         hist = np.zeros(bits + 1, np.int64)
-        _scan_chunk(words, width, ntotal, qwords, nq, c * step, min(nblocks, (c + 1) * step), keep,
+        _scan_chunk(words, width, ntotal, qwords, nq, c * step, min(nblocks, (c + 1) * step), num_candidates,
                     dists[c], rows[c], counts[c], bounds[c], hist, group, ahead, spec[c], bits)
-    out_dist = np.full((nq, keep), bits + 1, np.int32)
-    out_rows = np.full((nq, keep), -1, np.int64)
+    out_dist = np.full((nq, num_candidates), bits + 1, np.int32)
+    out_rows = np.full((nq, num_candidates), -1, np.int64)
     for q in numba.prange(nq):
         hist = np.zeros(bits + 1, np.int64)
-        merge(dists, rows, counts, q, keep, hist, out_dist, out_rows)
-    rescans = _rescan_short_chunks(words, width, ntotal, qwords, nq, keep, nchunks, bits, ahead, step, nblocks,
+        merge(dists, rows, counts, q, num_candidates, hist, out_dist, out_rows)
+    rescans = _rescan_short_chunks(words, width, ntotal, qwords, nq, num_candidates, nchunks, bits, ahead, step, nblocks,
                                    dists, rows, counts, bounds, spec, group, out_dist, out_rows)
     restore_threads(before)
     return out_dist, out_rows, np.sum(spec < bits), rescans
 
 
 @numba.njit(**JIT)
-def _rescan_short_chunks(words, width, ntotal, qwords, nq, keep, nchunks, bits, ahead, step, nblocks, dists, rows,
+def _rescan_short_chunks(words, width, ntotal, qwords, nq, num_candidates, nchunks, bits, ahead, step, nblocks, dists, rows,
                          counts, bounds, spec, group, out_dist, out_rows):
-    """Make the speculation exact: a chunk that started from a speculative bound and ended with fewer than `keep`
+    """Make the speculation exact: a chunk that started from a speculative bound and ended with fewer than `num_candidates`
     rows holds every row within that bound, and no more. Its missing rows are all farther, so they cannot enter a
     question's top-l when the l-th distance found is within the bound; otherwise the chunk is scanned again for
     that question from no bound and the question merged again. Returns how many (chunk, question) scans were redone."""
@@ -207,17 +207,17 @@ def _rescan_short_chunks(words, width, ntotal, qwords, nq, keep, nchunks, bits, 
     for q in range(nq):
         again = False
         for c in range(nchunks):
-            if keep > 0 and spec[c, q] < bits and counts[c, q] < keep and spec[c, q] < out_dist[q, keep - 1]:
+            if num_candidates > 0 and spec[c, q] < bits and counts[c, q] < num_candidates and spec[c, q] < out_dist[q, num_candidates - 1]:
                 counts[c, q], bounds[c, q] = 0, bits
                 _scan_chunk(words, width, ntotal, qwords[q * width : (q + 1) * width], 1, c * step,
-                            min(nblocks, (c + 1) * step), keep, dists[c, q : q + 1], rows[c, q : q + 1],
+                            min(nblocks, (c + 1) * step), num_candidates, dists[c, q : q + 1], rows[c, q : q + 1],
                             counts[c, q : q + 1], bounds[c, q : q + 1], hist, group, ahead, None, bits)
                 again = True
                 rescans += 1
         if again:
             out_dist[q, :] = bits + 1
             out_rows[q, :] = -1
-            merge(dists, rows, counts, q, keep, hist, out_dist, out_rows)
+            merge(dists, rows, counts, q, num_candidates, hist, out_dist, out_rows)
     return rescans
 
 
@@ -239,11 +239,11 @@ def sign_words(emb, width):
 
 
 @numba.njit(**JIT)
-def _top_l_of_embeddings(words, width, ntotal, emb, keep, nchunks, bits, ahead, n_threads):
+def _top_l_of_embeddings(words, width, ntotal, emb, num_candidates, nchunks, bits, ahead, n_threads):
     """`_top_l` for float questions, their codes taken inside the compiled call: packing a lone question in numpy
     (`pack_codes`, then `to_words`) adds calls whose fixed cost a cold-cache search feels."""
     qwords = sign_words(emb, width).ravel()
-    return _top_l(words, width, ntotal, qwords, emb.shape[0], keep, nchunks, bits, ahead, n_threads)
+    return _top_l(words, width, ntotal, qwords, emb.shape[0], num_candidates, nchunks, bits, ahead, n_threads)
 
 
 def hamming_top_l(codes: BlockedCodes, questions: np.ndarray, l: int, n_threads: int | None,

@@ -1,4 +1,4 @@
-"""has_answer must return what DPR's has_answer returns (SPEC §5); values below are worked out by hand from
+"""has_answer must return what DPR's has_answer returns (docs/method.md#evaluation); values below are worked out by hand from
 DPR's rules (NFD, SimpleTokenizer tokens, lower-case, contiguous token match; regex: IGNORECASE search)."""
 
 import pytest

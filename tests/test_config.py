@@ -137,3 +137,10 @@ def test_out_of_range_values_fail_before_anything_loads(override, key):
 
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(None, [override])
+
+
+def test_a_key_given_twice_in_a_yaml_file_is_named(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  batch_size: 8\n  epochs: 2\n  batch_size: 16\n")
+    with pytest.raises(ConfigError, match=r"exp.yaml: not valid YAML: .*'batch_size' appears twice .*line 4"):
+        load_config(path, [])

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from bprlab.data.passage_store import PassageStore
 from bprlab.data.readers import iter_passages, read_biencoder, read_qa
 from bprlab.errors import DataFormatError
 
@@ -102,3 +103,37 @@ def test_the_passage_store_follows_its_file_by_content(tmp_path):
     passage_store._HASHED.clear()  # a new process
     store = PassageStore.open(tsv)
     assert store[0].text == "Oslo is in Sweden." and store.fingerprint() != ""
+
+
+def test_an_unclosed_quote_in_a_qa_file_is_an_error_not_swallowed_questions(tmp_path):
+    path = tmp_path / "test.qa.csv"
+    path.write_text("who is a?\t['x']\n\"who is b?\t['y']\nwho is c?\t['z']\nwho is d?\t['w']\n")
+    with pytest.raises(DataFormatError, match=r"test.qa.csv: record line 2: a quote opened here is not closed"):
+        read_qa(path)
+
+
+def test_duplicate_passage_ids_and_an_empty_corpus_are_named(tmp_path):
+    dup = tmp_path / "dup.tsv"
+    dup.write_text("id\ttext\ttitle\n1\ta\tA\n2\tb\tB\n1\tc\tC\n")
+    with pytest.raises(DataFormatError, match=r"dup.tsv: record line 4: duplicate passage id '1' \(first at row 1\)"):
+        PassageStore.open(dup)
+    assert not (tmp_path / "dup.tsv.arrow").exists()
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("id\ttext\ttitle\n")
+    with pytest.raises(DataFormatError, match="empty.tsv: no passages"):
+        PassageStore.open(empty)
+
+
+@pytest.mark.parametrize("name, content, reader", [
+    ("psgs.tsv", b"id\ttext\ttitle\n1\tcaf\xe9 au lait\tA\n", "passages"),
+    ("test.qa.csv", b"who?\t['a']\nwh\xff?\t['b']\n", "qa"),
+    ("train.json", b'[{"question": "caf\xe9", "answers": []}]', "biencoder"),
+])
+def test_non_utf8_bytes_name_the_file_line_and_byte(tmp_path, name, content, reader):
+    from bprlab.data.readers import iter_passages, read_biencoder
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    read = {"passages": lambda p: list(iter_passages(p)), "qa": read_qa, "biencoder": read_biencoder}[reader]
+    with pytest.raises(DataFormatError, match=rf"{name}: record line \d: not UTF-8: byte 0x(e9|ff)"):
+        read(path)

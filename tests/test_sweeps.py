@@ -209,3 +209,19 @@ def test_sweep_report_averages_each_setting_over_its_seeds(tmp_path):
     # ste: mean 82, sd 2, t(0.975, 2) * 2 / sqrt(3) = 4.97
     assert "| hash.estimator=ste | 42, 43, 44 | 82.0 ± 5.0 |" in text
     assert "| hash.estimator=scaled_tanh | 42, 43, 44 | 90.0 ± 0.0 |" in text
+
+
+@pytest.mark.parametrize("name, env, expected", [
+    ("ablations.ipynb", "BPRLAB_SWEEP_DIR", "run `make sweep"),
+    ("results.ipynb", "BPRLAB_RUNS", "run `make demo`"),
+])
+def test_notebooks_say_what_to_run_when_there_is_nothing_to_read(tmp_path, monkeypatch, name, env, expected):
+    from pathlib import Path
+
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / name, as_version=4)
+    monkeypatch.setenv(env, str(tmp_path / "nothing-here"))
+    nbclient.NotebookClient(notebook, timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    printed = "".join(out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", []))
+    assert expected in printed

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bprlab.artifacts import fingerprint, read_json, write_json, write_text
+from bprlab.artifacts import fingerprint, read_json, write_json
 from bprlab.config import load_config
 from bprlab.config.loader import to_dict
 from bprlab.config.schema import Checkpoint, RunConfig

@@ -54,6 +54,8 @@ class CandidateLoss(str, Enum):
 
 
 class IndexKind(str, Enum):
+    """Index kinds by name; what each is built from, reads and searches is in bprlab.index.registry."""
+
     flat = "flat"  # exact inner product over float vectors (faiss IndexFlatIP): DPR
     binary_flat = "binary_flat"  # Hamming linear scan over packed codes (IndexBinaryFlat) + rerank: BPR
     binary_hash = "binary_hash"  # Hamming hash-table lookup (IndexBinary[Multi]Hash) + rerank: BPR
@@ -64,16 +66,6 @@ class IndexKind(str, Enum):
     hnsw = "hnsw"  # DPR + HNSW graph (IndexHNSWFlat): the speed reference of the official README
     factory = "factory"  # any faiss index_factory string over float embeddings (index.factory)
     bm25 = "bm25"  # lexical BM25 over the passage texts (bm25s): no encoder; the floor every dense row faces
-
-    @property
-    def binary(self) -> bool:
-        """Searches packed BPR codes (Hamming candidates + rerank) rather than float embeddings."""
-        return self in (IndexKind.binary_flat, IndexKind.binary_hash)
-
-    @property
-    def rescorable(self) -> bool:
-        """A quantised float index whose top-l can be re-scored from the kept float vectors (index.rescore)."""
-        return self in (IndexKind.pq, IndexKind.int8, IndexKind.rabitq, IndexKind.factory)
 
 
 class SearchBackend(str, Enum):

@@ -14,7 +14,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from bprlab.artifacts import atomic_dir, read_json, write_json
-from bprlab.config.schema import IndexConfig, IndexKind
+from bprlab.config.schema import IndexConfig
 from bprlab.errors import StageError
 from bprlab.index.registry import kind_of
 

@@ -215,3 +215,20 @@ def test_jsonl_kind_scores_answers_and_relevance_and_rejects_a_query_without_eit
                 "index.kind=bm25")
     err = capsys.readouterr().err
     assert code == 2 and "queries.jsonl: record line 3" in err and "needs 'answers' or 'relevant'" in err
+
+
+def test_a_mixed_jsonl_folder_divides_each_metric_by_the_queries_it_applies_to(tiny_overrides, tmp_path):
+    """Half the queries carry answers, half relevance judgements: top-k is over the answered half, nDCG over the
+    judged half, and metrics.json says how many each counted."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"id": d["_id"], "title": d["title"], "text": d["text"]})
+                                                 + "\n" for d in CORPUS))
+    (folder / "queries.jsonl").write_text(
+        json.dumps({"question": "capital of Norway", "answers": ["Oslo"]}) + "\n"
+        + json.dumps({"question": "capital of Italy", "relevant": ["d2"]}) + "\n")
+    base = [o for o in _eval_overrides(tiny_overrides, folder) if o != "data.dataset=beir"]
+    metrics = stages.evaluate(load_config(None, [*base, "data.dataset=jsonl", "name=bm25", "checkpoint=pretrained",
+                                                 "index.kind=bm25", "eval.top_k=[1,2]"]))
+    assert metrics["top1"] == pytest.approx(100.0) and metrics["num_answered"] == 1  # not 50: q2 has no answers
+    assert metrics["ndcg@10"] == pytest.approx(100.0) and metrics["num_judged"] == 1

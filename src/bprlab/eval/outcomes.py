@@ -44,7 +44,10 @@ def read_outcomes(eval_dir: Path) -> dict[str, list]:
     with np.load(path) as data:
         out: dict[str, list] = {}
         if "hits" in data:
-            out[FIRST_HIT] = first_hits(data["hits"]).tolist()
+            first = first_hits(data["hits"]).tolist()
+            if "answered" in data:  # questions judged by qrels only have no answer outcome
+                first = [f if a else None for f, a in zip(first, data["answered"])]
+            out[FIRST_HIT] = first
         for key in data.files:
             if key.startswith(QUERY_PREFIX):
                 values = np.round(data[key].astype(float), DIGITS)
@@ -56,8 +59,8 @@ def outcome_vector(outcomes: dict[str, list], metric: str) -> np.ndarray | None:
     """(Q,) float per question for `metric` (top<k> from the first hits, or a stored qrels metric), in [0, 1];
     None where the evaluation has no such outcome. Questions without judgements are NaN."""
     if metric.startswith("top") and metric[3:].isdigit() and FIRST_HIT in outcomes:
-        first = np.asarray(outcomes[FIRST_HIT])
-        return ((first >= 0) & (first < int(metric[3:]))).astype(float)
+        first = np.array([np.nan if f is None else f for f in outcomes[FIRST_HIT]], dtype=float)
+        return np.where(np.isnan(first), np.nan, ((first >= 0) & (first < int(metric[3:]))).astype(float))
     if metric in outcomes:
         return np.array([np.nan if v is None else v for v in outcomes[metric]], dtype=float)
     return None

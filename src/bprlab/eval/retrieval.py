@@ -57,9 +57,12 @@ def evaluate(cfg: RunConfig) -> dict:
         result, removed = drop_identical_ids(questions, result, store, depth)
     entries = run_entries(questions, result.rows, result.scores, store.ids)
     hits = answer_hits(questions, result.rows, store, cfg.data.answer_match.value) if answered else None
+    with_answers = np.array([bool(q.answers) for q in questions])  # a jsonl folder may mix answers and qrels
     per_query = per_query_relevance(questions, entries) if judged else {}
     metrics = {
-        **(top_k_accuracy(hits, cfg.eval.top_k) if answered else {}),
+        # each metric over the questions it applies to: top-k over those with answers, qrels over the judged
+        **(top_k_accuracy(hits[with_answers], cfg.eval.top_k) if answered else {}),
+        **({"num_answered": int(with_answers.sum())} if answered else {}),
         **summarize_relevance(per_query),
         **_costs(cfg, index, meta, search_seconds, encode_seconds, len(questions), encoded_by),
         # what was evaluated, by content: seeds and rows are aggregated only over equal question sets and corpora
@@ -70,6 +73,7 @@ def evaluate(cfg: RunConfig) -> dict:
         metrics["ignore_identical_ids"] = {"enabled": bool(ignore_own), "results_removed": removed}
     with atomic_dir(paths.eval) as tmp:
         arrays = {"rows": result.rows, "scores": result.scores, **({"hits": hits} if answered else {}),
+                  **({"answered": with_answers} if answered and not with_answers.all() else {}),
                   **{QUERY_PREFIX + key: values for key, values in per_query.items()}}  # per-question outcomes
         np.savez_compressed(tmp / "retrieval.npz", **arrays)
         write_trec_run(tmp / "run.trec", entries, f"{cfg.name}-{search_tag(cfg.index)}")

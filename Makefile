@@ -17,7 +17,7 @@ export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow prepare run reproduce ablations report sweep bench beir-fixture data clean
+.PHONY: help install demo test test-slow prepare run reproduce ablations report sweep bench gpu-check beir-fixture data clean
 
 help: ## List the targets
 	@if [ -t 1 ]; then on='\033[36m'; off='\033[0m'; else on=''; off=''; fi; \
@@ -74,6 +74,9 @@ ablations: $(STAMP) ## The paper's ablations on squad, 3 seeds, + the BEIR fixtu
 	    data.dataset=beir data.path=data/squad-beir $(ARGS); \
 	done
 	$(BIN)/bprlab report
+
+gpu-check: $(STAMP) ## Every CUDA path on one GPU (<= 8 min): training precisions, encoding, GPU search -> runs/bench/gpu.md
+	$(BIN)/bprlab bench gpu --out runs/bench
 
 beir-fixture: $(STAMP) ## squad exported as a BEIR folder (dev questions, gold passages as qrels): data/squad-beir
 	$(BIN)/bprlab prepare experiments/squad/base.yaml

@@ -67,3 +67,15 @@ class AnonPeak:
         if value is not None and (self.peak_mb is None or value > self.peak_mb):
             self.peak_mb = value
         return self.peak_mb
+
+
+def total_mb() -> float | None:
+    """This machine's memory (MemTotal), or None where /proc/meminfo is absent."""
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError):
+        pass
+    return None

@@ -19,11 +19,47 @@ def _size(nbytes: int) -> str:
     return f"{nbytes / (1 << 30):g} GB" if nbytes >= 1 << 30 else f"{nbytes / (1 << 20):g} MB"
 
 
+def conditions_lines(result: dict) -> list[str]:
+    """The baseline's conditions, first: what ran DPR's GEMM and whether it ran at its best."""
+    cond = result.get("conditions")
+    if not cond:
+        return ["Conditions: not recorded by this run (a bench from before they were)."]
+    problems = cond.get("baseline_below_machine") or []
+    blas = cond.get("faiss_blas") or {}
+    probe = cond.get("gemm_probe") or {}
+    lines = []
+    if problems:
+        lines += [f"**The DPR baseline ran below this machine: {'; '.join(problems)}. Its ratios overstate BPR.**", ""]
+    peak = cond.get("peak_gflops_estimate")
+    lines.append(
+        f"Baseline conditions: faiss's BLAS {blas.get('internal_api', '?')} {blas.get('version', '?')} running its "
+        f"'{blas.get('architecture', '?')}' kernel on {blas.get('num_threads', '?')} threads; GEMM probe "
+        f"(IndexFlatIP, {' x '.join(map(str, probe.get('shape', [])))}) {probe.get('faiss_gflops', 0):.0f} GFLOP/s "
+        f"against numpy's BLAS {probe.get('numpy_gflops', 0):.0f}"
+        + (f" and a peak estimate of {peak:.0f}" if peak else "") + "; CPU SIMD: "
+        + " ".join(cond.get("simd", [])) + "; BLAS/OpenMP environment: "
+        + (", ".join(f"{k}={v}" for k, v in cond.get("environment", {}).items()) or "none set")
+        + (f"; cleared for this run: {', '.join(cond['cleared_for_this_run'])}" if cond.get("cleared_for_this_run")
+           else "") + ".")
+    libs = "; ".join(f"{lib.get('internal_api')} {lib.get('version') or ''} {lib.get('architecture') or ''} "
+                     f"({lib.get('num_threads')} threads, {str(lib.get('filepath', '')).split('/')[-1]})"
+                     for lib in cond.get("libraries", []))
+    return lines + [f"Libraries loaded (threadpoolctl): {libs}."]
+
+
 def markdown(result: dict) -> str:
     machine = result["machine"]
-    bw = ", ".join(f"{t} thread{'s' if t > 1 else ''}: {v:.1f} GB/s" for t, v in machine["bandwidth_gbs"].items())
+    bw = ", ".join(f"{t} thread{'s' if int(t) > 1 else ''}: {v:.1f} GB/s" for t, v in machine["bandwidth_gbs"].items())
+    below = (result.get("conditions") or {}).get("baseline_below_machine")
+    limits = "; ".join(f"{bits} bits: " + ", ".join(f"{name} {value:.2f}" for name, value in lim.items())
+                       for bits, lim in (result.get("popcount_limits") or {}).items())
     lines = [
         "# Search benchmark: BPR vs DPR (`bprlab bench search`)",
+        "",
+        *conditions_lines(result),
+        "",
+        f"Scan core-cycles per (question, passage) pair at {machine.get('clock_mhz') or '?'} MHz (the clock the OS "
+        f"reports; a VM's turbo may run faster), against the instruction limits: {limits or '-'}.",
         "",
         f"CPU: {machine['cpu']} ({machine['cores']} cores; SIMD the kernels compiled for: {machine['simd']}). "
         f"Measured DRAM read bandwidth (best streaming pass over {_size(result['plan']['bandwidth_bytes'])}): "
@@ -39,9 +75,10 @@ def markdown(result: dict) -> str:
         "(scan / rerank / rest); `-` where a method was skipped because one batch would have taken longer than "
         "the plan's per-cell limit (estimated from its previous batch size).",
         "",
-        "| N | bits | threads | batch | dpr-flat ms/q | bpr-native ms/q | bpr-faiss ms/q | x DPR (native) | "
-        "native: scan / rerank / rest ms/q | batch-1 scan GB/s (share of bw) | recall@k dpr / native / faiss | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| N | bits | threads | batch | dpr-flat ms/q" + (" (baseline below the machine)" if below else "")
+        + " | bpr-native ms/q | bpr-faiss ms/q | x DPR (native) | native: scan / rerank / rest ms/q | "
+        "batch-1 scan GB/s (share of bw) | scan cycles/pair | recall@k dpr / native / faiss | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         ms, split = row["ms_per_query"], row["native_split_ms"]
@@ -54,6 +91,7 @@ def markdown(result: dict) -> str:
             f"{_fmt(ms.get('dpr-flat'))} | {_fmt(ms['bpr-native'], 3)} | {_fmt(ms.get('bpr-faiss'), 3)} | "
             f"{_fmt(row.get('speedup_vs_dpr', {}).get('bpr-native'), 1)} | "
             f"{_fmt(split['candidates'], 3)} / {_fmt(split['rerank'], 3)} / {_fmt(split['rest'], 3)} | {share} | "
+            f"{_fmt(row.get('scan_cycles_per_pair'))} | "
             f"{_fmt(recall.get('dpr-flat'))} / {_fmt(recall['bpr-native'])} / {_fmt(recall.get('bpr-faiss'))} | "
             f"{_fmt(row['block_peak_rss_mb'], 0)} |")
     lines += ["", "## Index sizes and build memory", "",
@@ -104,6 +142,27 @@ def plot(result: dict, path: Path) -> None:
 def write_bench(result: dict, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "bench.json", result)
+    return write_report(result, out)
+
+
+def write_report(result: dict, out: Path) -> Path:
+    """bench.md and the plot from a result whose figures are derived."""
     write_text(out / "bench.md", markdown(result))
     plot(result, out / "ms_per_query.png")
     return out / "bench.md"
+
+
+def report_from(folder: Path) -> Path:
+    """`bprlab bench report DIR`: bench.md and the plot again from DIR/bench.json's stored timings."""
+    from bprlab.artifacts import read_json
+    from bprlab.bench.derive import derive
+    from bprlab.errors import StageError
+
+    path = Path(folder) / "bench.json"
+    if not path.is_file():
+        raise StageError(f"{path}: not found; run `bprlab bench search --out {folder}` first")
+    result = read_json(path)
+    if not result.get("rows") or any("raw" not in row for row in result["rows"]):
+        raise StageError(f"{path}: holds no stored timings (a bench from before they were kept, or empty); run the "
+                         "bench again")
+    return write_report(derive(result), Path(folder))

@@ -41,10 +41,11 @@ class SearchPlan:
     skippable: tuple = ("bpr-faiss",)  # the reference backend; DPR and the native search always run
     pause_seconds: float = 0.02  # before each timed call (see _time_row)
     bandwidth_bytes: int = 1 << 30
+    probe_passages: int = 100_000  # the GEMM probe's corpus (bprlab.bench.conditions): 1000 questions x 768 x this
 
 
 QUICK = SearchPlan(float_sizes=[20_000], code_sizes=[200_000], bits=[256], batches=[1, 32], threads=[1, 2],
-                   min_seconds=0.05, max_batches=3, bandwidth_bytes=1 << 26)
+                   min_seconds=0.05, max_batches=3, bandwidth_bytes=1 << 26, probe_passages=10_000)
 
 
 @dataclass
@@ -54,16 +55,21 @@ class Method:
 
 
 def run_search_bench(plan: SearchPlan) -> dict:
-    """Every row of the plan; returns {"machine": ..., "rows": [...], "builds": [...]}."""
+    """Every row of the plan; returns {"machine", "conditions", "plan", "rows", "builds"}: each row keeps its raw
+    timings, and every figure is derived from them (bprlab.bench.derive)."""
+    from bprlab.bench.conditions import _max_mhz, conditions
+    from bprlab.bench.derive import derive
+
     threads = [t for t in plan.threads if t <= available_threads()]
     bandwidth = read_bandwidth(plan.bandwidth_bytes, 3, threads)
     log.info("read bandwidth GB/s: %s", bandwidth)
     result = {"machine": {"cpu": cpu_name(), "cores": available_threads(), "simd": host_features(),
-                          "bandwidth_gbs": bandwidth},
+                          "bandwidth_gbs": bandwidth, "clock_mhz": _max_mhz()},
+              "conditions": conditions(available_threads(), max(threads), plan.probe_passages),
               "plan": asdict(plan), "rows": [], "builds": []}
+    for problem in result["conditions"]["baseline_below_machine"]:
+        log.warning("the DPR baseline may run below this machine: %s", problem)
     _load_kernels(plan)
-    dpr_at: dict[tuple, float] = {}  # (bits, threads, batch) -> dpr ms/query at the largest float size
-    largest_float = max(plan.float_sizes, default=None)
     for size, codes_only in [(n, False) for n in plan.float_sizes] + [(n, True) for n in plan.code_sizes]:
         for bits in plan.bits:
             gc.collect()
@@ -76,16 +82,9 @@ def run_search_bench(plan: SearchPlan) -> dict:
             peak = memory.peak_mb()
             for row in rows:
                 row["block_peak_rss_mb"] = peak
-                key = (bits, row["threads"], row["batch"])
-                if size == largest_float and "dpr-flat" in row["ms_per_query"]:
-                    dpr_at[key] = row["ms_per_query"]["dpr-flat"]
-                if codes_only and key in dpr_at:
-                    row["ms_per_query"]["dpr-flat"] = dpr_at[key] * size / largest_float
-                    row["dpr_extrapolated_from"] = largest_float
-                _ratios(row)
             result["rows"] += rows
             result["builds"].append(build)
-    return result
+    return derive(result)
 
 
 def _load_kernels(plan: SearchPlan) -> None:
@@ -97,12 +96,6 @@ def _load_kernels(plan: SearchPlan) -> None:
             index = create_index(IndexConfig(kind=IndexKind.binary_flat, backend=backend, num_candidates=10), bits)
             index.build(data.codes)
             index.search(data.questions, 5)
-
-
-def _ratios(row: dict) -> None:
-    ms = row["ms_per_query"]
-    if "dpr-flat" in ms:
-        row["speedup_vs_dpr"] = {m: ms["dpr-flat"] / v for m, v in ms.items() if m != "dpr-flat" and v > 0}
 
 
 def _block(plan: SearchPlan, size: int, bits: int, codes_only: bool, threads: list[int], bandwidth: dict):
@@ -118,8 +111,8 @@ def _block(plan: SearchPlan, size: int, bits: int, codes_only: bool, threads: li
         for batch in plan.batches:
             reference = _reference_bandwidth(plan, methods, t, bandwidth) if batch == 1 else bandwidth[t]
             rows.append(_time_row(plan, data, methods, size, bits, t, batch, reference, codes_only, estimate))
-            estimate = rows[-1]["ms_per_query"]
-            log.info("%s", _summary(rows[-1]))
+            estimate = {name: 1000.0 * float(np.median(c)) for name, c in rows[-1]["raw"]["calls"].items() if c}
+            log.info("%s", _summary(rows[-1], estimate))
     del methods, data
     return rows, build
 
@@ -210,22 +203,17 @@ def _time_row(plan: SearchPlan, data: Synthetic, methods: list[Method], size: in
         rep += 1
         timing = [m for m in timing if rep < plan.max_batches and
                   (rep < _repeats(plan, batch) or sum(times[m.name]) * batch < plan.min_seconds)]
-    ms = {name: 1000.0 * float(np.median(t)) for name, t in times.items() if t}  # median over batches
-    # each part's median over the same calls (a mean, as this once was, let one disturbed call put the scan above
-    # the row's median total)
-    split_ms = {part: 1000.0 * float(np.median(v)) if v else 0.0 for part, v in split.items()}
-    scanned_gbs = size * bits / 8 / (split_ms["candidates"] / 1000.0) / 1e9 if split_ms["candidates"] else None
+    questions = {name: len(t) * batch for name, t in times.items()}
     return {"num_passages": size, "codes_only": codes_only, "bits": bits, "threads": n_threads, "batch": batch,
-            "batches_timed": {name: len(t) for name, t in times.items()}, "ms_per_query": ms,
             "skipped": {name: f"a batch would take ~{sec:.0f} s (over {plan.max_cell_seconds:.0f} s)"
                         for name, sec in skipped.items()},
-            "native_split_ms": split_ms, "scan_gbs": scanned_gbs, "bandwidth_gbs": bandwidth_gbs,
-            "scan_share_of_bandwidth": scanned_gbs / bandwidth_gbs if scanned_gbs else None,
-            f"recall@{plan.k}": {name: found[name] / (len(times[name]) * batch) for name in found}}
+            "bandwidth_gbs": bandwidth_gbs,
+            # every timed call, kept: the figures are derived from these (bprlab.bench.derive)
+            "raw": {"calls": times, "split_calls": split, "found": found, "questions": questions}}
 
 
-def _summary(row: dict) -> str:
-    ms = " ".join(f"{k}={v:.3f}" for k, v in row["ms_per_query"].items())
+def _summary(row: dict, ms_per_query: dict) -> str:
+    ms = " ".join(f"{k}={v:.3f}" for k, v in ms_per_query.items())
     ms += "".join(f" {k}: skipped" for k in row["skipped"])
     return f"N={row['num_passages']} bits={row['bits']} threads={row['threads']} batch={row['batch']}: {ms} ms/query"
 

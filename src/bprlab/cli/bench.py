@@ -13,12 +13,43 @@ def _sizes(text: str | None, flag: str) -> list[int] | None:
     if text is None:
         return None
     try:
-        return [int(float(part)) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"command line: {flag}={text!r}: expected comma-separated integers") from None
+        sizes = [int(float(part)) for part in text.split(",") if part.strip()]
+    except (ValueError, OverflowError):
+        raise ConfigError(f"command line: {flag}={text!r}: expected comma-separated whole numbers") from None
+    bad = [n for n in sizes if n < 1]
+    if bad:
+        raise ConfigError(f"command line: {flag}={text!r}: sizes must be >= 1, got {bad[0]}")
+    return sizes
 
 
-def bench(args: argparse.Namespace) -> Path:
+def _check_out(out: Path) -> None:
+    """Where the results go is checked before any work: an existing file there would fail only at the end."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: a file is there; name a folder")
+
+
+def _check_memory(plan) -> None:
+    """The largest block's arrays against this machine's memory, before allocating them."""
+    from bprlab.bench.memory import total_mb
+
+    need = max([n * max(plan.bits) * 4 for n in plan.float_sizes] +  # float vectors, one float per bit
+               [n * max(plan.bits) // 8 * 2 for n in plan.code_sizes], default=0)  # codes, a copy while building
+    have = total_mb()
+    if have and need > have * 2**20:
+        raise ConfigError(f"command line: the largest size needs ~{need / 2**30:.1f} GiB for its vectors, more than "
+                          f"this machine's {have / 1024:.1f} GiB; use smaller --sizes / --code-sizes")
+
+
+def bench(args: argparse.Namespace) -> Path | None:
+    if args.what == "report":
+        from bprlab.bench.report import report_from
+
+        if not args.folder:
+            raise ConfigError("bench report: name the folder of a bench run, e.g. `bprlab bench report runs/bench`")
+        return report_from(Path(args.folder))
+    _check_out(Path(args.out))
+    if args.what == "gpu":
+        return _gpu(args)
     if args.what == "gradcache":
         return _grad_cache(args)
     if args.what == "encode":
@@ -79,4 +110,20 @@ def _search(args: argparse.Namespace) -> Path:
         raise ConfigError(f"command line: --bits: positive multiples of 8, got {plan.bits}")
     if plan.code_sizes and not plan.float_sizes:
         raise ConfigError("command line: codes-only sizes extrapolate DPR from a float size: give --sizes too")
+    _check_memory(plan)
+    from bprlab.bench.conditions import reexec_without_overrides
+
+    reexec_without_overrides(getattr(args, "argv", None) or [])
     return write_bench(run_search_bench(plan), Path(args.out))
+
+
+def _gpu(args: argparse.Namespace) -> Path | None:
+    import sys
+
+    from bprlab.bench.gpu import NoCuda, run_gpu_check
+
+    try:
+        return run_gpu_check(Path(args.out))
+    except NoCuda as exc:  # skipped cleanly: one line, nothing written
+        print(exc, file=sys.stderr)
+        return None

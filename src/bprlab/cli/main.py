@@ -55,9 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local", action="store_true", help="use the local agent even with W&B credentials")
     p.add_argument("--create-only", action="store_true", help="create the W&B sweep and print its agent command")
     p = sub.add_parser("bench", help="benchmarks that print ratios taken in one run (search: BPR vs DPR speed; "
-                                     "gradcache: memory/time of gradient caching; encode: encode vs bare forward; "
-                                     "scale: the pipeline on millions of synthetic passages)")
-    p.add_argument("what", nargs="?", default="search", choices=["search", "gradcache", "encode", "scale"])
+                                     "report DIR: a search bench's figures again from its stored timings; gpu: the "
+                                     "CUDA paths checked on a GPU; gradcache: memory/time of gradient caching; "
+                                     "encode: encode vs bare forward; scale: the pipeline on millions of passages)")
+    p.add_argument("what", nargs="?", default="search", choices=["search", "report", "gpu", "gradcache", "encode",
+                                                                 "scale"])
+    p.add_argument("folder", nargs="?", default=None, help="report: the folder of a bench run (its bench.json)")
     p.add_argument("--questions", type=int, default=128, help="gradcache: questions per step (+ as many negatives)")
     p.add_argument("--model", default="minilm", help="gradcache, encode: the encoder")
     p.add_argument("--passages", default=None, help="encode: corpus size (600); scale: sizes, comma-separated "
@@ -110,7 +113,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
 def main(argv: list[str] | None = None) -> int:
     argv, trial = split_trial(list(sys.argv[1:] if argv is None else argv))
     args = parse_args(build_parser(), argv)
-    args.trial = trial
+    args.trial, args.argv = trial, argv
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -211,7 +214,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "bench":
         from bprlab.cli.bench import bench
 
-        print(f"written: {bench(args)}")
+        written = bench(args)
+        if written is not None:
+            print(f"written: {written}")
         return 0
     if args.command == "search":
         from bprlab.cli.search import search_command

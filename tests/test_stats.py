@@ -118,3 +118,21 @@ def test_rows_are_tested_against_the_baseline_with_holm_over_the_table():
 def test_claim_verdicts_need_the_corrected_p_and_both_intervals(claim, comparison, expected):
     assert verdict(claim, comparison) == expected
     assert verdict(claim, None) == "not run"
+
+
+def test_claims_follow_the_method_order_and_a_qrels_twin_states_each_comparison_once():
+    from bprlab.eval.claims import claim_rows
+
+    comparison = {"p_holm": 0.001, "ci_questions": [-3.0, -1.0], "effect": -2.0}
+    claims = [{"claim": "a", "row": "r", "metric": "top20", "expect": "lower"},
+              {"claim": "b", "row": "r", "metric": "top1", "expect": "lower"}]
+    answers = {"run_name": "abl-search", "baseline": "base", "claims": claims,
+               "rows": [{"method": "r", "vs_baseline": {"top20": comparison, "top1": comparison}}]}
+    qrels = {"run_name": "abl-search-beir", "baseline": "base", "claims": claims,
+             "rows": [{"method": "r", "vs_baseline": {"ndcg@10": comparison}}]}
+    other = {**answers, "run_name": "abl-beta"}
+    rows = claim_rows([other, qrels, answers], ("abl-search", "abl-beta"))
+    assert [(r["table"], r["claim"], r["metric"]) for r in rows] == [
+        ("abl-search", "a", "top20"), ("abl-search", "b", "top1"), ("abl-search-beir", "a", "ndcg@10"),
+        ("abl-beta", "a", "top20"), ("abl-beta", "b", "top1")]
+    assert all(r["verdict"] == "holds" for r in rows)

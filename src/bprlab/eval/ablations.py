@@ -29,6 +29,8 @@ fixture (`make beir-fixture`: squad's dev questions, 100 of which served model s
 How intervals and tests are computed: docs/method.md#uncertainty.
 """
 
+# the paper's claims in the order the method builds them up: memory, search, losses, hash layer, code length
+CLAIM_ORDER = ("abl-compression", "abl-search", "abl-loss", "abl-beta", "abl-code")
 VERDICTS = """Verdicts (bprlab.eval.claims): a difference claim **holds** when the Holm-corrected p < 0.05 and both 95%
 intervals (over questions, and over seeds paired by number) lie on the claimed side of 0, is **contradicted** when
 p < 0.05 and both lie on the other side, and is **not shown at this budget** otherwise. A closeness claim (Δ ≤ m)
@@ -43,7 +45,7 @@ def write_ablations(folder: str | Path = "experiments/ablations", out: str | Pat
                          f"{out / 'ABLATIONS.md'} was left as it is")
     relative = Path(os.path.relpath(folder, out))
     parts = [HEADER.format(folder=folder)]
-    claims = claim_rows(tables)
+    claims = claim_rows(tables, CLAIM_ORDER)
     if claims:
         parts += ["## The paper's claims at this budget", claims_markdown(claims), VERDICTS]
     parts.append(time_section(tables))
@@ -54,9 +56,11 @@ def write_ablations(folder: str | Path = "experiments/ablations", out: str | Pat
 
 
 def time_section(tables: list[dict]) -> str:
-    lines = ["## Time", "", "Each table's units on the machine that ran them (a model shared by several rows or tables "
-             "is counted where it was trained): wall time, and CPU time of the process's threads (2 cores: up to "
-             "twice the wall time).", "", "| table | units | wall minutes | CPU minutes |", "|---|---|---|---|"]
+    lines = ["## Time", "",
+             "Each table's units on the machine that ran them (a model shared by several rows or tables is counted "
+             "where it was trained): wall time, and CPU time of the process's threads (2 cores: up to twice the wall "
+             "time; unlike wall time, it does not count time the run stood paused).", "",
+             "| table | units | wall minutes | CPU minutes |", "|---|---|---|---|"]
     wall = cpu = 0.0
     for table in tables:
         wall, cpu = wall + (table.get("seconds") or 0.0), cpu + (table.get("cpu_seconds") or 0.0)

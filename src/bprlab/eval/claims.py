@@ -64,15 +64,26 @@ def verdict(claim: dict, comparison: dict | None) -> str:
     return "not shown at this budget"
 
 
-def claim_rows(tables: list[dict]) -> list[dict]:
-    """Every claim of every table with its comparison and verdict, in table order."""
+def claim_rows(tables: list[dict], order: tuple[str, ...] = ()) -> list[dict]:
+    """Every claim of every table with its comparison and verdict: tables in `order` (names; a table's twin on
+    another dataset, `<name>-...`, right after it), then the rest. A claim that a qrels-judged table answers on the
+    same comparison as an earlier claim (two metrics of an answer table, one nDCG@10 here) is listed once."""
+    def rank(table: dict) -> tuple:
+        name = table["run_name"]
+        at = next((i for i, base in enumerate(order) if name == base or name.startswith(base + "-")), len(order))
+        return at, name
+
     out = []
-    for table in tables:
+    for table in sorted(tables, key=rank):
         by_method = {row["method"]: row for row in table["rows"]}
+        seen = set()
         for claim in table.get("claims") or []:
             tested = by_method.get(claim["row"], {}).get("vs_baseline") or {}
             # a table judged by qrels only (a BEIR folder) answers the claim on nDCG@10
             metric = claim["metric"] if claim["metric"] in tested or not tested else claim.get("qrels_metric", QRELS_METRIC)
+            if (claim["row"], metric, claim.get("at_most"), claim.get("expect")) in seen:
+                continue
+            seen.add((claim["row"], metric, claim.get("at_most"), claim.get("expect")))
             comparison = tested.get(metric)
             out.append({**claim, "metric": metric, "table": table["run_name"], "baseline": table.get("baseline"),
                         "comparison": comparison, "verdict": verdict(claim, comparison)})

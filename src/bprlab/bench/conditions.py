@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from bprlab.index.kernels.jit import cpuinfo
+
 # Variables that override which kernel or how many threads a BLAS / OpenMP runtime uses
 OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OPENBLAS_VERBOSE", "GOTO_NUM_THREADS", "OMP_NUM_THREADS",
              "MKL_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "BLIS_NUM_THREADS")
@@ -29,25 +31,11 @@ def overrides_set() -> dict[str, str]:
 
 
 def cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return set((cpuinfo("flags") or "").split())
 
 
 def cpu_vendor() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
+    return cpuinfo("vendor_id") or ""
 
 
 def libraries() -> list[dict]:
@@ -98,27 +86,24 @@ def _best(call, repeats: int = 3) -> float:
 def peak_gflops(cores: int, flags: set[str]) -> float | None:
     """cores x clock x fp32 FLOP per cycle (two FMA units of the widest vector): an upper estimate (AMD's AVX-512
     runs at half that rate, and a VM's clock is what /proc says)."""
-    mhz = _max_mhz()
+    mhz = clock_mhz()
     if not mhz:
         return None
     width = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
     return cores * mhz / 1000.0 * width * 2 * 2
 
 
-def _max_mhz() -> float | None:
-    for path in ("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq",):
-        try:
-            return int(open(path).read()) / 1000.0
-        except (OSError, ValueError):
-            pass
+def clock_mhz() -> float | None:
+    """The CPU's highest clock (cpufreq), else the one /proc/cpuinfo reports; None where neither is readable."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("cpu MHz"):
-                    return float(line.split(":", 1)[1])
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq", encoding="utf-8") as handle:
+            return int(handle.read()) / 1000.0
     except (OSError, ValueError):
         pass
-    return None
+    try:
+        return float(cpuinfo("cpu MHz") or "")
+    except ValueError:
+        return None
 
 
 def verdict(blas: dict | None, flags: set[str], vendor: str, probe: dict) -> list[str]:

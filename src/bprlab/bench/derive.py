@@ -30,10 +30,15 @@ def popcount_limits(bits: int, simd: str) -> dict[str, float]:
     return {"scalar popcnt": float(words)}
 
 
+def ms_per_query(calls: dict[str, list[float]]) -> dict[str, float]:
+    """Each method's median over its timed calls (seconds per question) in ms/query."""
+    return {name: 1000.0 * float(np.median(t)) for name, t in calls.items() if t}
+
+
 def derive_row(row: dict, k: int, clock_mhz: float | None) -> dict:
     raw = row["raw"]
     calls, split = raw["calls"], raw["split_calls"]
-    row["ms_per_query"] = {name: 1000.0 * float(np.median(t)) for name, t in calls.items() if t}
+    row["ms_per_query"] = ms_per_query(calls)
     row["batches_timed"] = {name: len(t) for name, t in calls.items()}
     # each part's median over the same calls (a mean let one disturbed call put the scan above the row's median)
     row["native_split_ms"] = {part: 1000.0 * float(np.median(v)) if v else 0.0 for part, v in split.items()}

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from bprlab.bench import memory
+from bprlab.bench.derive import derive, ms_per_query
 from bprlab.bench.synthetic import Synthetic, code_data, float_data
 from bprlab.config.schema import IndexConfig, IndexKind, SearchBackend
 from bprlab.index.base import create_index
@@ -57,14 +58,13 @@ class Method:
 def run_search_bench(plan: SearchPlan) -> dict:
     """Every row of the plan; returns {"machine", "conditions", "plan", "rows", "builds"}: each row keeps its raw
     timings, and every figure is derived from them (bprlab.bench.derive)."""
-    from bprlab.bench.conditions import _max_mhz, conditions
-    from bprlab.bench.derive import derive
+    from bprlab.bench.conditions import clock_mhz, conditions
 
     threads = [t for t in plan.threads if t <= available_threads()]
     bandwidth = read_bandwidth(plan.bandwidth_bytes, 3, threads)
     log.info("read bandwidth GB/s: %s", bandwidth)
     result = {"machine": {"cpu": cpu_name(), "cores": available_threads(), "simd": host_features(),
-                          "bandwidth_gbs": bandwidth, "clock_mhz": _max_mhz()},
+                          "bandwidth_gbs": bandwidth, "clock_mhz": clock_mhz()},
               "conditions": conditions(available_threads(), max(threads), plan.probe_passages),
               "plan": asdict(plan), "rows": [], "builds": []}
     for problem in result["conditions"]["baseline_below_machine"]:
@@ -111,7 +111,7 @@ def _block(plan: SearchPlan, size: int, bits: int, codes_only: bool, threads: li
         for batch in plan.batches:
             reference = _reference_bandwidth(plan, methods, t, bandwidth) if batch == 1 else bandwidth[t]
             rows.append(_time_row(plan, data, methods, size, bits, t, batch, reference, codes_only, estimate))
-            estimate = {name: 1000.0 * float(np.median(c)) for name, c in rows[-1]["raw"]["calls"].items() if c}
+            estimate = ms_per_query(rows[-1]["raw"]["calls"])
             log.info("%s", _summary(rows[-1], estimate))
     del methods, data
     return rows, build

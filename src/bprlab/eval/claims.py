@@ -81,9 +81,10 @@ def claim_rows(tables: list[dict], order: tuple[str, ...] = ()) -> list[dict]:
             tested = by_method.get(claim["row"], {}).get("vs_baseline") or {}
             # a table judged by qrels only (a BEIR folder) answers the claim on nDCG@10
             metric = claim["metric"] if claim["metric"] in tested or not tested else claim.get("qrels_metric", QRELS_METRIC)
-            if (claim["row"], metric, claim.get("at_most"), claim.get("expect")) in seen:
+            key = (claim["row"], metric, claim.get("at_most"), claim.get("expect"))
+            if key in seen:
                 continue
-            seen.add((claim["row"], metric, claim.get("at_most"), claim.get("expect")))
+            seen.add(key)
             comparison = tested.get(metric)
             out.append({**claim, "metric": metric, "table": table["run_name"], "baseline": table.get("baseline"),
                         "comparison": comparison, "verdict": verdict(claim, comparison)})

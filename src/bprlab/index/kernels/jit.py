@@ -186,14 +186,24 @@ def read_bandwidth(nbytes: int = 1 << 30, repeats: int = 5, threads: Sequence[in
     return {n: read_bandwidth_of(words, n, repeats) for n in threads}
 
 
-def cpu_name() -> str:
+def cpuinfo(field: str) -> str | None:
+    """The first value of a /proc/cpuinfo field ("model name", "flags", "vendor_id", "cpu MHz"); None where the
+    file or the field is absent."""
     try:
-        with open("/proc/cpuinfo") as handle:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                name, _, value = line.partition(":")
+                if name.strip() == field:
+                    return value.strip()
     except OSError:
         pass
+    return None
+
+
+def cpu_name() -> str:
+    name = cpuinfo("model name")
+    if name:
+        return name
     import platform
 
     return platform.processor() or platform.machine()

@@ -24,10 +24,14 @@ def test_tiny_search_bench_finds_every_planted_passage(tmp_path):
     codes_rows = [r for r in result["rows"] if r["codes_only"]]
     assert codes_rows and all(r["dpr_extrapolated_from"] == 3000 for r in codes_rows)
     assert "dpr-flat" not in codes_rows[0]["recall@10"]  # DPR is not run on codes-only data
+    loops = result["loops"]  # the two distance loops, at the largest float size and code length
+    assert loops["equal"] and loops["compiled_for_width"] and loops["num_passages"] == 3000
+    assert [r["batch"] for r in loops["rows"]] == [1, 8] and all(r["speedup"] > 0 for r in loops["rows"])
     write_bench(result, tmp_path)
     assert json.loads((tmp_path / "bench.json").read_text())["machine"]["cores"] >= 1
     live = (tmp_path / "bench.md").read_text()
     assert "| 6,000* | 64 |" in live and "Baseline conditions: faiss's BLAS" in live
+    assert "## The scan's distance loop" in live and "Both loops returned the same" in live
     assert (tmp_path / "ms_per_query.png").stat().st_size > 0
     # every figure again from the stored timings alone: the same report
     from bprlab.bench.report import report_from
@@ -37,6 +41,7 @@ def test_tiny_search_bench_finds_every_planted_passage(tmp_path):
     assert (tmp_path / "bench.md").read_text() == live
     assert all(len(c) == n for r in result["rows"] for c, n in
                zip(r["raw"]["calls"].values(), r["batches_timed"].values()))
+    assert all(len(t) == 5 for r in loops["rows"] for t in r["raw"].values())
 
 
 def test_a_baseline_blas_below_the_machine_is_flagged_first():

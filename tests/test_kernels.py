@@ -35,7 +35,7 @@ def random_codes(rng, n, nbytes, distinct=None):
     return pool[rng.integers(0, distinct, n)]
 
 
-@pytest.mark.parametrize("bits", [64, 128, 384, 768, 1024, 72])
+@pytest.mark.parametrize("bits", [64, 128, 384, 768, 1024, 1088, 72])
 @pytest.mark.parametrize("n,l", [(1000, 50), (130, 200), (1, 5), (777, 777)])
 def test_scan_is_exact_with_ties_by_row(bits, n, l):
     rng = np.random.default_rng(bits + n)
@@ -46,6 +46,24 @@ def test_scan_is_exact_with_ties_by_row(bits, n, l):
     m = min(l, n)
     assert np.array_equal(dist[:, :m], want_dist) and np.array_equal(rows[:, :m], want_rows)
     assert (rows[:, m:] == -1).all() and (dist[:, m:] > bits).all()  # fewer codes than l: padded
+
+
+@pytest.mark.parametrize("bits", [64, 128, 384, 768, 1024, 1088, 72])
+def test_the_loop_compiled_for_a_width_equals_the_run_time_loop(bits):
+    """Codes up to 16 words get a distance loop compiled for their width (1088 bits: past it, both are the run-time
+    loop); on a batch with an odd last question, ties everywhere, 1 and 2 threads: the same as numpy's brute force."""
+    from bprlab.index.kernels.hamming import MAX_FIXED_WORDS, fixed_width
+
+    assert len(fixed_width(bits // 64 + (bits % 64 > 0))) == (0 if bits > 64 * MAX_FIXED_WORDS else -(-bits // 64))
+    rng = np.random.default_rng(bits)
+    codes = random_codes(rng, 5000, bits // 8, distinct=700)
+    questions = random_codes(rng, 5, bits // 8)
+    want_dist, want_rows = brute_hamming(codes, questions, 300)
+    blocked = BlockedCodes.from_rows(codes)
+    for n_threads in (1, 2):
+        for fixed in (True, False):
+            dist, rows = hamming_top_l(blocked, to_words(questions), 300, n_threads, fixed=fixed)
+            assert np.array_equal(dist, want_dist) and np.array_equal(rows, want_rows), (n_threads, fixed)
 
 
 @pytest.mark.parametrize("bits", [8, 64, 72, 384, 768, 1024])

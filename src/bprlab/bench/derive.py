@@ -6,12 +6,14 @@ per call (`split_calls`: candidates, rerank, rest), the planted passages found a
 ms/query (median over calls), the native split (each part's median), the batch-1 scan's read bandwidth and its
 share of the measured DRAM bandwidth, recall@k, DPR's time at codes-only sizes (extrapolated linearly from the
 largest float size), the ratios against DPR, and the scan's core-cycles per (question, passage) pair beside the
-instruction limits of the SIMD the kernels compiled for.
+instruction limits of the SIMD the kernels compiled for; and the distance loops' table (`bench.loops`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from bprlab.bench.loops import derive_loops
 
 DERIVED = ("ms_per_query", "batches_timed", "native_split_ms", "scan_gbs", "scan_share_of_bandwidth",
            "speedup_vs_dpr", "dpr_extrapolated_from", "scan_cycles_per_pair")
@@ -76,4 +78,6 @@ def derive(result: dict) -> dict:
             row["speedup_vs_dpr"] = {m: ms["dpr-flat"] / v for m, v in ms.items() if m != "dpr-flat" and v > 0}
     result["popcount_limits"] = {str(bits): popcount_limits(bits, machine.get("simd", ""))
                                  for bits in plan["bits"]}
+    if result.get("loops"):
+        derive_loops(result["loops"], clock)
     return result

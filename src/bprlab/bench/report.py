@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bprlab.artifacts import atomic_path, write_json, write_text
+from bprlab.bench.loops import markdown_lines as loops_lines
 
 METHODS = ("dpr-flat", "bpr-native", "bpr-faiss")
 
@@ -94,6 +95,7 @@ def markdown(result: dict) -> str:
             f"{_fmt(row.get('scan_cycles_per_pair'))} | "
             f"{_fmt(recall.get('dpr-flat'))} / {_fmt(recall['bpr-native'])} / {_fmt(recall.get('bpr-faiss'))} | "
             f"{_fmt(row['block_peak_rss_mb'], 0)} |")
+    lines += loops_lines(result.get("loops"))
     lines += ["", "## Index sizes and build memory", "",
               "| N | bits | DPR index bytes | BPR index bytes | native build: extra peak / codes | "
               "faiss build: extra peak / codes | `bprlab index` stage: peak / codes, seconds |",

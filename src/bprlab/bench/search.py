@@ -4,7 +4,8 @@ Every number of a row is taken in one run, methods timed round-robin on the same
 whatever machine made it. Per row: ms/query for dpr-flat (faiss IndexFlatIP) and BPR with each backend, the
 native search's split (candidates / rerank / rest), the scan's share of the measured DRAM read bandwidth, index
 bytes, recall@k of the planted passages, and the peak RSS of the (size, bits) block. At the codes-only sizes DPR
-is not run: its time is extrapolated linearly from the largest float size, and the row says so.
+is not run: its time is extrapolated linearly from the largest float size, and the row says so. At the largest
+float size and code length, the scan's two distance loops are timed against each other as well (`bench.loops`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import numpy as np
 
 from bprlab.bench import memory
 from bprlab.bench.derive import derive, ms_per_query
+from bprlab.bench.loops import time_loops
 from bprlab.bench.synthetic import Synthetic, code_data, float_data
 from bprlab.config.schema import IndexConfig, IndexKind, SearchBackend
 from bprlab.index.base import create_index
 from bprlab.index.kernels.jit import available_threads, cpu_name, host_features, read_bandwidth, read_bandwidth_of
+from bprlab.index.kernels.layout import BlockedCodes
 from bprlab.index.threads import faiss_threads
 
 log = logging.getLogger(__name__)
@@ -66,7 +69,7 @@ def run_search_bench(plan: SearchPlan) -> dict:
     result = {"machine": {"cpu": cpu_name(), "cores": available_threads(), "simd": host_features(),
                           "bandwidth_gbs": bandwidth, "clock_mhz": clock_mhz()},
               "conditions": conditions(available_threads(), max(threads), plan.probe_passages),
-              "plan": asdict(plan), "rows": [], "builds": []}
+              "plan": asdict(plan), "rows": [], "builds": [], "loops": None}
     for problem in result["conditions"]["baseline_below_machine"]:
         log.warning("the DPR baseline may run below this machine: %s", problem)
     _load_kernels(plan)
@@ -78,12 +81,13 @@ def run_search_bench(plan: SearchPlan) -> dict:
             now = read_bandwidth(plan.bandwidth_bytes, 3, threads)
             again = {t: max(bandwidth[t], now[t]) for t in threads}
             memory.reset_peak()
-            rows, build = _block(plan, size, bits, codes_only, threads, again)
+            rows, build, loops = _block(plan, size, bits, codes_only, threads, again)
             peak = memory.peak_mb()
             for row in rows:
                 row["block_peak_rss_mb"] = peak
             result["rows"] += rows
             result["builds"].append(build)
+            result["loops"] = loops or result["loops"]
     return derive(result)
 
 
@@ -113,8 +117,21 @@ def _block(plan: SearchPlan, size: int, bits: int, codes_only: bool, threads: li
             rows.append(_time_row(plan, data, methods, size, bits, t, batch, reference, codes_only, estimate))
             estimate = ms_per_query(rows[-1]["raw"]["calls"])
             log.info("%s", _summary(rows[-1], estimate))
+    loops = None
+    if not codes_only and size == max(plan.float_sizes) and bits == max(plan.bits):
+        loops = _time_loops(plan, data, methods, max(threads))
     del methods, data
-    return rows, build
+    return rows, build, loops
+
+
+def _time_loops(plan: SearchPlan, data: Synthetic, methods: list[Method], n_threads: int) -> dict:
+    """The scan's two distance loops on the native index's own blocked codes (no copy)."""
+    native = next(m for m in methods if m.name == "bpr-native").index
+    codes = BlockedCodes(native.resident_codes, len(data.codes), data.codes.shape[1])
+    loops = time_loops(codes, data.questions, plan.batches, n_threads, plan.num_candidates,
+                       lambda batch: max(5, _repeats(plan, batch)), lambda: _pause(plan.pause_seconds))
+    log.info("distance loops: %s", "same results" if loops["equal"] else "DIFFERENT RESULTS")
+    return loops
 
 
 def _reference_bandwidth(plan: SearchPlan, methods: list[Method], n_threads: int, bandwidth: dict) -> float:

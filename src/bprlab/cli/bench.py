@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from bprlab.errors import ConfigError
+from bprlab.errors import ConfigError, StageError
 
 
 def _sizes(text: str | None, flag: str) -> list[int] | None:
@@ -114,7 +114,11 @@ def _search(args: argparse.Namespace) -> Path:
     from bprlab.bench.conditions import reexec_without_overrides
 
     reexec_without_overrides(getattr(args, "argv", None) or [])
-    return write_bench(run_search_bench(plan), Path(args.out))
+    result = run_search_bench(plan)
+    written = write_bench(result, Path(args.out))
+    if result["loops"] and not result["loops"]["equal"]:
+        raise StageError(f"{written}: the scan's two distance loops returned different results (a kernel bug)")
+    return written
 
 
 def _gpu(args: argparse.Namespace) -> Path | None:

@@ -34,13 +34,28 @@ PREFETCH_BYTES = 1 << 13  # how far ahead of the scan its code words are prefetc
 SAMPLE_STRIDE = 64  # a chunk samples one block in 64 for its speculative bound (see `_speculative_bound`)
 MIN_SAMPLE_BLOCKS = 16  # a chunk with fewer blocks to sample starts with no bound
 SLACK = 2  # a speculative bound is set where the sample predicts SLACK x l rows of the chunk within it
+MAX_FIXED_WORDS = 16  # codes up to 1024 bits get a distance loop compiled for their width (see `fixed_width`)
+
+
+def fixed_width(width: int, fixed: bool = True) -> tuple:
+    """The `fixed` argument of the kernels: a tuple of `width` zeros where the code's width gets its own compiled
+    distance loop, else the empty tuple (the loop over a run-time width).
+
+    A tuple's length is part of its numba type, so each width compiles (and caches on disk) a kernel of its own in
+    which the loop over a code's words has a constant trip count: LLVM unrolls it and sums each lane's distance in
+    a register, where the run-time loop stores partial sums every four words. Past MAX_FIXED_WORDS the unrolled
+    body grows too large for LLVM to unroll, and a loop it does not unroll does not vectorise over the lanes
+    (`make bench`'s kernel table compares the two loops)."""
+    return (0,) * width if fixed and 0 < width <= MAX_FIXED_WORDS else ()
 
 
 @numba.njit(inline="always", **JIT)
 def _distances(words, base, width, qwords, qbase, dist):
     """dist[j] = Hamming(question, row j of the block starting at words[base]).
 
-    Four words are summed per pass over the lanes (one store of the partial sums per four popcounts)."""
+    Four words are summed per pass over the lanes (one store of the partial sums per four popcounts). A lone
+    question's scan is bound by memory, and this order (four of a block's lines at a time) reads it faster than
+    the fixed-width loop of `_distances_pair`, which touches all of a block's lines in each pass."""
     for j in range(U_LANES):
         dist[j] = 0
     w4 = width - width % U4
@@ -59,8 +74,22 @@ def _distances(words, base, width, qwords, qbase, dist):
 
 
 @numba.njit(inline="always", **JIT)
-def _distances_pair(words, base, width, qwords, qbase, dist_a, dist_b):
-    """`_distances` for two questions (rows qbase and qbase + width of qwords): each code word is read once."""
+def _distances_pair(words, base, width, fixed, qwords, qbase, dist_a, dist_b):
+    """`_distances` for two questions (rows qbase and qbase + width of qwords): each code word is read once.
+
+    With `fixed` a tuple of `width` entries (see `fixed_width`), the width is a compile-time constant: LLVM unrolls
+    the loop over a code's words, and each lane's two distances are summed in registers and stored once. Otherwise
+    four words are summed per pass over the lanes, storing the partial sums after each."""
+    if len(fixed) > 0:
+        for j in range(U_LANES):
+            acc_a, acc_b = U0, U0
+            for w in range(len(fixed)):
+                c = words[base + np.uint64(w) * U_LANES + j]
+                acc_a += popcount64(c ^ qwords[qbase + np.uint64(w)])
+                acc_b += popcount64(c ^ qwords[qbase + width + np.uint64(w)])
+            dist_a[j] = np.uint32(acc_a)
+            dist_b[j] = np.uint32(acc_b)
+        return
     for j in range(U_LANES):
         dist_a[j] = 0
         dist_b[j] = 0
@@ -124,7 +153,7 @@ def _speculative_bound(words, width, ntotal, qwords, qbase, b0, b1, num_candidat
 
 
 @numba.njit(**JIT)
-def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, num_candidates, dists, rows, counts, bounds, hist, group, ahead,
+def _scan_chunk(words, width, fixed, ntotal, qwords, nq, b0, b1, num_candidates, dists, rows, counts, bounds, hist, group, ahead,
                 spec, bits):
     """Admit the rows of blocks [b0, b1) into each question's buffer (see module doc). Questions go in pairs
     through each group of blocks, so one load of a code word serves two of them. The first pass over a block
@@ -144,7 +173,7 @@ def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, num_candidates, dists,
             for b in range(g0, g1):
                 if q == 0 and ahead > 0:
                     _prefetch_block(words, b + ahead, b1, width)
-                _distances_pair(words, np.uint64(b) * width * U_LANES, width, qwords, qbase, dist_a, dist_b)
+                _distances_pair(words, np.uint64(b) * width * U_LANES, width, fixed, qwords, qbase, dist_a, dist_b)
                 row0 = np.int64(b) * LANES
                 nrows = min(LANES, ntotal - row0)
                 passing = within(dist_a, bounds[q], nrows)
@@ -169,7 +198,7 @@ def _scan_chunk(words, width, ntotal, qwords, nq, b0, b1, num_candidates, dists,
 
 
 @numba.njit(parallel=True, **JIT)
-def _top_l(words, width, ntotal, qwords, nq, num_candidates, nchunks, bits, ahead, n_threads):
+def _top_l(words, width, fixed, ntotal, qwords, nq, num_candidates, nchunks, bits, ahead, n_threads):
     before = use_threads(n_threads)
     nblocks = len(words) // (width * LANES) if width > 0 else 0
     cap = max(2 * num_candidates, num_candidates + 256)
@@ -182,21 +211,21 @@ def _top_l(words, width, ntotal, qwords, nq, num_candidates, nchunks, bits, ahea
     step = -(-nblocks // nchunks)
     for c in numba.prange(nchunks):
         hist = np.zeros(bits + 1, np.int64)
-        _scan_chunk(words, width, ntotal, qwords, nq, c * step, min(nblocks, (c + 1) * step), num_candidates,
+        _scan_chunk(words, width, fixed, ntotal, qwords, nq, c * step, min(nblocks, (c + 1) * step), num_candidates,
                     dists[c], rows[c], counts[c], bounds[c], hist, group, ahead, spec[c], bits)
     out_dist = np.full((nq, num_candidates), bits + 1, np.int32)
     out_rows = np.full((nq, num_candidates), -1, np.int64)
     for q in numba.prange(nq):
         hist = np.zeros(bits + 1, np.int64)
         merge(dists, rows, counts, q, num_candidates, hist, out_dist, out_rows)
-    rescans = _rescan_short_chunks(words, width, ntotal, qwords, nq, num_candidates, nchunks, bits, ahead, step, nblocks,
+    rescans = _rescan_short_chunks(words, width, fixed, ntotal, qwords, nq, num_candidates, nchunks, bits, ahead, step, nblocks,
                                    dists, rows, counts, bounds, spec, group, out_dist, out_rows)
     restore_threads(before)
     return out_dist, out_rows, np.sum(spec < bits), rescans
 
 
 @numba.njit(**JIT)
-def _rescan_short_chunks(words, width, ntotal, qwords, nq, num_candidates, nchunks, bits, ahead, step, nblocks, dists, rows,
+def _rescan_short_chunks(words, width, fixed, ntotal, qwords, nq, num_candidates, nchunks, bits, ahead, step, nblocks, dists, rows,
                          counts, bounds, spec, group, out_dist, out_rows):
     """Make the speculation exact: a chunk that started from a speculative bound and ended with fewer than `num_candidates`
     rows holds every row within that bound, and no more. Its missing rows are all farther, so they cannot enter a
@@ -209,7 +238,7 @@ def _rescan_short_chunks(words, width, ntotal, qwords, nq, num_candidates, nchun
         for c in range(nchunks):
             if num_candidates > 0 and spec[c, q] < bits and counts[c, q] < num_candidates and spec[c, q] < out_dist[q, num_candidates - 1]:
                 counts[c, q], bounds[c, q] = 0, bits
-                _scan_chunk(words, width, ntotal, qwords[q * width : (q + 1) * width], 1, c * step,
+                _scan_chunk(words, width, fixed, ntotal, qwords[q * width : (q + 1) * width], 1, c * step,
                             min(nblocks, (c + 1) * step), num_candidates, dists[c, q : q + 1], rows[c, q : q + 1],
                             counts[c, q : q + 1], bounds[c, q : q + 1], hist, group, ahead, None, bits)
                 again = True
@@ -239,15 +268,16 @@ def sign_words(emb, width):
 
 
 @numba.njit(**JIT)
-def _top_l_of_embeddings(words, width, ntotal, emb, num_candidates, nchunks, bits, ahead, n_threads):
+def _top_l_of_embeddings(words, width, fixed, ntotal, emb, num_candidates, nchunks, bits, ahead, n_threads):
     """`_top_l` for float questions, their codes taken inside the compiled call: packing a lone question in numpy
     (`pack_codes`, then `to_words`) adds calls whose fixed cost a cold-cache search feels."""
     qwords = sign_words(emb, width).ravel()
-    return _top_l(words, width, ntotal, qwords, emb.shape[0], num_candidates, nchunks, bits, ahead, n_threads)
+    return _top_l(words, width, fixed, ntotal, qwords, emb.shape[0], num_candidates, nchunks, bits, ahead, n_threads)
 
 
 def hamming_top_l(codes: BlockedCodes, questions: np.ndarray, l: int, n_threads: int | None,
-                  prefetch_bytes: int | None = None, stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  prefetch_bytes: int | None = None, stats: dict | None = None,
+                  fixed: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The l nearest codes of each question by Hamming distance, ordered by (distance, row).
 
     questions: (Q, W) uint64 codes (see `layout.to_words`), or (Q, D) float embeddings, whose codes are their signs
@@ -256,6 +286,8 @@ def hamming_top_l(codes: BlockedCodes, questions: np.ndarray, l: int, n_threads:
     prefetch_bytes: how far ahead of the scan code words are prefetched (None: PREFETCH_BYTES; 0: not at all).
     stats: where given, counts (chunk, question) scans that started from a speculative bound ("speculative_chunks")
     and those redone because it proved too tight ("rescanned_chunks").
+    fixed: the distance loop compiled for the code's width where it has one (see `fixed_width`); False: the loop
+    over a run-time width (the same results; tests and the bench compare the two).
     """
     embeddings = np.issubdtype(questions.dtype, np.floating)
     if questions.ndim != 2 or (embeddings and questions.shape[1] % 8):
@@ -267,14 +299,13 @@ def hamming_top_l(codes: BlockedCodes, questions: np.ndarray, l: int, n_threads:
     n_threads = thread_count(n_threads)
     nchunks = max(1, min(n_threads, codes.nblocks))
     ahead = -(-(PREFETCH_BYTES if prefetch_bytes is None else prefetch_bytes) // (width * LANES * 8))  # 0: off
+    layout = (codes.words, np.uint64(width), fixed_width(width, fixed), codes.ntotal)
     if embeddings:
         emb = np.ascontiguousarray(questions, dtype=np.float32)
-        found = _top_l_of_embeddings(codes.words, np.uint64(width), codes.ntotal, emb, int(l), nchunks, width * 64,
-                                     ahead, n_threads)
+        found = _top_l_of_embeddings(*layout, emb, int(l), nchunks, width * 64, ahead, n_threads)
     else:
         qwords = np.ascontiguousarray(questions, dtype=np.uint64).ravel()
-        found = _top_l(codes.words, np.uint64(width), codes.ntotal, qwords, nq, int(l), nchunks, width * 64, ahead,
-                       n_threads)
+        found = _top_l(*layout, qwords, nq, int(l), nchunks, width * 64, ahead, n_threads)
     dist, rows, speculated, rescans = found
     if stats is not None:
         stats["speculative_chunks"] = stats.get("speculative_chunks", 0) + int(speculated)

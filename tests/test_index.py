@@ -42,6 +42,23 @@ def test_binary_linear_scan_reranks_by_question_dot_sign(vectors):
     assert np.allclose(np.take_along_axis(truth, result.rows, 1), result.scores, atol=1e-4)
 
 
+@pytest.mark.parametrize("num_candidates", [50, N + 20])  # l above N: candidates padded with -1
+def test_a_few_questions_scan_and_rerank_in_one_call_with_the_same_results(vectors, num_candidates):
+    """Up to 8 questions take the fused native call (`kernels.fused`), a batch of 9 the two calls: same rows and
+    scores, alone, in a group, on 1 and 2 threads; the call's time is split into scan and rerank."""
+    passages, questions = vectors
+    index = build(IndexConfig(kind=IndexKind.binary_flat, num_candidates=num_candidates), passages)
+    for threads in (1, 2):
+        index.threads = threads
+        batched = index.search(questions, K)  # Q = 9: candidates, then rerank
+        alone = [index.search(questions[i : i + 1], K) for i in range(Q)]
+        group = index.search(questions[:3], K)
+        assert np.array_equal(np.vstack([r.rows for r in alone]), batched.rows)
+        assert np.array_equal(np.vstack([r.scores for r in alone]), batched.scores)
+        assert np.array_equal(group.rows, batched.rows[:3]) and np.array_equal(group.scores, batched.scores[:3])
+    assert index.stats.rerank_seconds > 0 and index.stats.candidate_seconds > 0
+
+
 def test_binary_candidates_are_the_l_nearest_in_hamming(vectors):
     passages, questions = vectors
     l = 50

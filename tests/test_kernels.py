@@ -424,3 +424,45 @@ def test_an_edit_to_any_kernel_module_invalidates_every_cached_kernel(tmp_path):
     locator = hamming._top_l._cache._impl.locator  # numba's cache locator of the scan
     assert getattr(type(locator), "bprlab_kernels", False)
     assert locator.get_source_stamp()[1] == kernels._sources_digest(Path(hamming.__file__).parent)
+
+
+def test_kept_codes_are_the_candidates_codes_through_compaction_and_rescans():
+    """The scan's copies of admitted codes follow their rows through every buffer cut, the merge and a rescan of
+    chunks whose speculative bound missed (near codes only in the sampled blocks, as in the rescan test)."""
+    rng = np.random.default_rng(23)
+    n, l = 64 * 2048, 1500
+    question = random_codes(rng, 1, 96)
+    codes = random_codes(rng, n, 96)
+    near = (np.arange(n) // 64) % 64 == 32
+    flips = np.unpackbits(question, axis=1).repeat(near.sum(), 0)
+    flips ^= rng.random(flips.shape) < 0.1
+    codes[near] = np.packbits(flips, axis=1)
+    blocked = BlockedCodes.from_rows(codes)
+    for questions, size in ((question, l), (np.vstack([question, random_codes(rng, 2, 96)]), 300)):
+        for n_threads in (1, 2):
+            stats, kept = {}, np.empty((len(questions), size, 12), np.uint64)
+            dist, rows = hamming_top_l(blocked, to_words(questions), size, n_threads, stats=stats, codes_out=kept)
+            assert np.array_equal(rows, brute_hamming(codes, questions, size)[1])
+            assert np.array_equal(kept, to_words(codes[rows.ravel()]).reshape(kept.shape))
+            assert stats["rescanned_chunks"] >= n_threads  # the first question's chunks were scanned again
+
+
+@pytest.mark.parametrize("bits", [72, 768])
+def test_scan_and_rerank_in_one_call_equals_the_two_calls(bits):
+    """`fused.scan_and_rerank` (kept codes, reranked row-major in the same call) against `hamming_top_l` then
+    `rerank_top_k` on the index: identical scores and rows, ties included, with fewer codes than l, 1 and 2
+    threads, the byte tables and (where compiled for) the nibble lookups."""
+    from bprlab.index.kernels.fused import scan_and_rerank
+
+    rng = np.random.default_rng(bits)
+    for n, l, k in ((4000, 300, 100), (90, 200, 120)):
+        emb = rng.standard_normal((n, bits)).astype(np.float32)
+        codes = BlockedCodes.from_rows(np.packbits(emb >= 0, axis=1)[rng.integers(0, n, n)])  # duplicates: ties
+        questions = rng.standard_normal((3, bits)).astype(np.float32)
+        for n_threads in (1, 2):
+            for nibbles in (False, nibble.AVAILABLE):
+                scores, rows, (scan, rerank) = scan_and_rerank(codes, questions, l, k, n_threads, nibbles=nibbles)
+                _, candidates = hamming_top_l(codes, questions, l, n_threads)
+                want = rerank_top_k(codes, questions, candidates, k, n_threads, nibbles=nibbles)
+                assert np.array_equal(scores, want[0]) and np.array_equal(rows, want[1])
+                assert scan > 0 and rerank >= 0

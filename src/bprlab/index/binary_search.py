@@ -9,6 +9,9 @@
   lookup over faiss's own storage. faiss's hash buckets hold their own copy of the codes, so the faiss hash backend
   keeps a second, row-ordered copy for the rerank.
 Every implementation returns candidates ordered by (distance, row), except faiss, whose order of ties is its own.
+NativeSearch also offers candidates and rerank in one compiled call (`scan_and_rerank`, `kernels.fused`), which
+BinaryIndex takes where it applies: a linear scan of a few questions, whose separate rerank waits on caches the
+scan has flushed.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import faiss
 import numpy as np
 
 from bprlab.core.hashing import pack_codes
-from bprlab.index.kernels import buckets, hamming, lut
+from bprlab.index.kernels import buckets, fused, hamming, lut
 from bprlab.index.kernels.layout import BlockedCodes, to_words
 from bprlab.index.threads import faiss_threads
 
@@ -38,6 +41,8 @@ class Search(Protocol):
         the (Q, D) float32 embeddings, `core.hashing.pack_codes`), and the number of codes compared."""
 
     def rerank(self, question_emb: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    # optional: scan_and_rerank(question_emb, num_candidates, k) -> (scores, rows, scanned, scan s, rerank s) or None
 
     def score_all(self, question_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -64,6 +69,15 @@ class NativeSearch:
 
     def rerank(self, question_emb, rows, k):
         return lut.rerank_top_k(self.codes, question_emb, rows, k, self.n_threads)
+
+    def scan_and_rerank(self, question_emb, num_candidates, k):
+        """`candidates` then `rerank` in one compiled call, the same results, for a linear scan of at most
+        `fused.MAX_QUESTIONS` questions; None otherwise."""
+        if self.hashing is not None or len(question_emb) > fused.MAX_QUESTIONS:
+            return None
+        scores, rows, (scan_seconds, rerank_seconds) = fused.scan_and_rerank(self.codes, question_emb, num_candidates,
+                                                                            k, self.n_threads)
+        return scores, rows, len(question_emb) * self.codes.ntotal, scan_seconds, rerank_seconds
 
     def score_all(self, question_emb, k):
         return lut.score_all_top_k(self.codes, question_emb, k, self.n_threads)

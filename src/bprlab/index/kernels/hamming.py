@@ -22,6 +22,8 @@ stops LLVM from vectorising the popcount loop.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numba
 import numpy as np
 
@@ -35,6 +37,12 @@ SAMPLE_STRIDE = 64  # a chunk samples one block in 64 for its speculative bound 
 MIN_SAMPLE_BLOCKS = 16  # a chunk with fewer blocks to sample starts with no bound
 SLACK = 2  # a speculative bound is set where the sample predicts SLACK x l rows of the chunk within it
 MAX_FIXED_WORDS = 16  # codes up to 1024 bits get a distance loop compiled for their width (see `fixed_width`)
+
+
+@numba.njit(inline="always", **JIT)
+def capacity(num_candidates):
+    """Pairs a (chunk, question) buffer holds: room for another block's rows above num_candidates."""
+    return max(2 * num_candidates, num_candidates + 256)
 
 
 def fixed_width(width: int, fixed: bool = True) -> tuple:
@@ -154,7 +162,7 @@ def _speculative_bound(words, width, ntotal, qwords, qbase, b0, b1, num_candidat
 
 @numba.njit(**JIT)
 def _scan_chunk(words, width, fixed, ntotal, qwords, nq, b0, b1, num_candidates, dists, rows, counts, bounds, hist, group, ahead,
-                spec, bits):
+                spec, bits, kept):
     """Admit the rows of blocks [b0, b1) into each question's buffer (see module doc). Questions go in pairs
     through each group of blocks, so one load of a code word serves two of them. The first pass over a block
     (the first question or pair) prefetches the block `ahead` blocks on. With `spec`, each question starts from
@@ -173,15 +181,16 @@ def _scan_chunk(words, width, fixed, ntotal, qwords, nq, b0, b1, num_candidates,
             for b in range(g0, g1):
                 if q == 0 and ahead > 0:
                     _prefetch_block(words, b + ahead, b1, width)
-                _distances_pair(words, np.uint64(b) * width * U_LANES, width, fixed, qwords, qbase, dist_a, dist_b)
+                base = np.uint64(b) * width * U_LANES
+                _distances_pair(words, base, width, fixed, qwords, qbase, dist_a, dist_b)
                 row0 = np.int64(b) * LANES
                 nrows = min(LANES, ntotal - row0)
                 passing = within(dist_a, bounds[q], nrows)
-                if passing and append(dist_a, passing, row0, q, dists, rows, counts):
-                    tighten(q, num_candidates, dists, rows, counts, bounds, hist)
+                if passing and append(dist_a, passing, row0, q, dists, rows, counts, words, base, width, kept):
+                    tighten(q, num_candidates, dists, rows, counts, bounds, hist, kept)
                 passing = within(dist_b, bounds[q + 1], nrows)
-                if passing and append(dist_b, passing, row0, q + 1, dists, rows, counts):
-                    tighten(q + 1, num_candidates, dists, rows, counts, bounds, hist)
+                if passing and append(dist_b, passing, row0, q + 1, dists, rows, counts, words, base, width, kept):
+                    tighten(q + 1, num_candidates, dists, rows, counts, bounds, hist, kept)
         if nq % 2:
             q = nq - 1
             qbase = np.uint64(q) * width
@@ -190,18 +199,21 @@ def _scan_chunk(words, width, fixed, ntotal, qwords, nq, b0, b1, num_candidates,
                     break
                 if nq == 1 and ahead > 0:
                     _prefetch_block(words, b + ahead, b1, width)
-                _distances(words, np.uint64(b) * width * U_LANES, width, qwords, qbase, dist_a)
+                base = np.uint64(b) * width * U_LANES
+                _distances(words, base, width, qwords, qbase, dist_a)
                 row0 = np.int64(b) * LANES
                 passing = within(dist_a, bounds[q], min(LANES, ntotal - row0))
-                if passing and append(dist_a, passing, row0, q, dists, rows, counts):
-                    tighten(q, num_candidates, dists, rows, counts, bounds, hist)
+                if passing and append(dist_a, passing, row0, q, dists, rows, counts, words, base, width, kept):
+                    tighten(q, num_candidates, dists, rows, counts, bounds, hist, kept)
 
 
 @numba.njit(parallel=True, **JIT)
-def _top_l(words, width, fixed, ntotal, qwords, nq, num_candidates, nchunks, bits, ahead, n_threads):
+def _top_l(words, width, fixed, ntotal, qwords, nq, num_candidates, nchunks, bits, ahead, n_threads, kept, out_codes):
+    """kept: (nchunks, nq, capacity(num_candidates), W) uint64 where the candidates' codes are kept (into out_codes,
+    (nq, num_candidates, W)), else (nchunks, nq, 0, W) (see `buffers`)."""
     before = use_threads(n_threads)
     nblocks = len(words) // (width * LANES) if width > 0 else 0
-    cap = max(2 * num_candidates, num_candidates + 256)
+    cap = capacity(num_candidates)
     dists = np.empty((nchunks, nq, cap), np.uint16)
     rows = np.empty((nchunks, nq, cap), np.int64)
     counts = np.zeros((nchunks, nq), np.int64)
@@ -212,21 +224,21 @@ def _top_l(words, width, fixed, ntotal, qwords, nq, num_candidates, nchunks, bit
     for c in numba.prange(nchunks):
         hist = np.zeros(bits + 1, np.int64)
         _scan_chunk(words, width, fixed, ntotal, qwords, nq, c * step, min(nblocks, (c + 1) * step), num_candidates,
-                    dists[c], rows[c], counts[c], bounds[c], hist, group, ahead, spec[c], bits)
+                    dists[c], rows[c], counts[c], bounds[c], hist, group, ahead, spec[c], bits, kept[c])
     out_dist = np.full((nq, num_candidates), bits + 1, np.int32)
     out_rows = np.full((nq, num_candidates), -1, np.int64)
     for q in numba.prange(nq):
         hist = np.zeros(bits + 1, np.int64)
-        merge(dists, rows, counts, q, num_candidates, hist, out_dist, out_rows)
-    rescans = _rescan_short_chunks(words, width, fixed, ntotal, qwords, nq, num_candidates, nchunks, bits, ahead, step, nblocks,
-                                   dists, rows, counts, bounds, spec, group, out_dist, out_rows)
+        merge(dists, rows, counts, q, num_candidates, hist, out_dist, out_rows, kept, out_codes)
+    rescans = _rescan_short_chunks(words, width, fixed, ntotal, qwords, nq, num_candidates, nchunks, bits, ahead, step,
+                                   nblocks, dists, rows, counts, bounds, spec, group, out_dist, out_rows, kept, out_codes)
     restore_threads(before)
     return out_dist, out_rows, np.sum(spec < bits), rescans
 
 
 @numba.njit(**JIT)
-def _rescan_short_chunks(words, width, fixed, ntotal, qwords, nq, num_candidates, nchunks, bits, ahead, step, nblocks, dists, rows,
-                         counts, bounds, spec, group, out_dist, out_rows):
+def _rescan_short_chunks(words, width, fixed, ntotal, qwords, nq, num_candidates, nchunks, bits, ahead, step, nblocks,
+                         dists, rows, counts, bounds, spec, group, out_dist, out_rows, kept, out_codes):
     """Make the speculation exact: a chunk that started from a speculative bound and ended with fewer than `num_candidates`
     rows holds every row within that bound, and no more. Its missing rows are all farther, so they cannot enter a
     question's top-l when the l-th distance found is within the bound; otherwise the chunk is scanned again for
@@ -240,13 +252,14 @@ def _rescan_short_chunks(words, width, fixed, ntotal, qwords, nq, num_candidates
                 counts[c, q], bounds[c, q] = 0, bits
                 _scan_chunk(words, width, fixed, ntotal, qwords[q * width : (q + 1) * width], 1, c * step,
                             min(nblocks, (c + 1) * step), num_candidates, dists[c, q : q + 1], rows[c, q : q + 1],
-                            counts[c, q : q + 1], bounds[c, q : q + 1], hist, group, ahead, None, bits)
+                            counts[c, q : q + 1], bounds[c, q : q + 1], hist, group, ahead, None, bits,
+                            kept[c, q : q + 1])
                 again = True
                 rescans += 1
         if again:
             out_dist[q, :] = bits + 1
             out_rows[q, :] = -1
-            merge(dists, rows, counts, q, num_candidates, hist, out_dist, out_rows)
+            merge(dists, rows, counts, q, num_candidates, hist, out_dist, out_rows, kept, out_codes)
     return rescans
 
 
@@ -268,16 +281,18 @@ def sign_words(emb, width):
 
 
 @numba.njit(**JIT)
-def _top_l_of_embeddings(words, width, fixed, ntotal, emb, num_candidates, nchunks, bits, ahead, n_threads):
+def _top_l_of_embeddings(words, width, fixed, ntotal, emb, num_candidates, nchunks, bits, ahead, n_threads, kept,
+                         out_codes):
     """`_top_l` for float questions, their codes taken inside the compiled call: packing a lone question in numpy
     (`pack_codes`, then `to_words`) adds calls whose fixed cost a cold-cache search feels."""
     qwords = sign_words(emb, width).ravel()
-    return _top_l(words, width, fixed, ntotal, qwords, emb.shape[0], num_candidates, nchunks, bits, ahead, n_threads)
+    return _top_l(words, width, fixed, ntotal, qwords, emb.shape[0], num_candidates, nchunks, bits, ahead, n_threads,
+                  kept, out_codes)
 
 
 def hamming_top_l(codes: BlockedCodes, questions: np.ndarray, l: int, n_threads: int | None,
                   prefetch_bytes: int | None = None, stats: dict | None = None,
-                  fixed: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                  fixed: bool = True, codes_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The l nearest codes of each question by Hamming distance, ordered by (distance, row).
 
     questions: (Q, W) uint64 codes (see `layout.to_words`), or (Q, D) float embeddings, whose codes are their signs
@@ -288,26 +303,57 @@ def hamming_top_l(codes: BlockedCodes, questions: np.ndarray, l: int, n_threads:
     and those redone because it proved too tight ("rescanned_chunks").
     fixed: the distance loop compiled for the code's width where it has one (see `fixed_width`); False: the loop
     over a run-time width (the same results; tests and the bench compare the two).
+    codes_out: where given, a (Q, l, W) uint64 array that receives the candidates' code words in the order of the
+    rows returned (row-major, zeros where the row is -1), copied during the scan (see `buffers`): what a lone
+    question's rerank reads (`fused`) instead of W scattered cache lines per candidate. It costs buffers of
+    threads x Q x 2l x W words, so it is meant for a few questions.
     """
     embeddings = np.issubdtype(questions.dtype, np.floating)
     if questions.ndim != 2 or (embeddings and questions.shape[1] % 8):
         raise ValueError(f"questions of shape {questions.shape}: expected (Q, W) code words or (Q, D) embeddings, "
                          "D a multiple of 8")
-    nq, width = questions.shape[0], words_per_code(questions.shape[1] // 8) if embeddings else questions.shape[1]
-    if width != codes.width:
-        raise ValueError(f"questions have {width} words per code, the index {codes.width}")
-    n_threads = thread_count(n_threads)
-    nchunks = max(1, min(n_threads, codes.nblocks))
-    ahead = -(-(PREFETCH_BYTES if prefetch_bytes is None else prefetch_bytes) // (width * LANES * 8))  # 0: off
-    layout = (codes.words, np.uint64(width), fixed_width(width, fixed), codes.ntotal)
+    width = words_per_code(questions.shape[1] // 8) if embeddings else questions.shape[1]
+    setup = ScanSetup.of(codes, len(questions), width, l, n_threads, prefetch_bytes, fixed, codes_out)
     if embeddings:
         emb = np.ascontiguousarray(questions, dtype=np.float32)
-        found = _top_l_of_embeddings(*layout, emb, int(l), nchunks, width * 64, ahead, n_threads)
+        found = _top_l_of_embeddings(*setup.index, emb, *setup.plan, *setup.kept)
     else:
         qwords = np.ascontiguousarray(questions, dtype=np.uint64).ravel()
-        found = _top_l(*layout, qwords, nq, int(l), nchunks, width * 64, ahead, n_threads)
+        found = _top_l(*setup.index, qwords, len(questions), *setup.plan, *setup.kept)
     dist, rows, speculated, rescans = found
+    count_speculation(stats, speculated, rescans)
+    return dist, rows
+
+
+@dataclass
+class ScanSetup:
+    """The compiled scan's arguments around the questions: `index` (words, width, fixed, ntotal), `plan`
+    (l, chunks, bits, prefetch distance in blocks, threads) and `kept` (the candidates' code buffers and output)."""
+
+    index: tuple
+    plan: tuple
+    kept: tuple
+
+    @classmethod
+    def of(cls, codes: BlockedCodes, nq: int, width: int, l: int, n_threads: int | None, prefetch_bytes: int | None,
+           fixed: bool, codes_out: np.ndarray | None) -> "ScanSetup":
+        if width != codes.width:
+            raise ValueError(f"questions have {width} words per code, the index {codes.width}")
+        n_threads = thread_count(n_threads)
+        nchunks = max(1, min(n_threads, codes.nblocks))
+        ahead = -(-(PREFETCH_BYTES if prefetch_bytes is None else prefetch_bytes) // (width * LANES * 8))  # 0: off
+        if codes_out is None:
+            kept = (np.empty((nchunks, nq, 0, width), np.uint64), np.empty((nq, 0, width), np.uint64))
+        else:
+            if codes_out.shape != (nq, l, width) or codes_out.dtype != np.uint64 or not codes_out.flags.c_contiguous:
+                raise ValueError(f"codes_out: expected a contiguous ({nq}, {l}, {width}) uint64 array")
+            codes_out[:] = 0
+            kept = (np.empty((nchunks, nq, capacity(int(l)), width), np.uint64), codes_out)
+        return cls((codes.words, np.uint64(width), fixed_width(width, fixed), codes.ntotal),
+                   (int(l), nchunks, width * 64, ahead, n_threads), kept)
+
+
+def count_speculation(stats: dict | None, speculated: int, rescans: int) -> None:
     if stats is not None:
         stats["speculative_chunks"] = stats.get("speculative_chunks", 0) + int(speculated)
         stats["rescanned_chunks"] = stats.get("rescanned_chunks", 0) + int(rescans)
-    return dist, rows

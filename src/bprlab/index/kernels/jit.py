@@ -79,6 +79,17 @@ prefetch = _prefetch_intrinsic(3, "LLVM's prefetch of array[index] into every ca
                                   "retires without waiting).")
 
 
+@intrinsic
+def cycle_counter(typingctx):
+    """LLVM's readcyclecounter: the CPU's time-stamp counter (x86 RDTSC, constant-rate on current CPUs), 0 where
+    the target has none. For splitting one compiled call's time into its parts (see `fused`)."""
+    def codegen(context, builder, signature, args):
+        fn = builder.module.declare_intrinsic("llvm.readcyclecounter", (), ir.FunctionType(ir.IntType(64), []))
+        return builder.call(fn, [])
+
+    return types.int64(), codegen
+
+
 def available_threads() -> int:
     return numba.config.NUMBA_NUM_THREADS
 

@@ -29,11 +29,15 @@ NIBBLE_SIGNS = np.array([[1.0 if (v >> (3 - k)) & 1 else -1.0 for k in range(4)]
 SIGNS_BY_BIT = np.ascontiguousarray(NIBBLE_SIGNS.T)  # [k, v]: what `_build_table` reads, one row per bit
 # unsigned constants for index arithmetic (numba types uint64 op int64 as float64; see `hamming`)
 U8, U16, U24, U32, U40, U48, U56 = (np.uint64(i) for i in (8, 16, 24, 32, 40, 48, 56))
+# The rerank's float arithmetic is compiled without fast-math (EXACT): reassociated or fused differently where a
+# kernel is compiled into another (`fused` inlines the rerank after the scan), the same scores differed in the last
+# bit, and candidates whose scores differ in the last bit can swap. Each sum keeps the order it is written in.
+EXACT = dict(JIT, fastmath=False)
 U255, U256, U512, U768, U1024, U1280, U1536, U1792, U2048 = (np.uint64(i) for i in
                                                              (255, 256, 512, 768, 1024, 1280, 1536, 1792, 2048))
 
 
-@numba.njit(**JIT)
+@numba.njit(**EXACT)
 def _build_table(emb, table, signs_by_bit):
     """table (W * 8 * 256,) <- T_q for one question; positions past the embedding are 0 (zero padding bytes).
 
@@ -99,7 +103,7 @@ def _prefetch_first(words, width, blocked, rows, start, stop, count):
             _prefetch_code(words, rows[i], width, blocked)
 
 
-@numba.njit(**JIT)
+@numba.njit(**EXACT)
 def _score_some(words, width, blocked, rows, table, scores, start, stop, nibbles, block, acc):
     if nibbles:  # 16 candidates at a time from in-register 4-bit tables
         nibble.score_range(words, width, blocked, rows, table, scores, start, stop, block, acc)

@@ -78,7 +78,7 @@ def _add_word(typingctx, src, at, stride, w, table, acc):
         i64, i32 = ir.IntType(64), ir.IntType(32)
         u64x16, u32x16 = ir.VectorType(i64, GROUP), ir.VectorType(i32, GROUP)
         f32x16 = ir.VectorType(ir.FloatType(), GROUP)
-        fast = ("fast",)
+        fast = ()  # no fast-math flags: each sum in the order written, wherever this is inlined (see `lut.EXACT`)
         word = args[3]
         first = builder.gep(data(0), [builder.add(args[1], builder.mul(word, args[2]))])
         codes = builder.load(builder.bitcast(first, u64x16.as_pointer()), align=8)
@@ -104,7 +104,7 @@ def _add_word(typingctx, src, at, stride, w, table, acc):
     return sig, codegen
 
 
-@numba.njit(**JIT)
+@numba.njit(**dict(JIT, fastmath=False))  # the order of the sums as written: see `lut.EXACT`
 def build_table(emb, table, nibble_signs):
     """table[(16 w + n) * 16 + v] <- N_q for one question (see the module doc for the order of nibbles n);
     nibble_signs[v, k]: the sign of bit k (the most significant first) of nibble value v."""

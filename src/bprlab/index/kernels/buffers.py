@@ -9,7 +9,7 @@ merged the same way, the survivors ordered by a stable counting sort.
 Where the buffers also keep codes (`kept`: a (questions, capacity, W) uint64 array per chunk; capacity 0: not), each
 admitted row's code words are copied beside its distance, while its block is in L1, and travel with it through
 compaction and merging: the rerank of a lone question then reads its candidates' codes from one contiguous array
-instead of W cache lines per candidate scattered over the index (see `hamming_top_l`'s `keep_codes`).
+instead of W cache lines per candidate scattered over the index (see `hamming_top_l`'s `codes_out` and `fused`).
 """
 
 from __future__ import annotations

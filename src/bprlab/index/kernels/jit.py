@@ -28,6 +28,9 @@ from numba.extending import intrinsic
 from numba.np.ufunc.parallel import _launch_threads
 
 JIT = dict(nogil=True, fastmath=True, boundscheck=False, cache=True)
+# Without fast-math: where -inf must compare as the lowest score (`select`), and where a float sum must keep the
+# order it is written in wherever the kernel is compiled into another (the rerank's tables and lookups, `lut`).
+EXACT = dict(JIT, fastmath=False)
 
 
 @intrinsic

@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 from bprlab.index.kernels import nibble
-from bprlab.index.kernels.jit import JIT, prefetch, restore_threads, thread_count, use_threads
+from bprlab.index.kernels.jit import EXACT, JIT, prefetch, restore_threads, thread_count, use_threads
 from bprlab.index.kernels.layout import LANES, U0, U1, U2, U3, U4, BlockedCodes, locate, to_words
 from bprlab.index.kernels.select import best_k, keep_best
 
@@ -29,10 +29,9 @@ NIBBLE_SIGNS = np.array([[1.0 if (v >> (3 - k)) & 1 else -1.0 for k in range(4)]
 SIGNS_BY_BIT = np.ascontiguousarray(NIBBLE_SIGNS.T)  # [k, v]: what `_build_table` reads, one row per bit
 # unsigned constants for index arithmetic (numba types uint64 op int64 as float64; see `hamming`)
 U8, U16, U24, U32, U40, U48, U56 = (np.uint64(i) for i in (8, 16, 24, 32, 40, 48, 56))
-# The rerank's float arithmetic is compiled without fast-math (EXACT): reassociated or fused differently where a
-# kernel is compiled into another (`fused` inlines the rerank after the scan), the same scores differed in the last
-# bit, and candidates whose scores differ in the last bit can swap. Each sum keeps the order it is written in.
-EXACT = dict(JIT, fastmath=False)
+# The rerank's float arithmetic is compiled without fast-math (jit.EXACT): reassociated or fused differently where
+# a kernel is compiled into another (`fused` inlines the rerank after the scan), the same scores differed in the
+# last bit, and candidates whose scores differ in the last bit can swap. Each sum keeps the order it is written in.
 U255, U256, U512, U768, U1024, U1280, U1536, U1792, U2048 = (np.uint64(i) for i in
                                                              (255, 256, 512, 768, 1024, 1280, 1536, 1792, 2048))
 

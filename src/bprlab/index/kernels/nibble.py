@@ -24,7 +24,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from bprlab.index.kernels.jit import JIT
+from bprlab.index.kernels.jit import EXACT, JIT
 from bprlab.index.kernels.layout import U0, locate
 
 GROUP = 16  # candidates scored together: one 512-bit register of floats
@@ -78,7 +78,6 @@ def _add_word(typingctx, src, at, stride, w, table, acc):
         i64, i32 = ir.IntType(64), ir.IntType(32)
         u64x16, u32x16 = ir.VectorType(i64, GROUP), ir.VectorType(i32, GROUP)
         f32x16 = ir.VectorType(ir.FloatType(), GROUP)
-        fast = ()  # no fast-math flags: each sum in the order written, wherever this is inlined (see `lut.EXACT`)
         word = args[3]
         first = builder.gep(data(0), [builder.add(args[1], builder.mul(word, args[2]))])
         codes = builder.load(builder.bitcast(first, u64x16.as_pointer()), align=8)
@@ -93,18 +92,17 @@ def _add_word(typingctx, src, at, stride, w, table, acc):
             found = _permute(builder, builder.load(builder.bitcast(row, f32x16.as_pointer()), align=4), index)
             if len(sums) < 4:
                 sums.append(found)
-            else:
-                sums[n % 4] = builder.fadd(sums[n % 4], found, flags=fast)
-        total = builder.fadd(builder.fadd(sums[0], sums[1], flags=fast), builder.fadd(sums[2], sums[3], flags=fast),
-                             flags=fast)
+            else:  # no fast-math flags: each sum in the order written, wherever this is inlined (see `lut`)
+                sums[n % 4] = builder.fadd(sums[n % 4], found)
+        total = builder.fadd(builder.fadd(sums[0], sums[1]), builder.fadd(sums[2], sums[3]))
         out = builder.bitcast(data(5), f32x16.as_pointer())
-        builder.store(builder.fadd(builder.load(out, align=4), total, flags=fast), out, align=4)
+        builder.store(builder.fadd(builder.load(out, align=4), total), out, align=4)
         return context.get_dummy_value()
 
     return sig, codegen
 
 
-@numba.njit(**dict(JIT, fastmath=False))  # the order of the sums as written: see `lut.EXACT`
+@numba.njit(**EXACT)  # the order of the sums as written: see `lut`
 def build_table(emb, table, nibble_signs):
     """table[(16 w + n) * 16 + v] <- N_q for one question (see the module doc for the order of nibbles n);
     nibble_signs[v, k]: the sign of bit k (the most significant first) of nibble value v."""

@@ -12,10 +12,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from bprlab.index.kernels.jit import JIT
-
-# No fast-math here: it lets LLVM assume no infinities, and -inf (no candidate) must compare as the lowest score.
-EXACT = dict(JIT, fastmath=False)
+# No fast-math here (jit.EXACT): it lets LLVM assume no infinities, and -inf (no candidate) must compare as the
+# lowest score.
+from bprlab.index.kernels.jit import EXACT
 CUT_BUCKETS = 1024
 SIGN = np.uint32(0x80000000)
 

@@ -33,20 +33,24 @@ def test_report_keeps_a_committed_results_md_when_no_table_is_found(tmp_path, ca
     assert "no table summaries" in capsys.readouterr().err
 
 
-def _ablation_table(folder, name, rows, claims=None, baseline="bpr", seconds=60.0):
+def _ablation_table(folder, name, rows, claims=None, baseline="bpr", seconds=60.0, tests=None):
     folder.mkdir(parents=True)
     (folder / "summary.json").write_text(json.dumps(rows))
     (folder / "table.json").write_text(json.dumps({"table": name, "note": f"note of {name}", "report": "ablations",
                                                    "command": f"bprlab reproduce {name}.yaml", "baseline": baseline,
-                                                   "claims": claims or [], "seconds": seconds, "units": 6}))
+                                                   "claims": claims or [], "claim_tests": tests or [],
+                                                   "seconds": seconds, "units": 6}))
 
 
 def test_ablations_md_opens_with_the_claims_and_counts_the_time(tmp_path):
     from bprlab.eval.ablations import write_ablations
 
     comparison = {"baseline_value": 90.0, "value": 85.0, "effect": -5.0, "ci_questions": [-7.0, -3.0],
-                  "ci_seeds": [-6.5, -3.5], "p": 0.0001, "p_holm": 0.0003, "significant": True}
-    interval = {"mean": 85.0, "low": 84.0, "high": 86.0, "n": 3, "over": "seeds"}
+                  "ci_seeds": [-6.5, -3.5], "ci": [-7.5, -2.5], "p": 0.0001, "p_holm": 0.0003, "significant": True,
+                  "test": "t, seeds and questions", "se": 1.2, "df": 40.0, "var_seeds": 1.0, "var_questions": 0.44,
+                  "training_noise": "measured", "seed_pairs": 3, "clusters": 300, "cluster_unit": "paragraph",
+                  "metric": "top20", "p_questions": {"p": 1e-5, "exact": True, "floor": 0.0}}
+    interval = {"mean": 85.0, "low": 84.0, "high": 86.0, "n": 3, "over": "seeds and questions"}
     rows = [{"method": "bpr", "top20": 90.0, "seeds": [42, 43, 44], "intervals": {"top20": {**interval, "mean": 90.0}},
              "bytes_per_passage": 48, "index_bytes": 1, "run": "a", "search": "s"},
             {"method": "bpr-no-rerank", "top20": 85.0, "seeds": [42, 43, 44], "intervals": {"top20": interval},
@@ -54,13 +58,14 @@ def test_ablations_md_opens_with_the_claims_and_counts_the_time(tmp_path):
              "search": "t"}]
     claims = [{"claim": "reranking helps", "source": "§4", "row": "bpr-no-rerank", "metric": "top20",
                "expect": "lower"}]
-    _ablation_table(tmp_path / "ablations" / "abl-search", "abl-search", rows, claims)
+    _ablation_table(tmp_path / "ablations" / "abl-search", "abl-search", rows, claims, tests=[comparison])
     _ablation_table(tmp_path / "ablations" / "abl-other", "abl-other", rows[:1], seconds=120.0)
     text = write_ablations(tmp_path / "ablations", tmp_path / "experiments").read_text()
     claims_at, first_table = text.index("## The paper's claims"), text.index("## abl-")
     assert claims_at < first_table
-    assert ("| reranking helps | §4 | bpr-no-rerank − bpr, top20 (abl-search) | Δ < 0 | -5.0 | [-7.0, -3.0] | "
-            "[-6.5, -3.5] | 0.0003 | **holds** |") in text
+    assert ("| reranking helps | §4 | bpr-no-rerank − bpr, top20 (abl-search) | Δ < 0 | 3 seed pairs; 300 paragraphs "
+            "| -5.0 | [-7.5, -2.5] | 0.0001 | 0.0001 | ") in text and "**holds** |" in text
+    assert "Holm's correction runs over the 1 primary claims" in text
     assert "| **total** | | **3.0** (0.05 h) | 0.0 |" in text
     assert "| bpr-no-rerank | - | 48 | 1 | 85.0 ± 1.0* |" in text and "`bprlab reproduce abl-search.yaml`" in text
 

@@ -48,6 +48,29 @@ def test_builds_dpr_format_task_split_by_article(tmp_path, squad_cfg):
         assert record.hard_negatives
 
 
+def test_test_questions_carry_their_paragraph_as_cluster(tmp_path, squad_cfg):
+    from bprlab.data.clusters import PARAGRAPH, question_clusters
+
+    prepare_squad(squad_cfg, tmp_path / "squad")
+    qa_file = tmp_path / "squad" / "squad-test.qa.csv"
+    labels, unit = question_clusters(read_qa(qa_file), qa_file)
+    # 2 test articles of one paragraph, 2 questions each: two clusters of two, in file order
+    assert unit == PARAGRAPH and len(labels) == 4 and labels[0] == labels[1] != labels[2] == labels[3]
+
+
+def test_queries_cluster_where_they_share_a_judged_document():
+    from bprlab.data.clusters import SHARED_DOCUMENT, question_clusters
+    from bprlab.data.records import QARecord
+
+    queries = [QARecord("a", [], "q1", {"d1": 1}), QARecord("b", [], "q2", {"d2": 1, "d1": 1}),
+               QARecord("c", [], "q3", {"d3": 1}), QARecord("d", [], "q4", {"d2": 2}),
+               QARecord("e", [], "q5", {"d1": 0, "d5": 1})]  # grade 0 does not join
+    labels, unit = question_clusters(queries, None)
+    assert unit == SHARED_DOCUMENT
+    assert labels[0] == labels[1] == labels[3] and len({labels[0], labels[2], labels[4]}) == 3
+    assert question_clusters([QARecord("x", ["y"])], None) is None  # no judgements, no file: each its own
+
+
 def test_is_deterministic_and_skips_when_current(tmp_path, squad_cfg):
     prepare_squad(squad_cfg, tmp_path / "a")
     prepare_squad(squad_cfg, tmp_path / "b")

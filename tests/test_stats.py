@@ -8,23 +8,115 @@ from bprlab.errors import StageError
 from bprlab.eval.aggregate import aggregate_row, compare_rows
 from bprlab.eval.claims import verdict
 from bprlab.eval.outcomes import first_hits, outcome_vector
-from bprlab.eval.stats import bootstrap_interval, holm, paired_randomization_test, seed_interval
+from bprlab.eval.power import design_power, mde
+from bprlab.eval.stats import (RESAMPLES, Combined, cluster_bootstrap_interval, combined, holm, paired_t_over_seeds,
+                               question_variance, seed_interval, sign_flip_test)
 
 
-def test_randomization_p_values_match_hand_counts():
-    # 5 questions all +1: of the 2^5 sign flips, only all-plus and all-minus reach |mean| = 1 -> p = 2/32
-    assert paired_randomization_test(np.ones(5), np.zeros(5)) == pytest.approx(2 / 32)
+def test_exact_sign_flip_p_values_match_hand_counts():
+    # 5 questions all +1: of the 2^5 sign flips, only all-plus and all-minus reach |sum| = 5 -> p = 2/32
+    assert sign_flip_test(np.ones(5)).p == pytest.approx(2 / 32) and sign_flip_test(np.ones(5)).exact
     # differences (+1, +1, +1, -1): |sum| >= 2 in 10 of the 16 flips -> p = 10/16
-    assert paired_randomization_test(np.array([1, 1, 1, 0.]), np.array([0, 0, 0, 1.])) == pytest.approx(10 / 16)
+    assert sign_flip_test(np.array([1, 1, 1, -1.])).p == pytest.approx(10 / 16)
+    # (+2, -1, +1), observed 2, with ties at |sum| = 2: the 8 flips give 4, 2, 2, 0, 0, -2, -2, -4; 6 reach 2
+    assert sign_flip_test(np.array([2, -1, 1.])).p == pytest.approx(6 / 8)
+    assert sign_flip_test(np.array([2, 1, 1.])).p == pytest.approx(2 / 8)  # observed 4: only +4 and -4
+    # averaged over 3 seeds (thirds): scale 3 makes them integers; the same count as (2, -1, 1)
+    assert sign_flip_test(np.array([2, -1, 1.]) / 3, scale=3).p == pytest.approx(6 / 8)
+    # clusters flip together: {a: +1 +1}, {b: +1} -> totals (2, 1): |sum| >= 3 in 2 of 4 flips
+    assert sign_flip_test(np.ones(3), ["a", "a", "b"]).p == pytest.approx(2 / 4)
+    with pytest.raises(ValueError, match="not integers"):
+        sign_flip_test(np.array([0.5, 1.0]))
 
 
-def test_identical_rows_give_p_one_and_a_clear_difference_a_small_p():
-    rng = np.random.default_rng(3)
-    x = (rng.random(400) < 0.5).astype(float)
-    assert paired_randomization_test(x, x.copy()) == 1.0
-    y = np.where(rng.random(400) < 0.3, 0.0, x)  # y loses 30% of x's hits
-    assert paired_randomization_test(x, y) < 1e-3
-    assert paired_randomization_test(x, y) == paired_randomization_test(x, y)  # seeded: a report regenerates exactly
+def test_sign_flips_count_rounding_level_ties_as_ties():
+    # differences that are equal as integers but not as floats (0.1 + 0.2 != 0.3): all ties are counted
+    d = np.array([0.1 + 0.2, -0.3, 0.3, 0.3, -0.3, 0.1 + 0.2])
+    assert sign_flip_test(d, scale=10).p == pytest.approx(sign_flip_test(np.round(d * 10), scale=1).p)
+    # (+3, -3, +3, +3, -3, +3): |sum| >= 6 in 22 of 64 flips (|2k - 6| >= 2 for k heads: 1 + 6 + 15 of each side)
+    assert sign_flip_test(d, scale=10).p == pytest.approx(44 / 64)
+
+
+def test_drawn_sign_flips_report_their_floor():
+    rng = np.random.default_rng(1)
+    d = np.round(rng.normal(0.3, 1.0, 4000), 5)  # sum |d| * 1e5 is far beyond an exact distribution
+    result = sign_flip_test(d, scale=10 ** 5)
+    assert not result.exact and result.floor == pytest.approx(1 / (RESAMPLES + 1)) and result.p == result.floor
+
+
+def test_paired_t_over_seeds_is_scipys_ttest_rel():
+    from scipy import stats
+
+    x, y = [91.0, 92.5, 89.9, 90.7], [90.1, 91.0, 90.2, 89.0]
+    assert paired_t_over_seeds(x, y) == pytest.approx(stats.ttest_rel(x, y).pvalue)
+    assert paired_t_over_seeds(x, x) == 1.0
+    with pytest.raises(ValueError, match=">= 2 paired seeds"):
+        paired_t_over_seeds([1.0], [2.0])
+
+
+def test_welch_satterthwaite_df_on_a_worked_example():
+    # seeds: differences 1, 2, 3 -> s² = 1, s²/S = 1/3; questions: d = (0, 2) repeated 50 times (Q = 100,
+    # mean 1, s² = 100/99 with n - 1) -> s²_q / Q = 1/99; se² = 1/3 + 1/99 = 34/99
+    # df = se⁴ / ((1/3)² / 2 + (1/99)² / 99) = (34/99)² / (1/18 + 1/99³)
+    d = np.tile([0.0, 2.0], 50)
+    result = combined([1.0, 2.0, 3.0], d)
+    assert result.var_seeds == pytest.approx(1 / 3) and result.var_questions == pytest.approx(1 / 99)
+    assert result.se == pytest.approx(np.sqrt(34 / 99))
+    assert result.df == pytest.approx((34 / 99) ** 2 / (1 / 18 + 1 / 99 ** 3))
+    from scipy import stats
+
+    assert result.p_two_sided() == pytest.approx(2 * stats.t.sf(1 / np.sqrt(34 / 99), result.df))
+    low, high = result.interval()
+    assert (high - low) / 2 == pytest.approx(stats.t.ppf(0.975, result.df) * np.sqrt(34 / 99))
+
+
+def test_cluster_bootstrap_widens_where_clusters_share_their_outcome():
+    rng = np.random.default_rng(2)
+    cluster_effect = rng.normal(0, 1, 40)  # 40 paragraphs of 5 questions: questions within one move together
+    clusters = np.repeat(np.arange(40), 5)
+    d = cluster_effect[clusters] + rng.normal(0, 0.2, 200)
+    plain = cluster_bootstrap_interval(d)
+    clustered = cluster_bootstrap_interval(d, clusters=clusters)
+    assert clustered.half_width > 1.8 * plain.half_width  # ~sqrt(5) wider: 40 independent units, not 200
+    var_plain, n_plain = question_variance(d)
+    var_clustered, n_clustered = question_variance(d, clusters)
+    assert (n_plain, n_clustered) == (200, 40) and var_clustered > 3 * var_plain
+    # the cluster-robust variance equals the variance of cluster means / C when clusters have equal sizes
+    means = d.reshape(40, 5).mean(axis=1)
+    assert var_clustered == pytest.approx(means.var(ddof=1) / 40)
+
+
+def test_noninferiority_p_on_a_worked_example():
+    # contrast mean -1.0 with se 0.5 and infinite df (questions only, many): p = Phi(-2) = 0.02275
+    result = Combined(effect=-1.0, se=0.5, df=float("inf"), var_seeds=0.0, var_questions=0.25, seeds=1,
+                      clusters=10 ** 6)
+    assert result.p_below(0.0) == pytest.approx(0.022750, abs=1e-6)
+    assert result.p_below(-1.0) == pytest.approx(0.5)
+
+
+def test_mde_matches_a_simulated_power_within_two_points():
+    # d[s, q] = delta + a_s (training noise) + b_q (question sample): the design the combined test assumes
+    rng = np.random.default_rng(4)
+    seeds, questions, sd_seed, sd_question = 6, 400, 0.8, 6.0
+    power = design_power(Combined(0.0, 0.0, 0.0, sd_seed ** 2 / seeds, sd_question ** 2 / questions, seeds,
+                                  questions))
+    hits, trials = 0, 4000
+    for _ in range(trials):
+        a, b = rng.normal(0, sd_seed, seeds), rng.normal(0, sd_question, questions)
+        d = power.mde + a[:, None] + b[None, :]
+        hits += combined(d.mean(axis=1), d.mean(axis=0)).p_two_sided() < 0.05
+    assert abs(hits / trials - 0.80) < 0.02
+
+
+def test_seeds_needed_shrink_only_the_training_term():
+    result = Combined(1.0, 1.0, 10.0, var_seeds=2.0 / 3, var_questions=0.01, seeds=3, clusters=300)
+    power = design_power(result, target=1.0)
+    assert power.seeds_needed is not None and power.seeds_needed > 3
+    assert mde(2.0, 0.01, power.seeds_needed, 300) <= 1.0 < mde(2.0, 0.01, power.seeds_needed - 1, 300)
+    # the question term alone is above the target: no number of seeds gets there
+    assert design_power(Combined(1.0, 1.0, 10.0, 0.1, 1.0, 3, 300), target=1.0).seeds_needed is None
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        design_power(Combined(1.0, 1.0, 10.0, 0.0, 1.0, 1, 300))
 
 
 def test_holm_adjusts_in_step_down_order():
@@ -46,12 +138,12 @@ def test_seed_interval_is_students_t():
 
 def test_bootstrap_interval_brackets_the_mean_and_collapses_on_constant_data():
     x = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 1] * 20, dtype=float)
-    interval = bootstrap_interval(x)
+    interval = cluster_bootstrap_interval(x)
     assert interval.low < x.mean() < interval.high and 0.0 <= interval.low and interval.high <= 1.0
-    same = bootstrap_interval(np.ones(10), np.ones(10))
+    same = cluster_bootstrap_interval(np.ones(10), np.ones(10))
     assert (same.mean, same.low, same.high) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="shapes"):
-        bootstrap_interval(np.ones(3), np.ones(4))
+        cluster_bootstrap_interval(np.ones(3), np.ones(4))
 
 
 def test_outcomes_give_every_top_k_from_the_first_hit():
@@ -72,14 +164,14 @@ def _unit(seed, first_hit, questions="q1", corpus="c1"):
     return {"seed": seed, "run": f"r{seed}", "metrics": metrics, "outcomes": {"first_hit": first.tolist()}}
 
 
-def test_a_row_over_seeds_keeps_every_seed_and_a_t_interval():
+def test_a_row_over_seeds_keeps_every_seed_and_an_interval_over_seeds_and_questions():
     units = [_unit(42, [0, 0, 3, -1]), _unit(43, [0, 1, 3, -1]), _unit(44, [0, 0, 0, -1])]
-    row = aggregate_row("bpr", units)
+    row = aggregate_row("bpr", units, 3)
     assert row["top1"] == pytest.approx(np.mean([50.0, 25.0, 75.0]))
-    assert row["intervals"]["top1"]["over"] == "seeds" and row["intervals"]["top1"]["n"] == 3
-    assert row["per_seed"]["43"]["top1"] == 25.0 and row["bytes_per_passage"] == 48
-    one = aggregate_row("zero-shot", units[:1])
-    assert one["intervals"]["top1"]["over"] == "questions"  # one seed: the bootstrap over questions, labelled
+    assert row["intervals"]["top1"]["over"] == "seeds and questions" and row["intervals"]["top1"]["n"] == 3
+    assert row["per_seed"]["43"]["top1"] == 25.0 and row["bytes_per_passage"] == 48 and row["trained"]
+    one = aggregate_row("zero-shot", units[:1], 3)
+    assert one["intervals"]["top1"]["over"] == "questions only" and one["trained"] is False
 
 
 def test_seeds_on_different_questions_or_corpora_are_not_averaged():
@@ -91,48 +183,91 @@ def test_seeds_on_different_questions_or_corpora_are_not_averaged():
         compare_rows({"base": [_unit(42, [0, 1])], "other": [_unit(42, [0, 1], questions="q2")]}, "base")
 
 
-def test_rows_are_tested_against_the_baseline_with_holm_over_the_table():
+def test_rows_are_tested_against_the_baseline_with_training_noise_in_the_test():
     rng = np.random.default_rng(0)
     good = [_unit(s, np.where(rng.random(300) < 0.7, 0, -1)) for s in (42, 43, 44)]
     same = [{**u, "run": "copy"} for u in good]
     worse = [_unit(s, np.where(rng.random(300) < 0.3, 0, -1)) for s in (42, 43, 44)]
-    tested = compare_rows({"base": good, "same": same, "worse": worse}, "base")
+    tested = compare_rows({"base": good, "same": same, "worse": worse}, "base", 3)
     assert set(tested) == {"same", "worse"} and set(tested["worse"]) == {"top1", "top5"}  # only evaluated metrics
     assert tested["same"]["top1"]["p"] == 1.0 and tested["same"]["top1"]["effect"] == 0.0
     bad = tested["worse"]["top1"]
-    assert bad["effect"] < -30 and bad["p_holm"] < 0.01 and bad["significant"]
-    assert bad["ci_questions"][1] < 0 and bad["ci_seeds"][1] < 0 and bad["seed_pairs"] == 3
-    assert bad["p_holm"] >= bad["p"]
+    assert bad["effect"] < -30 and bad["p_holm"] < 0.01 and bad["significant"] and bad["test"].startswith("t,")
+    assert bad["ci"][1] < 0 and bad["ci_questions"][1] < 0 and bad["ci_seeds"][1] < 0 and bad["seed_pairs"] == 3
+    assert bad["p_holm"] >= bad["p"] and bad["p_questions"]["exact"]
 
 
-@pytest.mark.parametrize("claim, comparison, expected", [
-    ({"expect": "lower"}, {"p_holm": 0.001, "ci_questions": [-5, -1], "ci_seeds": [-4, -2]}, "holds"),
-    ({"expect": "lower"}, {"p_holm": 0.001, "ci_questions": [1, 5], "ci_seeds": [2, 4]}, "contradicted"),
-    ({"expect": "lower"}, {"p_holm": 0.2, "ci_questions": [-5, 1], "ci_seeds": [-4, 2]}, "not shown at this budget"),
-    ({"expect": "lower"}, {"p_holm": 0.001, "ci_questions": [-5, -1], "ci_seeds": [-4, 2]}, "not shown at this budget"),
-    ({"expect": "higher"}, {"p_holm": 0.01, "ci_questions": [1, 5]}, "holds"),
-    ({"at_most": 2.5}, {"p_holm": 0.001, "ci_questions": [0.5, 2.0], "ci_seeds": [0.1, 2.4]}, "holds"),
-    ({"at_most": 2.5}, {"p_holm": 0.001, "ci_questions": [3.0, 6.0], "ci_seeds": [2.6, 7.0]}, "contradicted"),
-    ({"at_most": 2.5}, {"p_holm": 0.5, "ci_questions": [-1.0, 4.0]}, "not shown at this budget"),
+def test_the_p_value_that_counts_training_noise_is_not_fooled_by_three_fixed_models():
+    # the baseline's three seeds agree; the row's seeds move +5, -1, +5 points (20, -4, 20 of 400 questions): a
+    # test over questions sees 3 fixed models differ (the issue that motivated it: p = 0.0002 against 0.11 from a
+    # t over seeds); the test with training noise in its null does not call it
+    base = np.full(400, -1)
+    base[:200] = 0
+    row = {42: base.copy(), 43: base.copy(), 44: base.copy()}
+    row[42][200:220] = 0
+    row[43][:4] = -1
+    row[44][220:240] = 0
+    units = [_unit(s, base) for s in (42, 43, 44)]
+    result = compare_rows({"base": units, "row": [_unit(s, row[s]) for s in (42, 43, 44)]}, "base", 3)["row"]["top1"]
+    assert result["p_questions"]["p"] < 0.001 and result["p"] > 0.05 and result["training_noise"] == "measured"
+    assert result["p_seeds"] > 0.05 and result["ci"][0] < 0 < result["ci"][1]
+
+
+def test_an_untrained_row_pairs_with_every_seed_of_a_trained_one():
+    trained = [_unit(s, [0, 0, -1, 1]) for s in (42, 43, 44)]
+    untrained = [_unit(42, [0, -1, -1, 1])]
+    result = compare_rows({"zero-shot": untrained, "bpr": trained}, "zero-shot", 3)["bpr"]["top1"]
+    assert result["seed_pairs"] == 3 and result["training_noise"] == "measured"
+    both_untrained = compare_rows({"zero-shot": untrained, "bm25": [_unit(42, [0, 0, -1, 1])]}, "zero-shot", 3)
+    assert both_untrained["bm25"]["top1"]["training_noise"] == "none"
+    one_seed = compare_rows({"zero-shot": untrained, "bpr": trained[:1]}, "zero-shot", 1)
+    assert one_seed["bpr"]["top1"]["training_noise"] == "one seed"
+    assert one_seed["bpr"]["top1"]["test"].startswith("sign flips")
+
+
+def _test(effect, low, high, p=0.001, noise="measured", **extra):
+    se = (high - low) / 2 / 1.96
+    return {"effect": effect, "se": se, "df": float("inf"), "var_seeds": se ** 2 / 2, "var_questions": se ** 2 / 2,
+            "seed_pairs": 3, "clusters": 300, "p": p, "training_noise": noise, "metric": "top20",
+            "ci": [low, high], **extra}
+
+
+@pytest.mark.parametrize("claim, test, p_adjusted, expected", [
+    ({"expect": "lower"}, _test(-3, -5, -1), 0.001, "holds"),
+    ({"expect": "lower"}, _test(3, 2, 4), 0.001, "contradicted"),
+    ({"expect": "lower"}, _test(0.6, 0.2, 1.0), 0.001, "against the claim, below the smallest effect that matters"),
+    ({"expect": "lower", "exercised": False}, _test(3, 2, 4), 0.001, "against the claim; mechanism not exercised"),
+    ({"expect": "lower"}, _test(-2, -5, 1), 0.2, "not shown"),
+    ({"expect": "higher"}, _test(3, 1, 5), 0.01, "holds"),
+    ({"margin": {"top20": {"miss_ratio": 1.1}}}, _test(1, 0, 2, p_outside_margin=0.9), 0.01, "holds"),
+    ({"margin": {"top20": {"miss_ratio": 1.1}}}, _test(4, 3, 5, p_outside_margin=0.001), 0.9, "contradicted"),
+    ({"margin": {"top20": {"miss_ratio": 1.1}}}, _test(2, 0, 4, p_outside_margin=0.3), 0.3, "not shown"),
 ])
-def test_claim_verdicts_need_the_corrected_p_and_both_intervals(claim, comparison, expected):
-    assert verdict(claim, comparison) == expected
-    assert verdict(claim, None) == "not run"
+def test_claim_verdicts_rest_on_the_family_adjusted_test(claim, test, p_adjusted, expected):
+    assert verdict(claim, test, p_adjusted, family=1) == expected
 
 
-def test_claims_follow_the_method_order_and_a_qrels_twin_states_each_comparison_once():
+def _claim_table(name, claims, tests):
+    return {"run_name": name, "baseline": "base", "claims": claims, "claim_tests": tests, "rows": []}
+
+
+def test_holm_runs_over_the_declared_family_of_primary_claims():
     from bprlab.eval.claims import claim_rows
 
-    comparison = {"p_holm": 0.001, "ci_questions": [-3.0, -1.0], "effect": -2.0}
     claims = [{"claim": "a", "row": "r", "metric": "top20", "expect": "lower"},
-              {"claim": "b", "row": "r", "metric": "top1", "expect": "lower"}]
-    answers = {"run_name": "abl-search", "baseline": "base", "claims": claims,
-               "rows": [{"method": "r", "vs_baseline": {"top20": comparison, "top1": comparison}}]}
-    qrels = {"run_name": "abl-search-beir", "baseline": "base", "claims": claims,
-             "rows": [{"method": "r", "vs_baseline": {"ndcg@10": comparison}}]}
-    other = {**answers, "run_name": "abl-beta"}
+              {"claim": "b", "row": "r", "metric": "top1", "qrels_metric": "mrr@10", "expect": "lower"}]
+    answers = _claim_table("abl-search", claims, [_test(-2, -3, -1, p=0.01), _test(-2, -3, -1, p=0.02, metric="top1")])
+    qrels = _claim_table("abl-search-beir", claims, [_test(-2, -3, -1, p=0.0001, metric="ndcg@10"),
+                                                     _test(-2, -3, -1, p=0.0001, metric="mrr@10")])
+    other = _claim_table("abl-beta", claims[:1], [_test(-2, -3, -1, p=0.03)])
     rows = claim_rows([other, qrels, answers], ("abl-search", "abl-beta"))
-    assert [(r["table"], r["claim"], r["metric"]) for r in rows] == [
-        ("abl-search", "a", "top20"), ("abl-search", "b", "top1"), ("abl-search-beir", "a", "ndcg@10"),
-        ("abl-beta", "a", "top20"), ("abl-beta", "b", "top1")]
-    assert all(r["verdict"] == "holds" for r in rows)
+    assert [(r["table"], r["claim"], r["metric"], r["primary"]) for r in rows] == [
+        ("abl-search", "a", "top20", True), ("abl-search", "b", "top1", True),
+        ("abl-search-beir", "a", "ndcg@10", False), ("abl-search-beir", "b", "mrr@10", False),
+        ("abl-beta", "a", "top20", True)]
+    primary = [r for r in rows if r["primary"]]
+    # Holm over the three primary p-values 0.01, 0.02, 0.03: 0.03, 0.04, 0.04; twins are not in the family
+    assert [r["p_holm"] for r in primary] == pytest.approx([0.03, 0.04, 0.04])
+    assert all(r["family"] == 3 and r["verdict"] == "holds" for r in primary)
+    assert all(r["verdict"].startswith("secondary") and "p_holm" not in r for r in rows if not r["primary"])
+    assert all(r["power"]["alpha"] == pytest.approx(0.05 / 3) for r in primary)

@@ -63,6 +63,16 @@ def test_seeds_baseline_and_extends(tmp_path):
      "claims\\[0\\]: row 'ghost'"),
     ("baseline: bpr\nreport: ablations\nclaims: [{claim: c, row: no-rerank, metric: top20, expect: maybe}]\n",
      "claims\\[0\\]: give either expect"),
+    ("baseline: bpr\nreport: ablations\nclaims: [{claim: c, row: no-rerank, expect: lower}]\n",
+     "claims\\[0\\]: a claim names its primary metric"),
+    ("baseline: bpr\nreport: ablations\nclaims: [{claim: c, row: no-rerank, metric: top20, "
+     "margin: {top20: {miss_ratio: 1.1}, recall@100: {points: 2}}}]\n", "margin for 'recall@100', which the claim"),
+    ("baseline: bpr\nreport: ablations\nclaims: [{claim: c, row: no-rerank, metric: top20, "
+     "margin: {ndcg@10: {points: 2}}}]\n", "starting with its primary metric 'top20'"),
+    ("baseline: bpr\nreport: ablations\nclaims: [{claim: c, row: no-rerank, metric: top20, at_most: 2.5}]\n",
+     "now states `margin"),
+    ("baseline: bpr\nreport: ablations\nclaims: [{claim: c, row: no-rerank, metric: top20, expect: lower, "
+     "paper_effect: 1.4}]\n", "needs the training noise measured"),
 ])
 def test_bad_table_files_are_one_clear_error(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
@@ -99,10 +109,12 @@ def test_reproduce_records_units_resumes_and_redoes_what_changed(tiny_overrides,
     unit = json.loads((out / "units" / "bpr" / "seed43.json").read_text())
     assert unit["run"] == "squad-bpr-seed43" and len(unit["outcomes"]["first_hit"]) == 8
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary[0]["per_seed"]) == {"42", "43"} and summary[0]["intervals"]["top1"]["over"] == "seeds"
+    assert set(summary[0]["per_seed"]) == {"42", "43"}
+    assert summary[0]["intervals"]["top1"]["over"] == "seeds and questions"
+    assert summary[2]["intervals"]["top1"]["over"] == "questions only" and summary[0]["cluster_unit"] == "question"
     assert set(summary[1]["vs_baseline"]) == {"top1", "top5"} and "p_holm" in summary[1]["vs_baseline"]["top1"]
     text = (out / "summary.md").read_text()
-    assert "Against `bpr`" in text and " ± " in text and "bootstrap interval over questions" in text
+    assert "Against `bpr`" in text and " ± " in text and "the question sample only" in text
 
     ran = []
     real_run = stages.run

@@ -31,7 +31,7 @@ from bprlab.config.loader import UniqueKeyLoader
 from bprlab.errors import ConfigError
 
 ROW_KEYS = {"method", "experiment", "overrides", "paper", "family"}
-TABLE_KEYS = {"name", "note", "extends", "seeds", "baseline", "overrides", "report", "claims", "rows"}
+TABLE_KEYS = {"name", "note", "extends", "seeds", "baseline", "overrides", "report", "claims", "budget", "rows"}
 INHERITED = ("note", "seeds", "baseline", "overrides", "report")  # what `extends` passes on (rows never)
 REPORTS = ("results", "ablations")
 DATASETS = ("squad", "nq", "trivia")
@@ -58,6 +58,7 @@ class Table:
     overrides: list[str] = field(default_factory=list)
     report: str = "results"
     claims: list[dict] = field(default_factory=list)
+    budget: dict = field(default_factory=dict)  # a learning-curve table: where its rows stand at the budget
 
     @property
     def run_name(self) -> str:
@@ -83,6 +84,17 @@ def seeded_name(name: str, seed: int, base: int) -> str:
     return name if seed == base else f"{name}-seed{seed}"
 
 
+def _budget(path: Path, raw) -> dict:
+    """`budget: {step: N, rows: {curve row: <table>/<row>}}` (bprlab.eval.curve_note)."""
+    if raw is None:
+        return {}
+    rows = raw.get("rows") if isinstance(raw, dict) else None
+    if not (isinstance(raw, dict) and isinstance(raw.get("step"), int) and isinstance(rows, dict)
+            and all(isinstance(v, str) and "/" in v for v in rows.values())):
+        raise ConfigError(f"{path}: budget: expected {{step: <int>, rows: {{<curve row>: <table>/<row>}}}}")
+    return {"step": raw["step"], "rows": dict(rows)}
+
+
 def read_table(path: str | Path, dataset: str | None = None) -> Table:
     path = Path(path)
     raw = _settings(path, chain=())
@@ -93,7 +105,7 @@ def read_table(path: str | Path, dataset: str | None = None) -> Table:
     table = Table(str(raw.get("name", path.stem)), str(raw.get("note") or ""), rows,
                   dataset if uses_dataset else None, path, _seeds(path, raw.get("seeds", 1)), raw.get("baseline"),
                   _strings(path, "overrides", raw.get("overrides", [])), str(raw.get("report", "results")),
-                  list(raw.get("claims") or []))
+                  list(raw.get("claims") or []), _budget(path, raw.get("budget")))
     _check_table(table)
     return table
 
@@ -177,4 +189,5 @@ def _check_table(table: Table) -> None:
         raise ConfigError(f"{table.path}: claims: only a table with `report: ablations` states claims")
     from bprlab.eval.claims import check_claims
 
-    check_claims(table.path, table.claims, methods, table.baseline)
+    seeds = len(table.seeds) if isinstance(table.seeds, list) else table.seeds
+    check_claims(table.path, table.claims, methods, table.baseline, seeds if isinstance(seeds, int) else 1)

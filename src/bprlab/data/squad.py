@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from bprlab.artifacts import atomic_dir, file_sha256, fingerprint, read_json, write_json
 from bprlab.config.schema import SquadConfig
+from bprlab.data.clusters import PARAGRAPH, write_clusters
 from bprlab.data.readers import write_biencoder, write_passages, write_qa
 from bprlab.data.records import BiencoderRecord, Passage, QARecord
 from bprlab.errors import DataFormatError
@@ -32,6 +33,7 @@ from bprlab.eval.answers import has_answer
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
+FORMAT = 2  # the prepared folder's layout: 2 adds squad-test.clusters.txt (each test question's paragraph)
 _WORD = re.compile(r"\S+")
 
 
@@ -47,6 +49,7 @@ class Question:
     question: str
     answers: list[str]
     positive: Passage | None
+    paragraph: str = ""  # <article index>/<paragraph index>: the cluster its question was written in
 
 
 def prepare_squad(cfg: SquadConfig, out_dir: str | Path, force: bool = False) -> dict:
@@ -59,7 +62,7 @@ def prepare_squad(cfg: SquadConfig, out_dir: str | Path, force: bool = False) ->
                                 SQUAD_DEV["sha256"], SQUAD_DEV["bytes"])
     if not source.is_file():
         raise DataFormatError(source, None, "SQuAD v1.1 JSON not found (set data.squad.source)")
-    stamp = fingerprint(asdict(cfg), file_sha256(source))
+    stamp = fingerprint(asdict(cfg), file_sha256(source), FORMAT)
     if not force and (out_dir / MANIFEST).is_file() and read_json(out_dir / MANIFEST).get("fingerprint") == stamp:
         log.info("%s is current (fingerprint %s)", out_dir, stamp)
         return read_json(out_dir / MANIFEST)
@@ -83,6 +86,7 @@ def prepare_squad(cfg: SquadConfig, out_dir: str | Path, force: bool = False) ->
         write_biencoder(tmp / "biencoder-squad-train.json", records["train"])
         write_biencoder(tmp / "biencoder-squad-dev.json", records["dev"])
         write_qa(tmp / "squad-test.qa.csv", (QARecord(q.question, q.answers) for q in questions["test"]))
+        write_clusters(tmp / "squad-test.qa.csv", [q.paragraph for q in questions["test"]], PARAGRAPH)
         manifest = {
             "fingerprint": stamp,
             "source": str(source),
@@ -172,7 +176,7 @@ def _questions(articles, chunks_by_paragraph, splits) -> tuple[dict[str, list[Qu
                     if positive is None or not has_answer(answers, positive.text):
                         dropped += 1
                         continue
-                out[split].append(Question(qa["question"], answers, positive))
+                out[split].append(Question(qa["question"], answers, positive, f"{a}/{p}"))
     return out, dropped
 
 

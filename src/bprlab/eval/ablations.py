@@ -13,7 +13,9 @@ from pathlib import Path
 
 from bprlab.artifacts import write_text
 from bprlab.errors import StageError
-from bprlab.eval.claims import claim_rows, claims_markdown
+from bprlab.eval.claims import claim_rows
+from bprlab.eval.claims_report import claims_markdown
+from bprlab.eval.curve_note import curve_note
 from bprlab.eval.report import comparison_table, interval_legend, markdown_table
 from bprlab.eval.results import load_summaries
 
@@ -31,12 +33,6 @@ How intervals and tests are computed: docs/method.md#uncertainty.
 
 # the paper's claims in the order the method builds them up: memory, search, losses, hash layer, code length
 CLAIM_ORDER = ("abl-compression", "abl-search", "abl-loss", "abl-beta", "abl-code")
-VERDICTS = """Verdicts (bprlab.eval.claims): a difference claim **holds** when the Holm-corrected p < 0.05 and both 95%
-intervals (over questions, and over seeds paired by number) lie on the claimed side of 0, is **contradicted** when
-p < 0.05 and both lie on the other side, and is **not shown at this budget** otherwise. A closeness claim (Δ ≤ m)
-holds when both intervals lie below m."""
-
-
 def write_ablations(folder: str | Path = "experiments/ablations", out: str | Path = "experiments") -> Path:
     folder, out = Path(folder), Path(out)
     tables = load_summaries(folder, report="ablations")
@@ -47,9 +43,9 @@ def write_ablations(folder: str | Path = "experiments/ablations", out: str | Pat
     parts = [HEADER.format(folder=folder)]
     claims = claim_rows(tables, CLAIM_ORDER)
     if claims:
-        parts += ["## The paper's claims at this budget", claims_markdown(claims), VERDICTS]
+        parts += ["## The paper's claims at this budget", claims_markdown(claims)]
     parts.append(time_section(tables))
-    parts += [table_section(table, folder, relative) for table in tables]
+    parts += [table_section(table, folder, relative, tables) for table in tables]
     path = out / "ABLATIONS.md"
     write_text(path, "\n\n".join(parts) + "\n")
     return path
@@ -70,11 +66,11 @@ def time_section(tables: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def table_section(table: dict, folder: Path, relative: Path) -> str:
+def table_section(table: dict, folder: Path, relative: Path, tables: list[dict] = ()) -> str:
     """A table's note, command, rows with intervals, tests against its baseline and plots (linked where they
     are, in the table's folder)."""
     rows = table["rows"]
-    parts = [f"## {table['run_name']}", (table.get("note") or "").strip()]
+    parts = [f"## {table['run_name']}", (table.get("note") or "").strip(), curve_note(table, tables)]
     if table.get("command"):
         parts.append(f"`{table['command']}`")
     parts += [markdown_table(rows), interval_legend(rows)]

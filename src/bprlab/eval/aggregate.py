@@ -4,6 +4,10 @@ table's baseline row (docs/method.md#uncertainty).
 A unit record is one (row, seed) evaluation: {"method", "seed", "run", "metrics" (metrics.json), "outcomes"
 (bprlab.eval.outcomes)}. A row's seeds must have evaluated the same questions over the same corpus, and a row
 is tested against the baseline only on the same questions: anything else is an error, never an average.
+
+A row with one unit in a table of several seeds trains nothing (the untrained encoder, BM25: `reproduce` runs it
+once), so it has no training noise and pairs with every seed of the other row. A table of one seed measures no
+training noise at all: its intervals and tests hold the question sample only, and say so.
 """
 
 from __future__ import annotations
@@ -13,29 +17,33 @@ from collections import defaultdict
 import numpy as np
 
 from bprlab.errors import StageError
-from bprlab.eval.outcomes import outcome_vector
-from bprlab.eval.stats import ALPHA, Interval, bootstrap_interval, holm, paired_randomization_test, seed_interval
+from bprlab.eval.outcomes import DIGITS, outcome_clusters, outcome_vector
+from bprlab.eval.stats import (ALPHA, cluster_bootstrap_interval, combined, holm, paired_t_over_seeds,
+                               seed_interval, sign_flip_test)
 
 ANSWER_METRICS = ("top1", "top5", "top20", "top50", "top100")
 RELEVANCE_METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100", "recall@1000")
-TESTED = ("top1", "top5", "top20", "top100", "ndcg@10", "recall@100")  # one table's Holm family: rows x these
+TESTED = ("top1", "top5", "top20", "top100", "ndcg@10", "recall@100")  # a table's exploratory family: rows x these
 SAME_ACROSS_SEEDS = ("code_bits", "bytes_per_passage", "rescore_bytes_per_passage", "index_bytes", "num_passages",
                      "num_questions", "search", "dataset", "data_path", "checkpoint", "pooling", "search_batch_size")
 AVERAGED = ("ms_per_query", "scanned_fraction")
+BOTH = "seeds and questions"
+QUESTIONS_ONLY = "questions only"
 
 
-def aggregate_row(method: str, units: list[dict]) -> dict:
-    """One row: mean of every accuracy metric over seeds with its interval (t over seeds; one seed: bootstrap over
-    questions, labelled), costs, and each seed's own numbers."""
+def aggregate_row(method: str, units: list[dict], table_seeds: int | None = None) -> dict:
+    """One row: mean of every accuracy metric over seeds with its interval (training noise and question sample
+    together where the row has >= 2 seeds; else the question sample only, labelled), costs, each seed's numbers."""
     _check_same_evaluation(method, units)
     first = units[0]["metrics"]
     row: dict = {"method": method, "seeds": [u["seed"] for u in units], "runs": [u["run"] for u in units],
-                 "run": units[0]["run"], "intervals": {}, "per_seed": {}}
+                 "run": units[0]["run"], "intervals": {}, "per_seed": {},
+                 "trained": _trained(units, table_seeds)}
     for key in (*ANSWER_METRICS, *RELEVANCE_METRICS):
         values = [u["metrics"].get(key) for u in units]
         if any(v is None for v in values):
             continue
-        row[key], row["intervals"][key] = _interval(key, values, units)
+        row[key], row["intervals"][key] = float(np.mean(values)), _interval(key, values, units)
     for key in SAME_ACROSS_SEEDS:
         row[key] = first.get(key)
     for key in AVERAGED:
@@ -44,24 +52,30 @@ def aggregate_row(method: str, units: list[dict]) -> dict:
     row["per_seed"] = {str(u["seed"]): {k: u["metrics"].get(k) for k in (*ANSWER_METRICS, *RELEVANCE_METRICS)
                                         if u["metrics"].get(k) is not None} for u in units}
     row["questions_sha256"], row["corpus_sha256"] = first.get("questions_sha256"), first.get("corpus_sha256")
+    row["cluster_unit"] = _cluster_unit(units)
     return row
 
 
-def _interval(key: str, values: list[float], units: list[dict]) -> tuple[float, dict]:
-    if len(values) > 1:
+def _interval(key: str, values: list[float], units: list[dict]) -> dict:
+    mean = float(np.mean(values))
+    outcomes = _seed_outcomes(units, key)
+    if outcomes is None:  # no per-question outcomes recorded: seeds alone
         interval = seed_interval(values)
-        return interval.mean, {**interval.as_dict(), "over": "seeds"}
-    vector = outcome_vector(units[0]["outcomes"], key)
-    if vector is None:
-        return float(values[0]), {"mean": float(values[0]), "low": None, "high": None, "n": 1, "over": "seeds"}
-    interval = _percent(bootstrap_interval(vector[~np.isnan(vector)]))
-    return float(values[0]), {**interval.as_dict(), "mean": float(values[0]), "over": "questions"}
+        return {**interval.as_dict(), "over": "seeds" if len(values) > 1 else QUESTIONS_ONLY}
+    judged = ~np.isnan(outcomes).any(axis=0)
+    clusters = _clusters(units, judged)
+    per_question = 100.0 * outcomes[:, judged].mean(axis=0)
+    if len(values) > 1:
+        low, high = combined(values, per_question, clusters).interval()
+        return {"mean": mean, "low": low, "high": high, "n": len(values), "over": BOTH}
+    interval = cluster_bootstrap_interval(per_question, clusters=clusters)
+    return {**interval.as_dict(), "mean": mean, "over": QUESTIONS_ONLY}
 
 
-def compare_rows(rows: dict[str, list[dict]], baseline: str) -> dict[str, dict[str, dict]]:
-    """{method: {metric: comparison}} for every row but the baseline and every tested metric both rows have:
-    effect (row minus baseline, points) with its bootstrap interval over questions and t-interval over paired
-    seeds, the randomization p-value, and Holm's correction over all of the table's comparisons."""
+def compare_rows(rows: dict[str, list[dict]], baseline: str, table_seeds: int | None = None) -> dict[str, dict]:
+    """{method: {metric: comparison}} for every row but the baseline and every tested metric both rows have (see
+    `compare`), with Holm's correction over the table's comparisons: an exploratory family, labelled as such (the
+    claims are tested as their own family, bprlab.eval.claims)."""
     base_units = rows[baseline]
     found: list[tuple[str, str, dict]] = []
     for method, units in rows.items():
@@ -69,7 +83,7 @@ def compare_rows(rows: dict[str, list[dict]], baseline: str) -> dict[str, dict[s
             continue
         _check_comparable(method, units, baseline, base_units)
         for metric in TESTED:
-            result = _compare(metric, units, base_units)
+            result = compare(metric, units, base_units, table_seeds)
             if result is not None:
                 found.append((method, metric, result))
     for (_, _, result), adjusted in zip(found, holm([r["p"] for _, _, r in found])):
@@ -81,26 +95,68 @@ def compare_rows(rows: dict[str, list[dict]], baseline: str) -> dict[str, dict[s
     return dict(out)
 
 
-def _compare(metric: str, units: list[dict], base_units: list[dict]) -> dict | None:
+def compare(metric: str, units: list[dict], base_units: list[dict], table_seeds: int | None = None,
+            weight: float = 1.0, offset: float = 0.0) -> dict | None:
+    """The row minus the baseline on `metric`, in points: effect; the combined interval and t test (training
+    noise and question sample: bprlab.eval.stats); beside it the t-interval over paired seeds and `ttest_rel`
+    (training noise only), the cluster bootstrap interval and the exact sign-flip test (question sample only).
+    `weight` and `offset` test a contrast instead, weight * row - baseline + offset (a closeness margin)."""
     if any(u["metrics"].get(metric) is None for u in (*units, *base_units)):
         return None  # not evaluated (e.g. top100 beyond eval.top_k: the stored ranks stop at its largest k)
-    row = _seed_outcomes(units, metric)
-    base = _seed_outcomes(base_units, metric)
+    row, base = _seed_outcomes(units, metric), _seed_outcomes(base_units, metric)
     if row is None or base is None:
         return None
     judged = ~np.isnan(row).any(axis=0) & ~np.isnan(base).any(axis=0)  # questions with outcomes on both sides
-    x, y = row[:, judged].mean(axis=0), base[:, judged].mean(axis=0)  # (Q,) averaged over seeds
-    effect = _percent(bootstrap_interval(x, y))
-    result = {"baseline_value": 100.0 * float(y.mean()), "value": 100.0 * float(x.mean()),
-              "effect": effect.mean, "ci_questions": [effect.low, effect.high], "questions": int(judged.sum()),
-              "p": paired_randomization_test(x, y)}
+    row, base = row[:, judged], base[:, judged]
+    clusters = _clusters(units, judged)
+    x, y = 100.0 * row.mean(axis=0), 100.0 * base.mean(axis=0)  # (Q,) averaged over seeds, points
+    d = weight * x - y + offset
     pairs = _paired_seeds(units, base_units)
-    if len(pairs) >= 2:
-        diffs = [100.0 * (row[i, judged].mean() - base[j, judged].mean()) for i, j in pairs]
-        seeds = seed_interval(diffs)
-        result["ci_seeds"] = [seeds.low, seeds.high]
+    seed_diffs = [100.0 * (weight * row[i].mean() - base[j].mean()) + offset for i, j in pairs]
+    noise = _training_noise(units, base_units, table_seeds, pairs)
+    both = combined(seed_diffs if noise == "measured" else [], d, clusters)
+    scale = len(units) * len(base_units) * (1 if metric.startswith("top") else 10 ** DIGITS)
+    flips = sign_flip_test(d / 100.0, clusters, scale) if weight == 1.0 and offset == 0.0 else None
+    result = {"baseline_value": float(y.mean()), "value": float(x.mean()), "effect": both.effect,
+              "ci": list(both.interval()), "se": both.se, "df": both.df, "var_seeds": both.var_seeds,
+              "var_questions": both.var_questions, "training_noise": noise, "questions": int(judged.sum()),
+              "clusters": both.clusters, "cluster_unit": _cluster_unit(units),
+              "ci_questions": _pair(cluster_bootstrap_interval(d, clusters=clusters))}
+    if flips is not None:
+        result["p_questions"] = flips.as_dict()
+    if noise == "measured":
+        result["p"], result["test"] = both.p_two_sided(), "t, " + BOTH
         result["seed_pairs"] = len(pairs)
+        interval = seed_interval(seed_diffs)
+        result["ci_seeds"] = [interval.low, interval.high]
+        if weight == 1.0 and offset == 0.0:
+            result["p_seeds"] = paired_t_over_seeds([100.0 * row[i].mean() for i, _ in pairs],
+                                                    [100.0 * base[j].mean() for _, j in pairs])
+    else:  # no training noise to measure (untrained rows), or one seed (not measured: labelled)
+        result["p"] = flips.p if flips is not None else both.p_two_sided()
+        result["test"] = "sign flips over clusters, " + QUESTIONS_ONLY
+        result["ci"] = result["ci_questions"]
     return result
+
+
+def _pair(interval) -> list:
+    return [interval.low, interval.high]
+
+
+def _training_noise(units: list[dict], base_units: list[dict], table_seeds: int | None,
+                    pairs: list[tuple[int, int]]) -> str:
+    """measured (>= 2 seed pairs); none (both rows untrained: nothing to measure); one seed (not measured)."""
+    if len(pairs) >= 2:
+        return "measured"
+    if table_seeds and table_seeds > 1 and len(units) == 1 and len(base_units) == 1:
+        return "none"
+    return "one seed"
+
+
+def _trained(units: list[dict], table_seeds: int | None) -> bool | None:
+    if table_seeds and table_seeds > 1:
+        return len(units) > 1
+    return None  # a one-seed table cannot tell
 
 
 def _seed_outcomes(units: list[dict], metric: str) -> np.ndarray | None:
@@ -110,9 +166,22 @@ def _seed_outcomes(units: list[dict], metric: str) -> np.ndarray | None:
     return np.stack(vectors)  # (seeds, Q)
 
 
+def _clusters(units: list[dict], judged: np.ndarray) -> np.ndarray | None:
+    labels = outcome_clusters(units[0]["outcomes"])
+    return None if labels is None else np.asarray(labels, dtype=object)[judged]
+
+
+def _cluster_unit(units: list[dict]) -> str:
+    return units[0]["outcomes"].get("cluster_unit") or "question"
+
+
 def _paired_seeds(units: list[dict], base_units: list[dict]) -> list[tuple[int, int]]:
-    """Seeds paired by number where both rows ran it (the same data order and initialisation), else by position
-    (a row that is not trained, e.g. the untrained encoder, has one unit for all)."""
+    """Seeds paired by number where both rows ran it (the same data order and initialisation); a row trained
+    once (untrained: one unit) pairs with every seed of the other; else by position."""
+    if len(units) == 1 and len(base_units) >= 2:
+        return [(0, j) for j in range(len(base_units))]
+    if len(base_units) == 1 and len(units) >= 2:
+        return [(i, 0) for i in range(len(units))]
     base_index = {u["seed"]: j for j, u in enumerate(base_units)}
     by_number = [(i, base_index[u["seed"]]) for i, u in enumerate(units) if u["seed"] in base_index]
     if len(by_number) >= 2:
@@ -136,7 +205,3 @@ def _check_comparable(method: str, units: list[dict], baseline: str, base_units:
             raise StageError(f"row {method} and the baseline {baseline} were evaluated on different {what} "
                              f"({mine} vs {theirs}): a paired test needs the same {what}")
 
-
-def _percent(interval: Interval) -> Interval:
-    scale = lambda v: None if v is None else 100.0 * v  # noqa: E731
-    return Interval(scale(interval.mean), scale(interval.low), scale(interval.high), interval.n)

@@ -1,107 +1,244 @@
-"""The paper's claims, each answered by one comparison of an ablation table: effect, intervals, Holm-corrected
-p-value and a verdict (docs/method.md#uncertainty).
+"""The paper's claims as one declared family: each tested once on its primary metric with training noise in the
+test, Holm over the study's claims, what the design could have shown, and a verdict (docs/method.md#uncertainty).
 
-A table states its claims (table files, `claims:`), each naming a row compared with the table's baseline, a
-metric, and what the claim expects of the row minus the baseline:
+A table states its claims (table files, `claims:`), each naming a row compared with the table's baseline:
 
     - claim: reranking the Hamming candidates with the continuous question helps
       source: "§4"
       row: bpr-no-rerank
-      metric: top20
-      expect: lower          # lower | higher: a difference; at_most: m, an equivalence within m points
-      qrels_metric: ndcg@10  # where the table is judged by qrels only (a BEIR folder); this is the default
+      metric: top20            # the primary metric (read on the table's own dataset)
+      qrels_metric: ndcg@10    # read on a qrels-judged twin (a BEIR folder): secondary; default ndcg@10
+      expect: lower            # lower | higher: a difference, row minus baseline
+      smallest_effect: 1.0     # points: the smallest difference that matters (default SMALLEST_EFFECT)
+      paper_effect: 1.4        # points, optional: the paper's effect, for the seeds that would detect it
+      exercised: false         # optional: the mechanism the claim is about does not act here ...
+      why: "l = 1000 covers 28% of the corpus"   # ... and why
 
-Verdicts, with both 95% intervals (over questions, and over seeds where a row has >= 2):
-- lower / higher: "holds" when the Holm-corrected p < 0.05 and both intervals lie on the expected side of 0;
-  "contradicted" when p < 0.05 and both lie on the other side; otherwise "not shown at this budget".
-- at_most m: "holds" when both intervals lie below m; "contradicted" when both lie above m; otherwise "not shown".
+    - claim: BPR is close to DPR
+      row: dpr-flat
+      metric: top20
+      margin: {top20: {miss_ratio: 1.10}, ndcg@10: {miss_ratio: 1.10}}   # or {points: 2.5}, per metric named
+
+A closeness claim (`margin`) is a non-inferiority test: the baseline's shortfall (100 - value) is at most
+miss_ratio times the row's (or the row is ahead by at most `points`), one-sided.
+
+Verdicts (primary readings; Holm over all of them at ALPHA):
+- one seed on a trained side: "one seed: no verdict" (training noise unmeasured);
+- difference: "holds" when the adjusted p < ALPHA and the effect has the expected sign; "contradicted" when the
+  adjusted p < ALPHA, the effect has the other sign, the whole interval at the family's level (1 - ALPHA/m) lies
+  beyond the smallest effect that matters, and the mechanism was exercised; otherwise "against the claim" with the
+  reason, or "not shown" (with the MDE beside it);
+- closeness: "holds" when the adjusted non-inferiority p < ALPHA; "contradicted" when the opposite one-sided test
+  (outside the margin) passes at ALPHA / m; else "not shown".
 """
 
 from __future__ import annotations
 
 from bprlab.errors import ConfigError
-from bprlab.eval.stats import ALPHA
+from bprlab.eval.aggregate import compare
+from bprlab.eval.power import design_power
+from bprlab.eval.stats import ALPHA, Combined, holm
 
 EXPECTATIONS = ("lower", "higher")
-CLAIM_KEYS = {"claim", "source", "row", "metric", "qrels_metric", "expect", "at_most"}
+CLAIM_KEYS = {"claim", "source", "row", "metric", "qrels_metric", "expect", "margin", "smallest_effect",
+              "paper_effect", "exercised", "why"}
+MARGIN_KINDS = ("miss_ratio", "points")
 QRELS_METRIC = "ndcg@10"  # the metric a claim is read on where a table has qrels and no answer strings
+SMALLEST_EFFECT = 1.0  # points: a difference smaller than this is not one a reader would act on
 
 
-def check_claims(table_path, claims: list, methods: list[str], baseline: str | None) -> None:
+def check_claims(table_path, claims: list, methods: list[str], baseline: str | None, seeds: int = 1) -> None:
     """A table's claims are well formed and name its rows (checked when the table is read)."""
     for i, claim in enumerate(claims):
         where = f"{table_path}: claims[{i}]"
-        if not isinstance(claim, dict) or set(claim) - CLAIM_KEYS or not {"claim", "row", "metric"} <= set(claim):
-            raise ConfigError(f"{where}: expected claim, row, metric, expect (lower|higher) or at_most, "
-                              "and optionally source")
+        if not isinstance(claim, dict) or not {"claim", "row"} <= set(claim):
+            raise ConfigError(f"{where}: expected claim, row, metric, expect (lower|higher) or margin")
+        unknown = set(claim) - CLAIM_KEYS
+        if unknown:
+            hint = " (a closeness claim now states `margin: {metric: {miss_ratio: r} | {points: m}}`)" \
+                if "at_most" in unknown else ""
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}{hint}")
+        if not isinstance(claim.get("metric"), str) or not claim["metric"]:
+            raise ConfigError(f"{where}: a claim names its primary metric (metric: top20, or the qrels metric "
+                              "it is read on)")
         if baseline is None:
             raise ConfigError(f"{where}: a claim compares a row with the table's baseline; the table names none")
         if claim["row"] not in methods or claim["row"] == baseline:
             raise ConfigError(f"{where}: row {claim['row']!r} is not a non-baseline row of this table")
-        if ("expect" in claim) == ("at_most" in claim) or claim.get("expect", "lower") not in EXPECTATIONS:
-            raise ConfigError(f"{where}: give either expect: lower|higher or at_most: <points>")
+        if ("expect" in claim) == ("margin" in claim) or claim.get("expect", "lower") not in EXPECTATIONS:
+            raise ConfigError(f"{where}: give either expect: lower|higher or margin: {{metric: ...}}")
+        if "margin" in claim:
+            _check_margin(where, claim)
+        for key in ("smallest_effect", "paper_effect"):
+            if key in claim and not (isinstance(claim[key], (int, float)) and claim[key] > 0):
+                raise ConfigError(f"{where}: {key} is a positive number of points, got {claim[key]!r}")
+        if "paper_effect" in claim and seeds < 2:
+            raise ConfigError(f"{where}: paper_effect asks how many seeds would detect it, which needs the "
+                              "training noise measured: run the table over >= 2 seeds")
 
 
-def verdict(claim: dict, comparison: dict | None) -> str:
-    if comparison is None:
-        return "not run"
-    bounds = [comparison["ci_questions"]] + ([comparison["ci_seeds"]] if comparison.get("ci_seeds") else [])
-    if any(b[0] is None for b in bounds):
-        return "not shown at this budget"
-    if "at_most" in claim:
-        margin = float(claim["at_most"])
-        if all(high < margin for _, high in bounds):
-            return "holds"
-        if all(low > margin for low, _ in bounds):
-            return "contradicted"
-        return "not shown at this budget"
-    sign = -1.0 if claim["expect"] == "lower" else 1.0
-    significant = comparison.get("p_holm", 1.0) < ALPHA
-    if significant and all(sign * low > 0 and sign * high > 0 for low, high in bounds):
-        return "holds"
-    if significant and all(sign * low < 0 and sign * high < 0 for low, high in bounds):
-        return "contradicted"
-    return "not shown at this budget"
+def _check_margin(where: str, claim: dict) -> None:
+    margin, named = claim["margin"], {claim["metric"], claim.get("qrels_metric", QRELS_METRIC)}
+    if not isinstance(margin, dict) or claim["metric"] not in margin:
+        raise ConfigError(f"{where}: margin gives one per metric the claim names, starting with its primary "
+                          f"metric {claim['metric']!r}")
+    for metric, value in margin.items():
+        if metric not in named:
+            raise ConfigError(f"{where}: margin for {metric!r}, which the claim does not name (it names "
+                              f"{sorted(named)})")
+        if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in MARGIN_KINDS
+                and isinstance(next(iter(value.values())), (int, float)) and next(iter(value.values())) > 0):
+            raise ConfigError(f"{where}: margin.{metric} is {{miss_ratio: r}} or {{points: m}} (positive)")
+
+
+def reading_metric(claim: dict, available: set[str]) -> str | None:
+    """The metric a table answers the claim on: its primary metric where the table has it, else its qrels
+    metric (a BEIR twin)."""
+    if claim["metric"] in available:
+        return claim["metric"]
+    qrels = claim.get("qrels_metric", QRELS_METRIC)
+    return qrels if qrels in available else None
+
+
+def claim_test(claim: dict, units: list[dict], base_units: list[dict], table_seeds: int | None) -> dict | None:
+    """One claim's test on a table's unit records: the comparison of bprlab.eval.aggregate on the metric the table
+    answers it on, and for a closeness claim the non-inferiority test of its margin."""
+    available = {k for k, v in units[0]["metrics"].items() if isinstance(v, (int, float))}
+    metric = reading_metric(claim, available)
+    if metric is None or ("margin" in claim and metric not in claim["margin"]):
+        return None  # not answered here (a closeness claim is read only where it states a margin)
+    result = compare(metric, units, base_units, table_seeds)
+    if result is None:
+        return None
+    result["metric"] = metric
+    margin = (claim.get("margin") or {}).get(metric)
+    if margin is not None:
+        kind, value = next(iter(margin.items()))
+        contrast = _contrast(metric, units, base_units, table_seeds, kind, value)
+        result["margin"] = {kind: value}
+        result["p_noninferiority"] = _combined(contrast).p_below(0.0)
+        result["p_outside_margin"] = 1.0 - result["p_noninferiority"]
+        base_miss, row_miss = 100.0 - result["baseline_value"], 100.0 - result["value"]
+        result["miss_ratio"] = base_miss / row_miss if row_miss > 0 else None
+        result["miss_ratio_upper"] = _ratio_upper(metric, units, base_units, table_seeds)
+    return result
+
+
+def _contrast(metric, units, base_units, table_seeds, kind: str, value: float) -> dict:
+    if kind == "points":  # row - baseline - m < 0
+        return compare(metric, units, base_units, table_seeds, offset=-float(value))
+    # (100 - baseline) - r (100 - row) < 0  <=>  r * row - baseline + 100 (1 - r) < 0
+    return compare(metric, units, base_units, table_seeds, weight=float(value), offset=100.0 * (1 - float(value)))
+
+
+def _combined(result: dict) -> Combined:
+    return Combined(result["effect"], result["se"], result["df"], result["var_seeds"], result["var_questions"],
+                    result.get("seed_pairs", 1), result["clusters"])
+
+
+def _ratio_upper(metric, units, base_units, table_seeds) -> float | None:
+    """The one-sided 95% upper bound of the miss ratio: the smallest r whose non-inferiority test passes at 0.05."""
+    passes = lambda r: _combined(_contrast(metric, units, base_units, table_seeds, "miss_ratio", r)).p_below(0.0) \
+        < ALPHA  # noqa: E731
+    low, high = 0.01, 100.0
+    if not passes(high):
+        return None
+    for _ in range(40):
+        mid = (low * high) ** 0.5
+        low, high = (low, mid) if passes(mid) else (mid, high)
+    return high
 
 
 def claim_rows(tables: list[dict], order: tuple[str, ...] = ()) -> list[dict]:
-    """Every claim of every table with its comparison and verdict: tables in `order` (names; a table's twin on
-    another dataset, `<name>-...`, right after it), then the rest. A claim that a qrels-judged table answers on the
-    same comparison as an earlier claim (two metrics of an answer table, one nDCG@10 here) is listed once."""
+    """Every claim reading of every table: tables in `order` (names; a twin `<name>-...` right after it), then the
+    rest. A claim's primary reading is on its primary metric (the first table that answers it there; else its
+    first qrels reading); the others are secondary. Holm runs over the primary readings (the study's family)."""
     def rank(table: dict) -> tuple:
         name = table["run_name"]
         at = next((i for i, base in enumerate(order) if name == base or name.startswith(base + "-")), len(order))
         return at, name
 
-    out = []
+    out, groups = [], {}
     for table in sorted(tables, key=rank):
-        by_method = {row["method"]: row for row in table["rows"]}
-        seen = set()
-        for claim in table.get("claims") or []:
-            tested = by_method.get(claim["row"], {}).get("vs_baseline") or {}
-            # a table judged by qrels only (a BEIR folder) answers the claim on nDCG@10
-            metric = claim["metric"] if claim["metric"] in tested or not tested else claim.get("qrels_metric", QRELS_METRIC)
-            key = (claim["row"], metric, claim.get("at_most"), claim.get("expect"))
-            if key in seen:
-                continue
-            seen.add(key)
-            comparison = tested.get(metric)
-            out.append({**claim, "metric": metric, "table": table["run_name"], "baseline": table.get("baseline"),
-                        "comparison": comparison, "verdict": verdict(claim, comparison)})
+        at = rank(table)[0]
+        tests = table.get("claim_tests") or [None] * len(table.get("claims") or [])
+        for claim, test in zip(table.get("claims") or [], tests):
+            reading = {**claim, "table": table["run_name"], "baseline": table.get("baseline"), "test": test,
+                       "declared_metric": claim["metric"], "metric": (test or {}).get("metric", claim["metric"]),
+                       "primary": False}
+            out.append(reading)
+            groups.setdefault((at if at < len(order) else table["run_name"], claim["claim"]), []).append(reading)
+    for readings in groups.values():
+        tested = [r for r in readings if r["test"] is not None]
+        chosen = next((r for r in tested if r["metric"] == r["declared_metric"]), tested[0] if tested else None)
+        if chosen is not None:
+            chosen["primary"] = True
+    _judge(out)
     return out
 
 
-def claims_markdown(rows: list[dict]) -> str:
-    head = ["claim", "paper", "comparison", "expects", "effect (points)", "95% CI, questions", "95% CI, seeds",
-            "p (Holm)", "verdict"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in rows:
-        c = row["comparison"] or {}
-        expects = f"Δ ≤ {row['at_most']}" if "at_most" in row else f"Δ {'<' if row['expect'] == 'lower' else '>'} 0"
-        ci = lambda pair: "-" if not pair or pair[0] is None else f"[{pair[0]:+.1f}, {pair[1]:+.1f}]"  # noqa: E731
-        p = c.get("p_holm")
-        lines.append("| " + " | ".join([
-            row["claim"], row.get("source", ""), f"{row['row']} − {row['baseline']}, {row['metric']} ({row['table']})",
-            expects, "-" if not c else f"{c['effect']:+.1f}", ci(c.get("ci_questions")), ci(c.get("ci_seeds")),
-            "-" if p is None else ("< 0.0001" if p < 1e-4 else f"{p:.4f}"), f"**{row['verdict']}**"]) + " |")
-    return "\n".join(lines)
+def _judge(readings: list[dict]) -> None:
+    primary = [r for r in readings if r["primary"] and r["test"]["training_noise"] != "one seed"]
+    adjusted = holm([_claim_p(r) for r in primary])
+    family = len(primary)
+    for reading, p in zip(primary, adjusted):
+        reading["p_holm"] = p
+        reading["family"] = family
+    for reading in readings:
+        test = reading["test"]
+        if test is None:
+            reading["verdict"] = "not run"
+            continue
+        reading["p_claim"] = _claim_p(reading)
+        if test["training_noise"] == "measured":
+            alpha = ALPHA / family if reading["primary"] and family else ALPHA
+            reading["power"] = design_power(_combined(test), _target(reading), alpha).as_dict()
+        if not reading["primary"]:
+            reading["verdict"] = "secondary: " + _direction(reading)
+        elif test["training_noise"] == "one seed":
+            reading["verdict"] = "one seed: no verdict"
+        else:
+            reading["verdict"] = verdict(reading, test, reading["p_holm"], family)
+
+
+def _claim_p(reading: dict) -> float:
+    test = reading["test"]
+    return test["p_noninferiority"] if "margin" in reading else test["p"]
+
+
+def _target(reading: dict) -> float:
+    if "paper_effect" in reading:
+        return float(reading["paper_effect"])
+    if "margin" in reading:
+        return float(reading.get("smallest_effect", SMALLEST_EFFECT))
+    return float(reading.get("smallest_effect", SMALLEST_EFFECT))
+
+
+def _direction(reading: dict) -> str:
+    test = reading["test"]
+    if "margin" in reading:
+        return "within the margin" if test["p_noninferiority"] < ALPHA else "not shown within the margin"
+    sign = -1.0 if reading["expect"] == "lower" else 1.0
+    return "agrees in sign" if sign * test["effect"] > 0 else "disagrees in sign"
+
+
+def verdict(claim: dict, test: dict, p_adjusted: float, family: int = 1) -> str:
+    """The verdict of a primary reading (module docstring)."""
+    if "margin" in claim:
+        if p_adjusted < ALPHA:
+            return "holds"
+        if test["p_outside_margin"] < ALPHA / max(family, 1):
+            return "contradicted"
+        return "not shown"
+    sign = -1.0 if claim["expect"] == "lower" else 1.0
+    if p_adjusted >= ALPHA:
+        return "not shown"
+    if sign * test["effect"] > 0:
+        return "holds"
+    if claim.get("exercised") is False:
+        return "against the claim; mechanism not exercised"
+    low, high = _combined(test).interval(1 - ALPHA / max(family, 1))
+    nearest = high if sign > 0 else low  # the interval's bound nearest the claimed side
+    if -sign * nearest >= float(claim.get("smallest_effect", SMALLEST_EFFECT)):
+        return "contradicted"
+    return "against the claim, below the smallest effect that matters"

@@ -3,7 +3,10 @@
 An evaluation folder keeps them in retrieval.npz: `hits` (Q, depth) bool for answer-labelled questions, and
 `query_<metric>` (Q,) float in [0, 1] for qrels metrics (NaN where a question has no judgements). A table's
 unit record stores them compactly: the rank of each question's first answer-bearing passage (-1: none within
-the depth), from which top-k for every k follows, and the qrels metrics as they are.
+the depth), from which top-k for every k follows, and the qrels metrics as they are. Where the questions come in
+clusters that are not independent of each other (squad's paragraphs; BEIR queries judged on a shared document),
+`cluster` holds each question's cluster label and `cluster_unit` names it (bprlab.data.clusters): the tests
+resample clusters, not questions.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from bprlab.data.records import QARecord
 from bprlab.errors import StageError
 
 FIRST_HIT = "first_hit"
+CLUSTER = "cluster"
+CLUSTER_UNIT = "cluster_unit"
 QUERY_PREFIX = "query_"
 DIGITS = 5  # qrels outcomes are stored rounded: far below any difference a test can see
 
@@ -48,6 +53,9 @@ def read_outcomes(eval_dir: Path) -> dict[str, list]:
             if "answered" in data:  # questions judged by qrels only have no answer outcome
                 first = [f if a else None for f, a in zip(first, data["answered"])]
             out[FIRST_HIT] = first
+        if CLUSTER in data:
+            out[CLUSTER] = [str(c) for c in data[CLUSTER]]
+            out[CLUSTER_UNIT] = str(data[CLUSTER_UNIT]) if CLUSTER_UNIT in data else "cluster"
         for key in data.files:
             if key.startswith(QUERY_PREFIX):
                 values = np.round(data[key].astype(float), DIGITS)
@@ -64,3 +72,9 @@ def outcome_vector(outcomes: dict[str, list], metric: str) -> np.ndarray | None:
     if metric in outcomes:
         return np.array([np.nan if v is None else v for v in outcomes[metric]], dtype=float)
     return None
+
+
+def outcome_clusters(outcomes: dict) -> list | None:
+    """Each question's cluster label, or None where the record has none (every question its own cluster)."""
+    labels = outcomes.get(CLUSTER)
+    return None if labels is None else list(labels)

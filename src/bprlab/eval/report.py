@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from bprlab.eval.aggregate import BOTH, QUESTIONS_ONLY
+from bprlab.eval.claims_report import fmt_p
+
 SUMMARY_COLUMNS = ("method", "code_bits", "bytes_per_passage", "index_bytes", "top1", "top5", "top20", "top100",
                    "ms_per_query")
 RELEVANCE_COLUMNS = ("ndcg@10", "mrr@10", "recall@10", "recall@100", "recall@1000")  # datasets with qrels
@@ -40,15 +43,16 @@ def _cell(value) -> str:
 
 
 def metric_cell(row: dict, column: str) -> str:
-    """A metric with its interval where the row has one: `90.7 ± 0.6` (t over seeds), `90.2 (± 1.6)` (one seed:
-    bootstrap over questions); `*` where the row differs from the table's baseline after Holm's correction."""
+    """A metric with its interval where the row has one: `90.7 ± 0.6` (seeds and questions together),
+    `90.2 (± 1.6)` (the question sample only: one seed, or an untrained row); `*` where the row differs from the
+    table's baseline after Holm's correction over the table (exploratory)."""
     interval = (row.get("intervals") or {}).get(column)
     if row.get(column) is None or not interval:
         return _cell(row.get(column))
     text = f"{row[column]:.1f}"
     if interval.get("low") is not None:
         half = (interval["high"] - interval["low"]) / 2
-        text += f" ± {half:.1f}" if interval.get("over") == "seeds" else f" (± {half:.1f})"
+        text += f" ± {half:.1f}" if interval.get("over") in ("seeds", BOTH) else f" (± {half:.1f})"
     if (row.get("vs_baseline") or {}).get(column, {}).get("significant"):
         text += "*"
     return text
@@ -64,17 +68,20 @@ def markdown_table(rows: list[dict], columns: tuple[str, ...] | None = None) -> 
 def interval_legend(rows: list[dict]) -> str:
     """What the ± in a table means, for the kinds of interval its rows carry."""
     kinds = {i.get("over") for row in rows for i in (row.get("intervals") or {}).values() if i.get("low") is not None}
-    seeds = sorted({len(row.get("seeds") or []) for row in rows})
+    seeds = sorted({len(row.get("seeds") or []) for row in rows if len(row.get("seeds") or []) > 1})
+    unit = next((row.get("cluster_unit") for row in rows if row.get("cluster_unit")), "question")
+    clustered = f"questions resampled by {unit}" if unit != "question" else "questions resampled one by one"
     parts = []
-    if "seeds" in kinds:
-        parts.append(f"`± x`: half-width of the 95% t-interval over the row's seeds ({'/'.join(map(str, seeds))} "
-                     "seeds; training noise and question sample together)")
-    if "questions" in kinds:
-        parts.append("`(± x)`: one seed only, half-width of the 95% bootstrap interval over questions (the question "
-                     "sample only: training noise is not in it)")
+    if kinds & {BOTH, "seeds"}:
+        parts.append(f"`± x`: half-width of the 95% interval over seeds and questions ({'/'.join(map(str, seeds))} "
+                     f"seeds; t with Welch-Satterthwaite df; {clustered})")
+    if kinds & {QUESTIONS_ONLY, "questions"}:
+        parts.append("`(± x)`: half-width of the 95% cluster bootstrap interval, the question sample only "
+                     f"({clustered}; one seed or an untrained row: no training noise in it)")
     if any(row.get("vs_baseline") for row in rows):
-        parts.append("`*`: differs from the baseline row (paired randomization test over questions, Holm-corrected "
-                     "over the table's comparisons, p < 0.05)")
+        parts.append("`*`: differs from the baseline row, exploratory: the test of the comparison table below, "
+                     "Holm-corrected over this table's comparisons, p < 0.05 (the claims are tested as their own "
+                     "family)")
     return "; ".join(parts) + "." if parts else ""
 
 
@@ -86,21 +93,20 @@ def _ci(pair) -> str:
     return "-" if not pair or pair[0] is None else f"[{pair[0]:+.1f}, {pair[1]:+.1f}]"
 
 
-def _p(value: float | None) -> str:
-    return "-" if value is None else ("< 0.0001" if value < 1e-4 else f"{value:.4f}")
-
-
 def comparison_table(rows: list[dict], baseline: str) -> str:
-    """Every row against the baseline, metric by metric: effect in points with its intervals and p-values."""
-    head = ["row", "metric", baseline, "row value", "Δ (points)", "95% CI, questions", "95% CI, seeds", "p",
-            "p (Holm)", ""]
-    lines = [f"Against `{baseline}` (per-question outcomes averaged over seeds; paired randomization test, "
-             "10,000 swaps; Holm over the table):", "",
+    """Every row against the baseline, metric by metric: effect in points with its intervals and p-values
+    (exploratory: Holm over this table's comparisons)."""
+    head = ["row", "metric", baseline, "row value", "Δ (points)", "95% CI, seeds + questions", "95% CI, seeds only",
+            "95% CI, questions only", "test", "p", "p, questions only", "p (Holm, table)", ""]
+    lines = [f"Against `{baseline}`, exploratory (per-seed differences and per-question outcomes averaged over "
+             "seeds; bprlab.eval.stats; Holm over this table's comparisons):", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         for metric, c in (row.get("vs_baseline") or {}).items():
+            flips = c.get("p_questions") or {}
             lines.append("| " + " | ".join([
                 row["method"], metric, f"{c['baseline_value']:.1f}", f"{c['value']:.1f}", _signed(c["effect"]),
-                _ci(c.get("ci_questions")), _ci(c.get("ci_seeds")), _p(c["p"]), _p(c.get("p_holm")),
-                "significant" if c.get("significant") else ""]) + " |")
+                _ci(c.get("ci")), _ci(c.get("ci_seeds")), _ci(c.get("ci_questions")), c.get("test", "-"),
+                fmt_p(c, c["p"]), fmt_p({**c, "test": "sign flips"}, flips.get("p")) if flips else "-",
+                fmt_p(c, c.get("p_holm")), "significant" if c.get("significant") else ""]) + " |")
     return "\n".join(lines)

@@ -18,13 +18,14 @@ from bprlab.artifacts import atomic_dir, write_json
 from bprlab.config.schema import RunConfig
 from bprlab.core.question_encoder import QuestionEncoder
 from bprlab.data.passage_store import PassageStore
+from bprlab.data.clusters import question_clusters
 from bprlab.data.questions import read_test_questions
 from bprlab.data.records import QARecord
 from bprlab.data.registry import data_paths
 from bprlab.errors import StageError
 from bprlab.eval.answers import has_answer
 from bprlab.eval.metrics import top_k_accuracy
-from bprlab.eval.outcomes import QUERY_PREFIX, question_digest
+from bprlab.eval.outcomes import CLUSTER, CLUSTER_UNIT, QUERY_PREFIX, question_digest
 from bprlab.eval.relevance import DEPTH, per_query_relevance, run_entries, summarize_relevance, write_trec_run
 from bprlab.index.base import SearchResult, SearchStats, load_index
 from bprlab.index.registry import max_results
@@ -41,6 +42,7 @@ def evaluate(cfg: RunConfig) -> dict:
     if len(store) != index.ntotal:
         raise StageError(f"{paths.index}: index holds {index.ntotal} passages, {data.passages} has {len(store)}")
     questions = read_test_questions(cfg.data, data, store)[: cfg.eval.max_questions]
+    clusters = question_clusters(questions, None if cfg.data.dataset.folder else data.test)
     judged, answered = any(q.relevant for q in questions), any(q.answers for q in questions)
     depth = _depth(cfg, judged)
     texts = [q.question for q in questions]
@@ -68,13 +70,16 @@ def evaluate(cfg: RunConfig) -> dict:
         # what was evaluated, by content: seeds and rows are aggregated only over equal question sets and corpora
         "questions_sha256": question_digest(questions),
         "corpus_sha256": store.fingerprint(),
+        "cluster_unit": clusters[1] if clusters else "question",
     }
     if cfg.data.dataset.folder:
         metrics["ignore_identical_ids"] = {"enabled": bool(ignore_own), "results_removed": removed}
     with atomic_dir(paths.eval) as tmp:
         arrays = {"rows": result.rows, "scores": result.scores, **({"hits": hits} if answered else {}),
                   **({"answered": with_answers} if answered and not with_answers.all() else {}),
-                  **{QUERY_PREFIX + key: values for key, values in per_query.items()}}  # per-question outcomes
+                  **{QUERY_PREFIX + key: values for key, values in per_query.items()},  # per-question outcomes
+                  **({CLUSTER: np.array(clusters[0], dtype=str), CLUSTER_UNIT: np.array(clusters[1])}
+                     if clusters else {})}
         np.savez_compressed(tmp / "retrieval.npz", **arrays)
         write_trec_run(tmp / "run.trec", entries, f"{cfg.name}-{search_tag(cfg.index)}")
         write_json(tmp / "metrics.json", metrics)

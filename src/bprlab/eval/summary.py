@@ -11,31 +11,47 @@ from bprlab.eval.report import comparison_table, interval_legend, markdown_table
 from bprlab.runs import RunPaths
 
 
-def summarize(table, records: dict[str, list[dict]], units) -> list[dict]:
+def table_seeds(records: dict[str, list[dict]]) -> int:
+    return len({u["seed"] for us in records.values() for u in us})
+
+
+def summarize(table, records: dict[str, list[dict]], units, recorded: list[dict] | None = None) -> list[dict]:
     """One aggregated row per table row, in table order, with its tests against the baseline and, where its run
-    logged validations during training, its learning curve."""
+    logged validations during training, its learning curve (from the run's log; where the run folder is gone,
+    the curve `recorded` in the table's earlier summary.json for the same run)."""
     from bprlab.eval.curves import read_curve
 
-    tested = compare_rows(records, table.baseline) if table.baseline else {}
+    seeds = table_seeds(records)
+    tested = compare_rows(records, table.baseline, seeds) if table.baseline else {}
+    earlier = {(r.get("method"), r.get("run")): r.get("curve") for r in recorded or [] if isinstance(r, dict)}
     first_cfg = {}
     for unit in units:
         first_cfg.setdefault(unit.row.method, unit.cfg)
     rows = []
     for row in table.rows:
-        summary = aggregate_row(row.method, records[row.method])
+        summary = aggregate_row(row.method, records[row.method], seeds)
         summary.update(family=row.family, paper=row.paper, experiment=str(row.experiment), overrides=row.overrides,
                        baseline=table.baseline, vs_baseline=tested.get(row.method, {}))
-        curve = read_curve(RunPaths(first_cfg[row.method]).root)
+        curve = read_curve(RunPaths(first_cfg[row.method]).root) or earlier.get((row.method, summary["run"]))
         if curve:
             summary["curve"] = curve
         rows.append(summary)
     return rows
 
 
+def claim_tests(table, records: dict[str, list[dict]]) -> list[dict | None]:
+    """Each claim's test on this table's records (bprlab.eval.claims), in the order of table.claims."""
+    from bprlab.eval.claims import claim_test
+
+    seeds = table_seeds(records)
+    return [claim_test(claim, records[claim["row"]], records[table.baseline], seeds) for claim in table.claims]
+
+
 def table_meta(table, records: dict[str, list[dict]], command: str) -> dict:
     units = [u for us in records.values() for u in us]
     return {"table": table.name, "dataset": table.dataset, "note": table.note, "command": command,
-            "baseline": table.baseline, "report": table.report, "claims": table.claims,
+            "claim_tests": claim_tests(table, records) if table.claims else [],
+            "baseline": table.baseline, "report": table.report, "claims": table.claims, "budget": table.budget,
             "seeds": sorted({u["seed"] for u in units}), "units": len(units),
             # wall time of the units this table ran, each counted once (a model shared with an earlier row or
             # table is counted where it was trained)
@@ -47,7 +63,10 @@ def write_summary(table, records: dict[str, list[dict]], units, folder: Path, co
     from bprlab.eval.curves import plot_curves
     from bprlab.eval.plots import table_plots
 
-    rows = summarize(table, records, units)
+    from bprlab.artifacts import read_json
+
+    recorded = read_json(folder / "summary.json") if (folder / "summary.json").is_file() else None
+    rows = summarize(table, records, units, recorded if isinstance(recorded, list) else None)
     meta = table_meta(table, records, command)
     name = folder.name
     write_json(folder / "summary.json", rows)

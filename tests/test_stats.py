@@ -54,20 +54,51 @@ def test_paired_t_over_seeds_is_scipys_ttest_rel():
         paired_t_over_seeds([1.0], [2.0])
 
 
-def test_welch_satterthwaite_df_on_a_worked_example():
-    # seeds: differences 1, 2, 3 -> s² = 1, s²/S = 1/3; questions: d = (0, 2) repeated 50 times (Q = 100,
-    # mean 1, s² = 100/99 with n - 1) -> s²_q / Q = 1/99; se² = 1/3 + 1/99 = 34/99
-    # df = se⁴ / ((1/3)² / 2 + (1/99)² / 99) = (34/99)² / (1/18 + 1/99³)
-    d = np.tile([0.0, 2.0], 50)
-    result = combined([1.0, 2.0, 3.0], d)
-    assert result.var_seeds == pytest.approx(1 / 3) and result.var_questions == pytest.approx(1 / 99)
-    assert result.se == pytest.approx(np.sqrt(34 / 99))
-    assert result.df == pytest.approx((34 / 99) ** 2 / (1 / 18 + 1 / 99 ** 3))
+def test_combined_variance_and_satterthwaite_df_on_a_worked_example():
+    # 3 seeds x 4 questions, d = seed effect + question effect + interaction (values chosen by hand):
+    d = np.array([[1.0, 3.0, 2.0, 6.0],
+                  [2.0, 2.0, 4.0, 4.0],
+                  [3.0, 4.0, 3.0, 5.0]])
+    # seed means 3, 3, 3.75 -> s² = 0.1875, V_seeds = 0.1875 / 3 = 0.0625
+    # question means 2, 3, 3, 5 (mean 3.25) -> s² = 1.58333, V_questions = 1.58333 / 4 = 0.395833
+    # residuals d - seed - question + grand: (-.75 .25 -.75 1.25 / .25 -.75 1.25 -.75 / .5 .5 -.5 -.5),
+    # SS_E = 2.75 + 2.75 + 1 = 6.5 over (S-1)(Q-1) = 6 -> MS_E = 1.083333, V_interaction = MS_E / (S Q)
+    result = combined(d)
+    assert result.var_interaction == pytest.approx(1.083333 / 12, rel=1e-5)
+    # se² = V_s + V_q - V_e with Satterthwaite df over the pieces (2, 3 and 6 df); the training estimate
+    # V_s - V_e is below 0 here, and reported as it is
+    v_s, v_q, v_e = 0.1875 / 3, 1.583333 / 4, 1.083333 / 12
+    assert result.se ** 2 == pytest.approx(v_s + v_q - v_e, rel=1e-5) and result.var_seeds < 0
+    assert result.df == pytest.approx((v_s + v_q - v_e) ** 2 / (v_s ** 2 / 2 + v_q ** 2 / 3 + v_e ** 2 / 6), rel=1e-5)
+    # a larger seed effect: add 0, 1, 2 to the seeds -> seed means 3, 4, 5.75: s² = 1.9375, V_seeds = 0.645833
+    shifted = d + np.array([[0.0], [1.0], [2.0]])
+    result = combined(shifted)
+    v_s, v_q, v_e = 1.9375 / 3, 1.583333 / 4, 1.083333 / 12
+    # question means are now 3, 4, 4, 6 (the same spread): V_questions unchanged; se² = V_s + V_q - V_e
+    assert result.se ** 2 == pytest.approx(v_s + v_q - v_e, rel=1e-5)
+    df = (v_s + v_q - v_e) ** 2 / (v_s ** 2 / 2 + v_q ** 2 / 3 + v_e ** 2 / 6)
+    assert result.df == pytest.approx(df, rel=1e-5)
     from scipy import stats
 
-    assert result.p_two_sided() == pytest.approx(2 * stats.t.sf(1 / np.sqrt(34 / 99), result.df))
+    assert result.p_two_sided() == pytest.approx(2 * stats.t.sf(result.effect / result.se, df), rel=1e-5)
     low, high = result.interval()
-    assert (high - low) / 2 == pytest.approx(stats.t.ppf(0.975, result.df) * np.sqrt(34 / 99))
+    assert (high - low) / 2 == pytest.approx(stats.t.ppf(0.975, df) * result.se, rel=1e-5)
+    with pytest.raises(ValueError, match="fewer than 2 independent clusters"):
+        combined(d, ["p"] * 4)
+
+
+def test_combined_variance_is_unbiased_with_seed_by_question_noise():
+    # d = a_s + b_q + e_sq: the estimate's mean over repetitions is the variance of the mean, where adding the
+    # seed and question parts alone counts the interaction twice
+    rng = np.random.default_rng(5)
+    seeds, questions, sa, sb, se_ = 3, 300, 0.3, 1.0, 6.0
+    truth = sa ** 2 / seeds + sb ** 2 / questions + se_ ** 2 / (seeds * questions)
+    estimates, naive = [], []
+    for _ in range(400):
+        d = rng.normal(0, sa, (seeds, 1)) + rng.normal(0, sb, (1, questions)) + rng.normal(0, se_, (seeds, questions))
+        estimates.append(combined(d).se ** 2)
+        naive.append(d.mean(axis=1).var(ddof=1) / seeds + d.mean(axis=0).var(ddof=1) / questions)
+    assert abs(np.mean(estimates) / truth - 1) < 0.05 and np.mean(naive) / truth > 1.5
 
 
 def test_cluster_bootstrap_widens_where_clusters_share_their_outcome():
@@ -84,39 +115,63 @@ def test_cluster_bootstrap_widens_where_clusters_share_their_outcome():
     # the cluster-robust variance equals the variance of cluster means / C when clusters have equal sizes
     means = d.reshape(40, 5).mean(axis=1)
     assert var_clustered == pytest.approx(means.var(ddof=1) / 40)
+    with pytest.raises(ValueError, match="fewer than 2 independent clusters"):
+        cluster_bootstrap_interval(d, clusters=np.zeros(200))
 
 
 def test_noninferiority_p_on_a_worked_example():
-    # contrast mean -1.0 with se 0.5 and infinite df (questions only, many): p = Phi(-2) = 0.02275
-    result = Combined(effect=-1.0, se=0.5, df=float("inf"), var_seeds=0.0, var_questions=0.25, seeds=1,
-                      clusters=10 ** 6)
+    # contrast mean -1.0 with se 0.5 and infinite df (many questions): p = Phi(-2) = 0.02275
+    result = Combined(effect=-1.0, se=0.5, df=float("inf"), var_seeds=0.0, var_questions=0.25, var_interaction=0.0,
+                      seeds=1, clusters=10 ** 6)
     assert result.p_below(0.0) == pytest.approx(0.022750, abs=1e-6)
-    assert result.p_below(-1.0) == pytest.approx(0.5)
+    assert result.p_below(-1.0) == pytest.approx(0.5) and result.p_above(0.0) == pytest.approx(1 - 0.022750)
+    exact = Combined(1.0, 0.0, float("inf"), 0.0, 0.0, 0.0, 1, 10)
+    assert exact.p_below(1.0) == 1.0 and exact.p_above(1.0) == 1.0  # on the margin: neither side shown
 
 
 def test_mde_matches_a_simulated_power_within_two_points():
-    # d[s, q] = delta + a_s (training noise) + b_q (question sample): the design the combined test assumes
+    # d[s, q] = delta + a_s + b_q + e_sq: the design the combined test assumes
     rng = np.random.default_rng(4)
-    seeds, questions, sd_seed, sd_question = 6, 400, 0.8, 6.0
-    power = design_power(Combined(0.0, 0.0, 0.0, sd_seed ** 2 / seeds, sd_question ** 2 / questions, seeds,
-                                  questions))
-    hits, trials = 0, 4000
+    seeds, questions, sd_seed, sd_question, sd_inter = 6, 400, 0.8, 6.0, 4.0
+    design = Combined(0.0, 0.0, 0.0, sd_seed ** 2 / seeds, sd_question ** 2 / questions,
+                      sd_inter ** 2 / (seeds * questions), seeds, questions)
+    power = design_power(design)
+    hits, trials = 0, 3000
     for _ in range(trials):
-        a, b = rng.normal(0, sd_seed, seeds), rng.normal(0, sd_question, questions)
-        d = power.mde + a[:, None] + b[None, :]
-        hits += combined(d.mean(axis=1), d.mean(axis=0)).p_two_sided() < 0.05
+        a, b = rng.normal(0, sd_seed, (seeds, 1)), rng.normal(0, sd_question, (1, questions))
+        d = power.mde + a + b + rng.normal(0, sd_inter, (seeds, questions))
+        hits += combined(d).p_two_sided() < 0.05
     assert abs(hits / trials - 0.80) < 0.02
 
 
-def test_seeds_needed_shrink_only_the_training_term():
-    result = Combined(1.0, 1.0, 10.0, var_seeds=2.0 / 3, var_questions=0.01, seeds=3, clusters=300)
-    power = design_power(result, target=1.0)
+def test_seeds_needed_shrink_the_training_and_interaction_terms_only():
+    rng = np.random.default_rng(8)
+    d = rng.normal(0, 2.0, (3, 1)) + rng.normal(0, 1.0, (1, 300)) + rng.normal(0, 3.0, (3, 300))
+    result = combined(d)
+    from scipy import stats
+
+    # at the seeds it ran, the MDE is the design's own: (t(1 - a/2, df) + t(0.8, df)) * se
+    assert mde(result) == pytest.approx((stats.t.ppf(0.975, result.df) + stats.t.ppf(0.8, result.df)) * result.se)
+    power = design_power(result, target=0.5)
     assert power.seeds_needed is not None and power.seeds_needed > 3
-    assert mde(2.0, 0.01, power.seeds_needed, 300) <= 1.0 < mde(2.0, 0.01, power.seeds_needed - 1, 300)
-    # the question term alone is above the target: no number of seeds gets there
-    assert design_power(Combined(1.0, 1.0, 10.0, 0.1, 1.0, 3, 300), target=1.0).seeds_needed is None
+    assert mde(result, power.seeds_needed) <= 0.5 < mde(result, power.seeds_needed - 1)
+    assert power.floor < power.mde and mde(result, 1000) > power.floor
+    # the question term alone is above the target: no number of seeds gets there, and the floor says so
+    wide = combined(rng.normal(0, 0.5, (3, 1)) + rng.normal(0, 30.0, (1, 300)) + rng.normal(0, 3.0, (3, 300)))
+    limited = design_power(wide, target=1.0)
+    assert limited.seeds_needed is None and limited.floor > 1.0
     with pytest.raises(ValueError, match="at least 2 seeds"):
-        design_power(Combined(1.0, 1.0, 10.0, 0.0, 1.0, 1, 300))
+        design_power(combined(d[:1]))
+
+
+def test_drawn_sign_flips_agree_with_the_exact_count():
+    from bprlab.eval import stats as module
+
+    d = np.array([3, -1, 2, 2, -3, 1, 1, 2, -1, 1] * 8, dtype=float)
+    exact = sign_flip_test(d)
+    assert exact.exact
+    drawn, floor = module._drawn_sign_flip(np.abs(d).astype(np.int64), int(abs(d.sum())), 200_000)
+    assert abs(drawn - exact.p) < 0.005 and floor == pytest.approx(1 / 200_001)
 
 
 def test_holm_adjusts_in_step_down_order():
@@ -192,7 +247,7 @@ def test_rows_are_tested_against_the_baseline_with_training_noise_in_the_test():
     assert set(tested) == {"same", "worse"} and set(tested["worse"]) == {"top1", "top5"}  # only evaluated metrics
     assert tested["same"]["top1"]["p"] == 1.0 and tested["same"]["top1"]["effect"] == 0.0
     bad = tested["worse"]["top1"]
-    assert bad["effect"] < -30 and bad["p_holm"] < 0.01 and bad["significant"] and bad["test"].startswith("t,")
+    assert bad["effect"] < -30 and bad["p_holm"] < 0.05 and bad["significant"] and bad["test"].startswith("t,")
     assert bad["ci"][1] < 0 and bad["ci_questions"][1] < 0 and bad["ci_seeds"][1] < 0 and bad["seed_pairs"] == 3
     assert bad["p_holm"] >= bad["p"] and bad["p_questions"]["exact"]
 
@@ -228,20 +283,22 @@ def test_an_untrained_row_pairs_with_every_seed_of_a_trained_one():
 def _test(effect, low, high, p=0.001, noise="measured", **extra):
     se = (high - low) / 2 / 1.96
     return {"effect": effect, "se": se, "df": float("inf"), "var_seeds": se ** 2 / 2, "var_questions": se ** 2 / 2,
-            "seed_pairs": 3, "clusters": 300, "p": p, "training_noise": noise, "metric": "top20",
-            "ci": [low, high], **extra}
+            "var_interaction": 0.0, "seed_pairs": 3, "clusters": 300, "p": p, "training_noise": noise,
+            "metric": "top20", "ci": [low, high], **extra}
 
 
 @pytest.mark.parametrize("claim, test, p_adjusted, expected", [
     ({"expect": "lower"}, _test(-3, -5, -1), 0.001, "holds"),
     ({"expect": "lower"}, _test(3, 2, 4), 0.001, "contradicted"),
-    ({"expect": "lower"}, _test(0.6, 0.2, 1.0), 0.001, "against the claim, below the smallest effect that matters"),
+    ({"expect": "lower"}, _test(0.6, 0.2, 1.0), 0.001,
+     "against the claim, not shown beyond the smallest effect that matters"),
     ({"expect": "lower", "exercised": False}, _test(3, 2, 4), 0.001, "against the claim; mechanism not exercised"),
     ({"expect": "lower"}, _test(-2, -5, 1), 0.2, "not shown"),
     ({"expect": "higher"}, _test(3, 1, 5), 0.01, "holds"),
-    ({"margin": {"top20": {"miss_ratio": 1.1}}}, _test(1, 0, 2, p_outside_margin=0.9), 0.01, "holds"),
-    ({"margin": {"top20": {"miss_ratio": 1.1}}}, _test(4, 3, 5, p_outside_margin=0.001), 0.9, "contradicted"),
-    ({"margin": {"top20": {"miss_ratio": 1.1}}}, _test(2, 0, 4, p_outside_margin=0.3), 0.3, "not shown"),
+    # closeness: the adjusted non-inferiority p, and the opposite one-sided p (1 - p_NI for a continuous t)
+    ({"margin": {"top20": {"miss_ratio": 1.1}}}, _test(1, 0, 2, p_outside_margin=0.995), 0.01, "holds"),
+    ({"margin": {"top20": {"miss_ratio": 1.1}}}, _test(4, 3, 5, p_outside_margin=0.001), 1.0, "contradicted"),
+    ({"margin": {"top20": {"miss_ratio": 1.1}}}, _test(2, 0, 4, p_outside_margin=0.3), 1.0, "not shown"),
 ])
 def test_claim_verdicts_rest_on_the_family_adjusted_test(claim, test, p_adjusted, expected):
     assert verdict(claim, test, p_adjusted, family=1) == expected
@@ -271,3 +328,48 @@ def test_holm_runs_over_the_declared_family_of_primary_claims():
     assert all(r["family"] == 3 and r["verdict"] == "holds" for r in primary)
     assert all(r["verdict"].startswith("secondary") and "p_holm" not in r for r in rows if not r["primary"])
     assert all(r["power"]["alpha"] == pytest.approx(0.05 / 3) for r in primary)
+
+
+def test_a_closeness_claim_is_a_noninferiority_test_of_its_miss_ratio():
+    from bprlab.eval.claims import claim_test
+
+    rng = np.random.default_rng(11)
+    dpr = [_unit(s, np.where(rng.random(600) < 0.8, 0, -1)) for s in (42, 43, 44)]  # ~20% misses
+    bpr = [_unit(s, np.where(rng.random(600) < 0.75, 0, -1)) for s in (42, 43, 44)]  # ~25% misses
+    observed = claim_test({"claim": "c", "row": "dpr", "metric": "top1", "margin": {"top1": {"miss_ratio": 1.1}}},
+                          dpr, bpr, 3)
+    ratio = observed["miss_ratio"]
+    assert ratio == pytest.approx((100 - observed["baseline_value"]) / (100 - observed["value"]))
+    # at a margin equal to the observed ratio the contrast's mean is 0: p = 1/2 on either side
+    at_ratio = claim_test({"claim": "c", "row": "dpr", "metric": "top1", "margin": {"top1": {"miss_ratio": ratio}}},
+                          dpr, bpr, 3)
+    assert at_ratio["p_noninferiority"] == pytest.approx(0.5, abs=1e-9)
+    assert at_ratio["p_outside_margin"] == pytest.approx(0.5, abs=1e-9)
+    # the one-sided 95% upper bound: the margin at which the test just passes, above the observed ratio
+    upper = observed["miss_ratio_upper"]
+    assert upper > ratio
+    at_upper = claim_test({"claim": "c", "row": "dpr", "metric": "top1", "margin": {"top1": {"miss_ratio": upper}}},
+                          dpr, bpr, 3)
+    assert at_upper["p_noninferiority"] == pytest.approx(0.05, abs=1e-3)
+    # in points: DPR ahead by at most m; p_NI = 1/2 where m is the observed gap
+    gap = observed["effect"]
+    points = claim_test({"claim": "c", "row": "dpr", "metric": "top1", "margin": {"top1": {"points": gap}}},
+                        dpr, bpr, 3)
+    assert points["p_noninferiority"] == pytest.approx(0.5, abs=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed_sd, question_sd", [(0.0, 0.0), (0.02, 0.0), (0.0, 0.1), (0.03, 0.1)])
+def test_type_one_error_of_the_combined_test_with_three_seeds(seed_sd, question_sd):
+    # two methods with the same distribution of models: binary outcomes on 1,000 questions of varied difficulty,
+    # each seed shifting its model's hit rate (seed_sd), each question favouring one method by a symmetric amount
+    # (question_sd): the test's rejection rate at 0.05 (the figure docs/method.md#uncertainty quotes)
+    rng = np.random.default_rng(0)
+    seeds, questions, trials, rejected = 3, 1000, 1500, 0
+    for _ in range(trials):
+        p = rng.beta(2, 1, questions)
+        lean = rng.normal(0, question_sd, questions)
+        x = rng.random((seeds, questions)) < np.clip(p + rng.normal(0, seed_sd, (seeds, 1)) + lean, 0, 1)
+        y = rng.random((seeds, questions)) < np.clip(p + rng.normal(0, seed_sd, (seeds, 1)) - lean, 0, 1)
+        rejected += combined(100.0 * (x.astype(float) - y)).p_two_sided() < 0.05
+    assert 0.01 <= rejected / trials <= 0.09

@@ -66,7 +66,7 @@ def _interval(key: str, values: list[float], units: list[dict]) -> dict:
     clusters = _clusters(units, judged)
     per_question = 100.0 * outcomes[:, judged].mean(axis=0)
     if len(values) > 1:
-        low, high = combined(values, per_question, clusters).interval()
+        low, high = combined(100.0 * outcomes[:, judged], clusters).interval()
         return {"mean": mean, "low": low, "high": high, "n": len(values), "over": BOTH}
     interval = cluster_bootstrap_interval(per_question, clusters=clusters)
     return {**interval.as_dict(), "mean": mean, "over": QUESTIONS_ONLY}
@@ -86,7 +86,8 @@ def compare_rows(rows: dict[str, list[dict]], baseline: str, table_seeds: int | 
             result = compare(metric, units, base_units, table_seeds)
             if result is not None:
                 found.append((method, metric, result))
-    for (_, _, result), adjusted in zip(found, holm([r["p"] for _, _, r in found])):
+    testable = [r for _, _, r in found if r["p"] is not None]
+    for result, adjusted in zip(testable, holm([r["p"] for r in testable])):
         result["p_holm"] = adjusted
         result["significant"] = adjusted < ALPHA
     out: dict[str, dict[str, dict]] = defaultdict(dict)
@@ -100,42 +101,49 @@ def compare(metric: str, units: list[dict], base_units: list[dict], table_seeds:
     """The row minus the baseline on `metric`, in points: effect; the combined interval and t test (training
     noise and question sample: bprlab.eval.stats); beside it the t-interval over paired seeds and `ttest_rel`
     (training noise only), the cluster bootstrap interval and the exact sign-flip test (question sample only).
-    `weight` and `offset` test a contrast instead, weight * row - baseline + offset (a closeness margin)."""
+    `weight` and `offset` test a contrast instead, weight * row - baseline + offset (a closeness margin).
+    Where both rows ran several seeds, only the seeds both ran are compared."""
     if any(u["metrics"].get(metric) is None for u in (*units, *base_units)):
         return None  # not evaluated (e.g. top100 beyond eval.top_k: the stored ranks stop at its largest k)
     row, base = _seed_outcomes(units, metric), _seed_outcomes(base_units, metric)
     if row is None or base is None:
         return None
     judged = ~np.isnan(row).any(axis=0) & ~np.isnan(base).any(axis=0)  # questions with outcomes on both sides
-    row, base = row[:, judged], base[:, judged]
-    clusters = _clusters(units, judged)
-    x, y = 100.0 * row.mean(axis=0), 100.0 * base.mean(axis=0)  # (Q,) averaged over seeds, points
-    d = weight * x - y + offset
+    if not judged.any():
+        return None
     pairs = _paired_seeds(units, base_units)
-    seed_diffs = [100.0 * (weight * row[i].mean() - base[j].mean()) + offset for i, j in pairs]
     noise = _training_noise(units, base_units, table_seeds, pairs)
-    both = combined(seed_diffs if noise == "measured" else [], d, clusters)
-    scale = len(units) * len(base_units) * (1 if metric.startswith("top") else 10 ** DIGITS)
-    flips = sign_flip_test(d / 100.0, clusters, scale) if weight == 1.0 and offset == 0.0 else None
-    result = {"baseline_value": float(y.mean()), "value": float(x.mean()), "effect": both.effect,
-              "ci": list(both.interval()), "se": both.se, "df": both.df, "var_seeds": both.var_seeds,
-              "var_questions": both.var_questions, "training_noise": noise, "questions": int(judged.sum()),
-              "clusters": both.clusters, "cluster_unit": _cluster_unit(units),
-              "ci_questions": _pair(cluster_bootstrap_interval(d, clusters=clusters))}
-    if flips is not None:
-        result["p_questions"] = flips.as_dict()
+    if noise == "measured":
+        row, base = row[[i for i, _ in pairs]], base[[j for _, j in pairs]]
+    row, base = 100.0 * row[:, judged], 100.0 * base[:, judged]  # points
+    clusters = _clusters(units, judged)
+    x, y = row.mean(axis=0), base.mean(axis=0)  # (Q,) averaged over seeds
+    d = weight * x - y + offset
+    result = {"baseline_value": float(y.mean()), "value": float(x.mean()), "training_noise": noise,
+              "questions": int(judged.sum()), "cluster_unit": _cluster_unit(units)}
+    try:
+        both = combined(weight * row - base + offset if noise == "measured" else d, clusters)
+    except ValueError as exc:  # one cluster: nothing to estimate a variance from
+        return {**result, "effect": float(d.mean()), "p": None, "ci": [None, None], "test": f"not estimable: {exc}",
+                "clusters": 1}
+    result.update(effect=both.effect, ci=list(both.interval()), se=both.se, df=both.df, var_seeds=both.var_seeds,
+                  var_questions=both.var_questions, var_interaction=both.var_interaction, clusters=both.clusters,
+                  ci_questions=_pair(cluster_bootstrap_interval(d, clusters=clusters)))
+    if weight == 1.0 and offset == 0.0:
+        scale = row.shape[0] * base.shape[0] * (1 if metric.startswith("top") else 10 ** DIGITS)
+        result["p_questions"] = sign_flip_test(d / 100.0, clusters, scale).as_dict()
     if noise == "measured":
         result["p"], result["test"] = both.p_two_sided(), "t, " + BOTH
         result["seed_pairs"] = len(pairs)
+        seed_diffs = (weight * row - base + offset).mean(axis=1)
         interval = seed_interval(seed_diffs)
         result["ci_seeds"] = [interval.low, interval.high]
         if weight == 1.0 and offset == 0.0:
-            result["p_seeds"] = paired_t_over_seeds([100.0 * row[i].mean() for i, _ in pairs],
-                                                    [100.0 * base[j].mean() for _, j in pairs])
+            result["p_seeds"] = paired_t_over_seeds(row.mean(axis=1), base.mean(axis=1))
     else:  # no training noise to measure (untrained rows), or one seed (not measured: labelled)
-        result["p"] = flips.p if flips is not None else both.p_two_sided()
-        result["test"] = "sign flips over clusters, " + QUESTIONS_ONLY
-        result["ci"] = result["ci_questions"]
+        flips = result.get("p_questions")
+        result["p"] = flips["p"] if flips else both.p_two_sided()
+        result["test"] = ("sign flips over clusters, " if flips else "t, ") + QUESTIONS_ONLY
     return result
 
 

@@ -26,8 +26,8 @@ Verdicts (primary readings; Holm over all of them at ALPHA):
 - one seed on a trained side: "one seed: no verdict" (training noise unmeasured);
 - difference: "holds" when the adjusted p < ALPHA and the effect has the expected sign; "contradicted" when the
   adjusted p < ALPHA, the effect has the other sign, the whole interval at the family's level (1 - ALPHA/m) lies
-  beyond the smallest effect that matters, and the mechanism was exercised; otherwise "against the claim" with the
-  reason, or "not shown" (with the MDE beside it);
+  beyond the smallest effect that matters, and the mechanism was exercised; with the other sign but not those,
+  "against the claim" with the reason; otherwise "not shown" (with the MDE beside it);
 - closeness: "holds" when the adjusted non-inferiority p < ALPHA; "contradicted" when the opposite one-sided test
   (outside the margin) passes at ALPHA / m; else "not shown".
 """
@@ -112,15 +112,19 @@ def claim_test(claim: dict, units: list[dict], base_units: list[dict], table_see
         return None
     result["metric"] = metric
     margin = (claim.get("margin") or {}).get(metric)
-    if margin is not None:
+    if margin is not None and result["p"] is not None:
         kind, value = next(iter(margin.items()))
-        contrast = _contrast(metric, units, base_units, table_seeds, kind, value)
+        contrast = _combined(_contrast(metric, units, base_units, table_seeds, kind, value))
         result["margin"] = {kind: value}
-        result["p_noninferiority"] = _combined(contrast).p_below(0.0)
-        result["p_outside_margin"] = 1.0 - result["p_noninferiority"]
+        result["noninferiority"] = contrast.as_dict()  # the contrast's test: below 0 is within the margin
+        result["p_noninferiority"] = contrast.p_below(0.0)
+        result["p_outside_margin"] = contrast.p_above(0.0)
         base_miss, row_miss = 100.0 - result["baseline_value"], 100.0 - result["value"]
         result["miss_ratio"] = base_miss / row_miss if row_miss > 0 else None
-        result["miss_ratio_upper"] = _ratio_upper(metric, units, base_units, table_seeds)
+        # the contrast's distance from the margin if the baseline were as good as the row: what power is for
+        result["equal_distance"] = (value - 1.0) * row_miss if kind == "miss_ratio" else float(value)
+        if kind == "miss_ratio":
+            result["miss_ratio_upper"] = _ratio_upper(metric, units, base_units, table_seeds)
     return result
 
 
@@ -133,7 +137,8 @@ def _contrast(metric, units, base_units, table_seeds, kind: str, value: float) -
 
 def _combined(result: dict) -> Combined:
     return Combined(result["effect"], result["se"], result["df"], result["var_seeds"], result["var_questions"],
-                    result.get("seed_pairs", 1), result["clusters"])
+                    result.get("var_interaction", 0.0), result.get("seed_pairs", result.get("seeds", 1)),
+                    result["clusters"])
 
 
 def _ratio_upper(metric, units, base_units, table_seeds) -> float | None:
@@ -141,8 +146,8 @@ def _ratio_upper(metric, units, base_units, table_seeds) -> float | None:
     passes = lambda r: _combined(_contrast(metric, units, base_units, table_seeds, "miss_ratio", r)).p_below(0.0) \
         < ALPHA  # noqa: E731
     low, high = 0.01, 100.0
-    if not passes(high):
-        return None
+    if not passes(high) or passes(low):
+        return None  # outside what a bound can say here
     for _ in range(40):
         mid = (low * high) ** 0.5
         low, high = (low, mid) if passes(mid) else (mid, high)
@@ -178,7 +183,8 @@ def claim_rows(tables: list[dict], order: tuple[str, ...] = ()) -> list[dict]:
 
 
 def _judge(readings: list[dict]) -> None:
-    primary = [r for r in readings if r["primary"] and r["test"]["training_noise"] != "one seed"]
+    primary = [r for r in readings if r["primary"] and r["test"]["training_noise"] != "one seed"
+               and r["test"]["p"] is not None]
     adjusted = holm([_claim_p(r) for r in primary])
     family = len(primary)
     for reading, p in zip(primary, adjusted):
@@ -189,10 +195,13 @@ def _judge(readings: list[dict]) -> None:
         if test is None:
             reading["verdict"] = "not run"
             continue
+        if test["p"] is None:
+            reading["verdict"] = "not estimable: " + test["test"]
+            continue
         reading["p_claim"] = _claim_p(reading)
         if test["training_noise"] == "measured":
             alpha = ALPHA / family if reading["primary"] and family else ALPHA
-            reading["power"] = design_power(_combined(test), _target(reading), alpha).as_dict()
+            reading["power"] = _power(reading, alpha).as_dict()
         if not reading["primary"]:
             reading["verdict"] = "secondary: " + _direction(reading)
         elif test["training_noise"] == "one seed":
@@ -206,12 +215,15 @@ def _claim_p(reading: dict) -> float:
     return test["p_noninferiority"] if "margin" in reading else test["p"]
 
 
-def _target(reading: dict) -> float:
-    if "paper_effect" in reading:
-        return float(reading["paper_effect"])
+def _power(reading: dict, alpha: float):
+    """A difference: the two-sided MDE and the seeds for the paper's effect (else the smallest that matters). A
+    closeness claim: the one-sided MDE of its non-inferiority contrast (how far inside the margin the truth must
+    lie) and the seeds that would show it were the baseline as good as the row."""
+    test = reading["test"]
     if "margin" in reading:
-        return float(reading.get("smallest_effect", SMALLEST_EFFECT))
-    return float(reading.get("smallest_effect", SMALLEST_EFFECT))
+        return design_power(_combined(test["noninferiority"]), test["equal_distance"], alpha, one_sided=True)
+    target = reading.get("paper_effect", reading.get("smallest_effect", SMALLEST_EFFECT))
+    return design_power(_combined(test), float(target), alpha)
 
 
 def _direction(reading: dict) -> str:
@@ -241,4 +253,4 @@ def verdict(claim: dict, test: dict, p_adjusted: float, family: int = 1) -> str:
     nearest = high if sign > 0 else low  # the interval's bound nearest the claimed side
     if -sign * nearest >= float(claim.get("smallest_effect", SMALLEST_EFFECT)):
         return "contradicted"
-    return "against the claim, below the smallest effect that matters"
+    return "against the claim, not shown beyond the smallest effect that matters"

@@ -6,10 +6,10 @@ from __future__ import annotations
 from bprlab.eval.stats import ALPHA
 
 VERDICTS = """How to read it (docs/method.md#uncertainty): each claim is tested once, on its primary metric, with a
-test whose null holds training noise (the per-seed differences) and the question sample (clustered: squad's
-paragraphs, BEIR queries sharing a judged document) together: a t test on se² = s²_seeds/S + s²_questions/Q with
-Welch-Satterthwaite df. Holm's correction runs over the {family} primary claims. A difference **holds** when the
-adjusted p < 0.05 and the effect has the claimed sign; it is **contradicted** only when the adjusted p < 0.05, the
+test whose null holds training noise and the question sample together (questions clustered: squad's paragraphs,
+BEIR queries sharing a judged document): a t test on the variance of a crossed seeds x questions design,
+se² = V_seeds + V_questions - V_interaction, with Satterthwaite df (approximate with three seeds). Holm's
+correction runs over the {family} primary claims. A difference **holds** when the adjusted p < 0.05 and the effect has the claimed sign; it is **contradicted** only when the adjusted p < 0.05, the
 interval at the family's level (1 - 0.05/{family}) lies wholly beyond the smallest effect that matters (the
 claim's, else 1 point) on the other side, and the mechanism was exercised; otherwise **not shown**, and the MDE
 column says the smallest effect this design detects with 80% power at α = 0.05/{family} (two-sided). "seeds for
@@ -75,7 +75,7 @@ def claims_markdown(readings: list[dict]) -> str:
             r["claim"], r.get("source", ""), f"{r['row']} − {r['baseline']}, {r['metric']} ({r['table']})",
             _expects(r), _where(r), _effect(r), _ci(test.get("ci")), fmt_p(test, r.get("p_claim")),
             fmt_p(test, r.get("p_holm")), "-" if not power else f"{power['mde']:.1f}",
-            f"{seeds} (for {target:g})" if power and target else seeds, f"**{r['verdict']}**"]) + " |")
+            f"{seeds} (for {target:.2g})" if power and target else seeds, f"**{r['verdict']}**"]) + " |")
     secondary = [r for r in readings if not r["primary"] and r["test"]]
     parts = ["\n".join(lines), VERDICTS.format(family=family)]
     if secondary:

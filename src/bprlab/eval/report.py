@@ -74,7 +74,7 @@ def interval_legend(rows: list[dict]) -> str:
     parts = []
     if kinds & {BOTH, "seeds"}:
         parts.append(f"`± x`: half-width of the 95% interval over seeds and questions ({'/'.join(map(str, seeds))} "
-                     f"seeds; t with Welch-Satterthwaite df; {clustered})")
+                     f"seeds; crossed seeds x questions variance, Satterthwaite df; {clustered})")
     if kinds & {QUESTIONS_ONLY, "questions"}:
         parts.append("`(± x)`: half-width of the 95% cluster bootstrap interval, the question sample only "
                      f"({clustered}; one seed or an untrained row: no training noise in it)")

@@ -2,23 +2,33 @@
 
 Two sources of variation move a comparison between two trained methods, and a claim about a method must hold
 both: training noise (another seed is another model) and the question sample (other questions of the same kind).
-Every seed is scored on the same questions, so the two are separated like this:
+Every seed is scored on the same questions, so the differences d[s, q] (seed s, question q; seeds paired by number,
+a row trained once paired with every seed of the other) form a crossed design:
 
-- per-seed differences d_s (row minus baseline, seeds paired by number, a row trained once paired with every seed
-  of the other) vary by training noise only: s²_seeds / S;
-- per-question differences averaged over seeds vary by the question sample: a cluster-robust variance of their
-  mean, s²_questions / Q, where questions cluster (squad's paragraphs, BEIR queries sharing a judged document):
-  a cluster is the unit that is independent, and C clusters give C - 1 degrees of freedom;
-- the combined standard error se² = s²_seeds / S + s²_questions / Q, with Welch-Satterthwaite degrees of freedom
-  df = se⁴ / ((s²_seeds/S)² / (S - 1) + (s²_questions/Q)² / (C - 1)); the t test and the t interval on it are
-  the comparison's test and interval (the seed-by-question noise is counted in both terms: slightly
-  conservative).
+    d[s, q] = mu + a_s (training noise) + b_q (question sample) + e_sq (how a seed's model does on a question)
 
-Beside it, for what each part says alone: a t-interval over the per-seed differences (training noise only; its
-test is scipy's `ttest_rel`), a cluster bootstrap interval over the seed-averaged differences (question sample
-only), and an exact sign-flip test over clusters on integer outcomes (top-k: hits summed over seeds; qrels
-metrics: stored to DIGITS places, scaled to integers) that never drops a tie. Where the sum of |differences| is
-too large to count exactly the test draws sign flips and reports the floor it can reach, 1 / (R + 1).
+and the mean over seeds and questions has variance sigma²_a / S + sigma²_b / Q + sigma²_e / (S Q). It is estimated
+from three pieces, each cluster-robust where questions come in clusters (squad's paragraphs, BEIR queries
+sharing a judged document: C clusters, the independent unit):
+
+- V_seeds: the variance of the per-seed means over S (holds sigma²_a / S + sigma²_e / (S Q));
+- V_questions: the cluster-robust variance of the mean of the seed-averaged per-question differences (holds
+  sigma²_b / Q + sigma²_e / (S Q));
+- V_interaction: from the two-way residuals d - d_s - d_q + d, cluster sums per seed, scaled by
+  S C / ((S - 1) (C - 1)) (holds sigma²_e / (S Q); the residual mean square over S Q where each question is its own
+  cluster).
+
+se² = V_seeds + V_questions - V_interaction (unbiased), with Satterthwaite degrees of freedom for a combination of
+mean squares over the three pieces (S - 1, C - 1 and (S - 1)(C - 1)); where the combination comes out <= 0, the
+larger of V_seeds and V_questions on S - 1 df. The t test and the t interval on it are the comparison's test and
+interval; its calibration with three seeds is checked by simulation (tests/test_stats.py, slow tier). With one
+seed there is no V_seeds: se² = V_questions, the question sample only.
+
+Beside it, for what each part says alone: a t-interval over the per-seed differences and scipy's `ttest_rel`
+(training noise, these questions), a cluster bootstrap interval over the seed-averaged differences (the question
+sample, these models), and an exact sign-flip test over clusters on integer outcomes (top-k: hits summed over
+seeds; qrels metrics: stored to DIGITS places, scaled to integers) that never drops a tie. Where the sum of
+|differences| is too large to count exactly the test draws sign flips and reports its floor, 1 / (R + 1).
 
 Randomness is seeded (RNG_SEED), so a report regenerated from the same outcomes gives the same numbers.
 """
@@ -56,13 +66,15 @@ class Interval:
 
 @dataclass(frozen=True)
 class Combined:
-    """The comparison's estimate with both sources of variation: effect, its standard error and parts, df."""
+    """The comparison's estimate with both sources of variation: effect, standard error, its parts, df.
+    se² = var_seeds + var_questions + var_interaction where that is > 0."""
 
     effect: float
     se: float
     df: float
-    var_seeds: float  # s²_seeds / S (0 where no side is trained more than once)
-    var_questions: float  # s²_questions / Q, cluster-robust
+    var_seeds: float  # estimate of sigma²_a / S, training noise (0 with one seed; an estimate can fall below 0)
+    var_questions: float  # estimate of sigma²_b / Q, the question sample (with one seed it holds e too)
+    var_interaction: float  # estimate of sigma²_e / (S Q), seed-by-question noise (0 with one seed)
     seeds: int
     clusters: int
 
@@ -88,6 +100,17 @@ class Combined:
         if self.se == 0.0:
             return 0.0 if self.effect < margin else 1.0
         return float(stats.t.cdf((self.effect - margin) / self.se, self.df))
+
+    def p_above(self, margin: float) -> float:
+        """One-sided p of H0: effect <= margin against effect > margin."""
+        from scipy import stats
+
+        if self.se == 0.0:
+            return 0.0 if self.effect > margin else 1.0
+        return float(stats.t.sf((self.effect - margin) / self.se, self.df))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 def seed_interval(values: Sequence[float]) -> Interval:
@@ -147,19 +170,39 @@ def question_variance(d: np.ndarray, clusters: Sequence | None = None) -> tuple[
     return float(count / (count - 1) * (resid ** 2).sum() / len(d) ** 2), count
 
 
-def combined(seed_diffs: Sequence[float], question_diffs: np.ndarray, clusters: Sequence | None = None) -> Combined:
-    """The comparison with training noise and question sample together (module docstring). `seed_diffs`: the
-    per-seed differences (one value, or none: no training noise measured); `question_diffs`: (Q,) per-question
-    differences averaged over seeds, on the same scale."""
-    question_diffs = np.asarray(question_diffs, dtype=float)
-    seed_diffs = np.asarray(seed_diffs, dtype=float)
-    var_q, count = question_variance(question_diffs, clusters)
-    seeds = len(seed_diffs)
-    var_s = float(seed_diffs.var(ddof=1) / seeds) if seeds >= 2 else 0.0
-    se2 = var_s + var_q
-    terms = (var_s ** 2 / (seeds - 1) if seeds >= 2 else 0.0) + (var_q ** 2 / (count - 1) if count >= 2 else 0.0)
-    df = se2 ** 2 / terms if terms > 0 else float("inf")
-    return Combined(float(question_diffs.mean()), float(np.sqrt(se2)), float(df), var_s, var_q, seeds, count)
+def combined(d: np.ndarray, clusters: Sequence | None = None) -> Combined:
+    """The comparison with training noise and question sample together (module docstring). `d`: (S, Q)
+    differences, one row per seed (pair), on one scale (points); one row: the question sample only."""
+    d = np.atleast_2d(np.asarray(d, dtype=float))
+    if d.ndim != 2 or d.size == 0 or not np.isfinite(d).all():
+        raise ValueError("expected a non-empty (seeds, questions) array of finite differences")
+    seeds = d.shape[0]
+    labels = cluster_labels(clusters, d.shape[1])
+    v_questions, count = question_variance(d.mean(axis=0), labels)
+    if count < 2:
+        raise ValueError("the questions form fewer than 2 independent clusters: no variance can be estimated")
+    if seeds < 2:
+        return Combined(float(d.mean()), float(np.sqrt(v_questions)), float(count - 1), 0.0, v_questions, 0.0, 1,
+                        count)
+    v_seeds = float(d.mean(axis=1).var(ddof=1) / seeds)
+    v_inter = _interaction_variance(d, labels, count)
+    se2 = v_seeds + v_questions - v_inter
+    terms = v_seeds ** 2 / (seeds - 1) + v_questions ** 2 / (count - 1) + v_inter ** 2 / ((seeds - 1) * (count - 1))
+    if se2 > 0 and terms > 0:
+        df = se2 ** 2 / terms  # Satterthwaite for a combination of mean squares with a negative coefficient
+    else:  # the combination came out <= 0: the larger of the two one-way estimates, on the seeds' df
+        se2, df = max(v_seeds, v_questions), float(seeds - 1)
+    return Combined(float(d.mean()), float(np.sqrt(se2)), float(df), v_seeds - v_inter, v_questions - v_inter,
+                    v_inter, seeds, count)
+
+
+def _interaction_variance(d: np.ndarray, labels: np.ndarray, count: int) -> float:
+    """sigma²_e / (S Q) from the two-way residuals, cluster sums per seed (module docstring)."""
+    seeds, questions = d.shape
+    resid = d - d.mean(axis=1, keepdims=True) - d.mean(axis=0, keepdims=True) + d.mean()
+    sums = np.stack([np.bincount(labels, weights=row, minlength=count) for row in resid])  # (S, C)
+    scale = seeds * count / ((seeds - 1) * (count - 1))
+    return float(scale * (sums ** 2).sum() / (seeds * questions) ** 2)
 
 
 def cluster_bootstrap_interval(x: np.ndarray, y: np.ndarray | None = None,
@@ -168,15 +211,17 @@ def cluster_bootstrap_interval(x: np.ndarray, y: np.ndarray | None = None,
     unit) with replacement: each draw's mean is its clusters' summed differences over their summed sizes. The
     question sample only: training noise is not in it."""
     x = np.asarray(x, dtype=float)
-    d = x if y is None else x - np.asarray(y, dtype=float)
     if y is not None and np.shape(y) != x.shape:
         raise ValueError(f"expected paired 1-d outcomes of one length, got shapes {[x.shape, np.shape(y)]}")
+    d = x if y is None else x - np.asarray(y, dtype=float)
     if d.ndim != 1 or len(d) == 0 or not np.isfinite(d).all():
         raise ValueError("expected a non-empty 1-d array of finite outcomes")
     mean = float(d.mean())
     labels = cluster_labels(clusters, len(d))
     count = int(labels.max()) + 1
-    if np.ptp(d) == 0 or count < 2:
+    if count < 2:
+        raise ValueError("the questions form fewer than 2 independent clusters: no interval can be estimated")
+    if np.ptp(d) == 0:
         return Interval(mean, mean, mean, len(d))
     totals = np.bincount(labels, weights=d, minlength=count)
     sizes = np.bincount(labels, minlength=count).astype(float)
@@ -265,4 +310,6 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
     if len(pvalues) == 0:
         return []
+    if not np.isfinite(np.asarray(pvalues, dtype=float)).all():
+        raise ValueError(f"Holm's correction over p-values that are not all numbers: {list(pvalues)}")
     return [float(p) for p in multipletests(np.asarray(pvalues, dtype=float), alpha=ALPHA, method="holm")[1]]

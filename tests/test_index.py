@@ -80,6 +80,22 @@ def test_no_rerank_returns_hamming_order(vectors):
     assert np.array_equal(result.scores, D - 2 * np.sort(hamming, axis=1)[:, :K])
 
 
+def test_the_candidate_stage_alone_is_the_hamming_order_of_the_rerank_search(vectors):
+    passages, questions = vectors
+    signs_p, signs_q = unpack_codes(pack_codes(passages), D), unpack_codes(pack_codes(questions), D)
+    hamming = (signs_q[:, None, :] != signs_p[None]).sum(-1)
+    index = build(IndexConfig(kind=IndexKind.binary_flat, num_candidates=50), passages)
+    stage = index.candidate_order(questions, 50)
+    assert np.array_equal(stage.scores, D - 2 * np.sort(hamming, axis=1)[:, :50])
+    # ties by row id, as the search orders them: the same rows as the search without its rerank
+    plain = build(IndexConfig(kind=IndexKind.binary_flat, rerank=False), passages).search(questions, 50)
+    assert np.array_equal(stage.rows, plain.rows)
+    assert index.stats.queries == 0  # a measurement beside the search: not counted in its stats
+    exhaustive = build(IndexConfig(kind=IndexKind.binary_flat, candidate_generation=False), passages)
+    assert exhaustive.candidate_order(questions, 50) is None
+    assert build(IndexConfig(kind=IndexKind.flat), passages).candidate_order(questions, 50) is None
+
+
 def test_no_candidate_generation_scores_every_passage(vectors):
     passages, questions = vectors
     truth = questions @ unpack_codes(pack_codes(passages), D).T

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bprlab.errors import ConfigError
+from bprlab.errors import ConfigError, StageError
 from bprlab.tables import read_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,10 +116,28 @@ def test_reproduce_records_units_resumes_and_redoes_what_changed(tiny_overrides,
     text = (out / "summary.md").read_text()
     assert "Against `bpr`" in text and " ± " in text and "the question sample only" in text
 
+    assert len(unit["outcomes"]["hamming_first"]) == 8 and "hamming@10" not in unit["metrics"]  # 8 passages < 10
+    assert "hamming_first" not in json.loads((out / "units" / "zero-shot" / "seed42.json").read_text())["outcomes"]
+
     ran = []
     real_run = stages.run
     monkeypatch.setattr(stages, "run", lambda cfg, **kw: ran.append(cfg.name) or real_run(cfg, **kw))
     assert rep.reproduce(str(path), overrides, seeds=2, out=str(out)) == rows  # every unit recorded: nothing runs
+    assert ran == []
+    # a binary row's record made before the candidate stage was measured: --records-only takes it as it is, a
+    # plain run evaluates it again
+    old = out / "units" / "bpr" / "seed42.json"
+    record = json.loads(old.read_text())
+    del record["outcomes"]["hamming_first"]
+    old.write_text(json.dumps(record))
+    rep.reproduce(str(path), overrides, seeds=2, out=str(out), records_only=True)
+    assert ran == []
+    rep.reproduce(str(path), overrides, seeds=2, out=str(out))
+    assert ran == ["squad-bpr"] and "hamming_first" in json.loads(old.read_text())["outcomes"]
+    ran.clear()
+    (out / "units" / "zero-shot" / "seed42.json").unlink()
+    with pytest.raises(StageError, match="not recorded; --records-only runs nothing"):
+        rep.reproduce(str(path), overrides, seeds=2, out=str(out), records_only=True)
     assert ran == []
     with open(tiny_data["test"], "a") as handle:  # an input changes: every unit that reads it runs again
         handle.write("Where is the Louvre?\t['Paris']\n")

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "instead of the table's `seeds`")
     p.add_argument("--out", default=None, help="the table's folder (summary, unit records, plots); default "
                                                "<runs_root>/<table>")
+    p.add_argument("--records-only", action="store_true",
+                   help="summaries again from the recorded units (current by fingerprint), running nothing; a unit "
+                        "not recorded is an error")
     p = sub.add_parser("report", help="experiments/RESULTS.md from runs/*/summary.json and experiments/ABLATIONS.md "
                                       "from experiments/ablations/*/summary.json, or one sweep's report")
     p.add_argument("--runs", default="runs")
@@ -202,7 +205,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "reproduce":
         from bprlab.cli.reproduce import reproduce
 
-        reproduce(args.table, args.overrides, dataset=args.dataset, seeds=_count(args.seeds, "--seeds"), out=args.out)
+        reproduce(args.table, args.overrides, dataset=args.dataset, seeds=_count(args.seeds, "--seeds"), out=args.out,
+                  records_only=args.records_only)
         return 0
     if args.command == "report":
         return _report(args)

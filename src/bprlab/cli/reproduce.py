@@ -23,6 +23,7 @@ from bprlab.artifacts import fingerprint, read_json, write_json
 from bprlab.config import load_config
 from bprlab.config.loader import to_dict
 from bprlab.config.schema import Checkpoint, RunConfig
+from bprlab.errors import StageError
 from bprlab.index.base import input_kind
 from bprlab.runs import RunPaths, run_lock
 from bprlab.tables import Row, Table, read_table, seeded_name
@@ -100,14 +101,23 @@ def unit_fingerprint(cfg: RunConfig) -> str:
     return fingerprint(config, files)
 
 
+def _lacks_stage(cfg: RunConfig, record: dict) -> bool:
+    """A binary search's record made before its candidate stage was measured (bprlab.eval.stage) is not finished."""
+    from bprlab.eval.outcomes import STAGE_FIRST
+    from bprlab.index.registry import has_candidate_stage
+
+    return has_candidate_stage(cfg.index) and STAGE_FIRST not in (record.get("outcomes") or {})
+
+
 def unit_path(folder: Path, unit: Unit) -> Path:
     slug = re.sub(r"[^A-Za-z0-9.=+\-]+", "_", unit.row.method)
     return folder / "units" / slug / f"seed{unit.seed}.json"
 
 
-def run_unit(unit: Unit, folder: Path) -> dict | None:
+def run_unit(unit: Unit, folder: Path, records_only: bool = False) -> dict | None:
     """The unit's record: read when current, else the run's stages (each skips what is current) and a new
-    record. None on a non-zero DDP rank (rank 0 evaluates and records)."""
+    record. None on a non-zero DDP rank (rank 0 evaluates and records). `records_only`: a current record as it
+    is (one made before the candidate stage was measured too), and an error where there is none."""
     from bprlab.cli import stages
     from bprlab.eval.outcomes import read_outcomes
 
@@ -117,10 +127,18 @@ def run_unit(unit: Unit, folder: Path) -> dict | None:
     path = unit_path(folder, unit)
     if path.is_file():
         record = read_json(path)
-        if record.get("fingerprint") == stamp:
+        if record.get("fingerprint") == stamp and records_only:
+            return record
+        if record.get("fingerprint") == stamp and _lacks_stage(unit.cfg, record):
+            log.info("=== %s seed %d: %s was recorded before the candidate stage was measured; evaluating again",
+                     unit.row.method, unit.seed, path)
+        elif record.get("fingerprint") == stamp:
             log.info("=== %s seed %d (%s): recorded in %s", unit.row.method, unit.seed, unit.cfg.name, path)
             return record
         log.info("=== %s seed %d: %s was made from other inputs; running it again", unit.row.method, unit.seed, path)
+    if records_only:
+        state = "made from other inputs" if path.is_file() else "not recorded"
+        raise StageError(f"{path}: {state}; --records-only runs nothing: run `bprlab reproduce` without it")
     log.info("=== %s seed %d (%s)", unit.row.method, unit.seed, unit.cfg.name)
     start, cpu = time.perf_counter(), time.process_time()
     with run_lock(RunPaths(unit.cfg).root):
@@ -136,7 +154,7 @@ def run_unit(unit: Unit, folder: Path) -> dict | None:
 
 
 def reproduce(table_path: str, overrides: list[str], dataset: str | None = None, seeds: int | None = None,
-              out: str | None = None) -> list[dict]:
+              out: str | None = None, records_only: bool = False) -> list[dict]:
     table = read_table(table_path, dataset)
     units = plan_units(table, overrides, seeds)
     folder = output_folder(table, units[0].cfg, out)
@@ -145,7 +163,7 @@ def reproduce(table_path: str, overrides: list[str], dataset: str | None = None,
                         *map(shlex.quote, overrides)])
     records: dict[str, list[dict]] = {row.method: [] for row in table.rows}
     for unit in units:
-        record = run_unit(unit, folder)
+        record = run_unit(unit, folder, records_only)
         if record is None:  # a non-zero DDP rank
             return []
         records[unit.row.method].append(record)

@@ -89,7 +89,7 @@ def evaluate(cfg: RunConfig, force: bool = False, inputs_current: bool = False) 
 
     log_evaluation(cfg, paths.root, metrics, [paths.eval / "metrics.json"])
     log.info("%s %s: %s", cfg.name, metrics["search"],
-             " ".join(f"{k}={metrics[k]:.1f}" for k in metrics if k.startswith(("top", "ndcg", "mrr", "recall"))))
+             " ".join(f"{k}={metrics[k]:.1f}" for k in metrics if k.startswith(("top", "ndcg", "mrr", "recall", "hamming@"))))
     return metrics
 
 

@@ -16,7 +16,7 @@ from bprlab.errors import StageError
 from bprlab.eval.claims import claim_rows
 from bprlab.eval.claims_report import claims_markdown
 from bprlab.eval.curve_note import curve_note
-from bprlab.eval.report import comparison_table, interval_legend, markdown_table
+from bprlab.eval.report import comparison_table, interval_legend, markdown_table, stage_table
 from bprlab.eval.results import load_summaries
 
 HEADER = """# Ablations
@@ -73,7 +73,7 @@ def table_section(table: dict, folder: Path, relative: Path, tables: list[dict] 
     parts = [f"## {table['run_name']}", (table.get("note") or "").strip(), curve_note(table, tables)]
     if table.get("command"):
         parts.append(f"`{table['command']}`")
-    parts += [markdown_table(rows), interval_legend(rows)]
+    parts += [markdown_table(rows), interval_legend(rows), stage_table(rows)]
     if table.get("baseline"):
         parts.append(comparison_table(rows, table["baseline"]))
     plots = sorted((folder / table["run_name"] / "plots").glob("*.png"))

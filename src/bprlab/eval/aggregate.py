@@ -18,11 +18,13 @@ import numpy as np
 
 from bprlab.errors import StageError
 from bprlab.eval.outcomes import DIGITS, outcome_clusters, outcome_vector
+from bprlab.eval.stage import LS, PREFIX
 from bprlab.eval.stats import (ALPHA, cluster_bootstrap_interval, combined, holm, paired_t_over_seeds,
                                seed_interval, sign_flip_test)
 
 ANSWER_METRICS = ("top1", "top5", "top20", "top50", "top100")
 RELEVANCE_METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100", "recall@1000")
+STAGE_METRICS = tuple(f"{PREFIX}{depth}" for depth in LS)  # the candidate stage, where the search has one
 TESTED = ("top1", "top5", "top20", "top100", "ndcg@10", "recall@100")  # a table's exploratory family: rows x these
 SAME_ACROSS_SEEDS = ("code_bits", "bytes_per_passage", "rescore_bytes_per_passage", "index_bytes", "num_passages",
                      "num_questions", "search", "dataset", "data_path", "checkpoint", "pooling", "search_batch_size")
@@ -39,7 +41,7 @@ def aggregate_row(method: str, units: list[dict], table_seeds: int | None = None
     row: dict = {"method": method, "seeds": [u["seed"] for u in units], "runs": [u["run"] for u in units],
                  "run": units[0]["run"], "intervals": {}, "per_seed": {},
                  "trained": _trained(units, table_seeds)}
-    for key in (*ANSWER_METRICS, *RELEVANCE_METRICS):
+    for key in (*ANSWER_METRICS, *RELEVANCE_METRICS, *STAGE_METRICS):
         values = [u["metrics"].get(key) for u in units]
         if any(v is None for v in values):
             continue
@@ -49,8 +51,9 @@ def aggregate_row(method: str, units: list[dict], table_seeds: int | None = None
     for key in AVERAGED:
         values = [u["metrics"].get(key) for u in units if u["metrics"].get(key) is not None]
         row[key] = float(np.mean(values)) if values else None
-    row["per_seed"] = {str(u["seed"]): {k: u["metrics"].get(k) for k in (*ANSWER_METRICS, *RELEVANCE_METRICS)
-                                        if u["metrics"].get(k) is not None} for u in units}
+    accuracy = (*ANSWER_METRICS, *RELEVANCE_METRICS, *STAGE_METRICS)
+    row["per_seed"] = {str(u["seed"]): {k: u["metrics"].get(k) for k in accuracy if u["metrics"].get(k) is not None}
+                       for u in units}
     row["questions_sha256"], row["corpus_sha256"] = first.get("questions_sha256"), first.get("corpus_sha256")
     row["cluster_unit"] = _cluster_unit(units)
     return row
@@ -130,7 +133,7 @@ def compare(metric: str, units: list[dict], base_units: list[dict], table_seeds:
                   var_questions=both.var_questions, var_interaction=both.var_interaction, clusters=both.clusters,
                   ci_questions=_pair(cluster_bootstrap_interval(d, clusters=clusters)))
     if weight == 1.0 and offset == 0.0:
-        scale = row.shape[0] * base.shape[0] * (1 if metric.startswith("top") else 10 ** DIGITS)
+        scale = row.shape[0] * base.shape[0] * (1 if metric.startswith(("top", PREFIX)) else 10 ** DIGITS)
         result["p_questions"] = sign_flip_test(d / 100.0, clusters, scale).as_dict()
     if noise == "measured":
         result["p"], result["test"] = both.p_two_sided(), "t, " + BOTH

@@ -22,6 +22,7 @@ from bprlab.data.records import QARecord
 from bprlab.errors import StageError
 
 FIRST_HIT = "first_hit"
+STAGE_FIRST = "hamming_first"  # bprlab.eval.stage: the first answer-bearing candidate in Hamming order
 CLUSTER = "cluster"
 CLUSTER_UNIT = "cluster_unit"
 QUERY_PREFIX = "query_"
@@ -53,6 +54,8 @@ def read_outcomes(eval_dir: Path) -> dict[str, list]:
             if "answered" in data:  # questions judged by qrels only have no answer outcome
                 first = [f if a else None for f, a in zip(first, data["answered"])]
             out[FIRST_HIT] = first
+        if STAGE_FIRST in data:
+            out[STAGE_FIRST] = data[STAGE_FIRST].astype(int).tolist()
         if CLUSTER in data:
             out[CLUSTER] = [str(c) for c in data[CLUSTER]]
             out[CLUSTER_UNIT] = str(data[CLUSTER_UNIT]) if CLUSTER_UNIT in data else "cluster"
@@ -69,6 +72,9 @@ def outcome_vector(outcomes: dict[str, list], metric: str) -> np.ndarray | None:
     if metric.startswith("top") and metric[3:].isdigit() and FIRST_HIT in outcomes:
         first = np.array([np.nan if f is None else f for f in outcomes[FIRST_HIT]], dtype=float)
         return np.where(np.isnan(first), np.nan, ((first >= 0) & (first < int(metric[3:]))).astype(float))
+    if metric.startswith("hamming@") and metric[8:].isdigit() and STAGE_FIRST in outcomes:
+        first = np.asarray(outcomes[STAGE_FIRST], dtype=float)
+        return ((first >= 0) & (first < int(metric[8:]))).astype(float)
     if metric in outcomes:
         return np.array([np.nan if v is None else v for v in outcomes[metric]], dtype=float)
     return None

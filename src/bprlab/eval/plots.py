@@ -103,8 +103,40 @@ def bars(rows: list[dict], title: str, path: Path) -> Path | None:
     return out
 
 
+def candidate_stage(rows: list[dict], title: str, path: Path) -> Path | None:
+    """Per row with a candidate stage (bprlab.eval.stage): the % of questions whose answer is among the first l
+    Hamming candidates against l (log x), with its interval where the row has one; where a curve reaches the l a
+    search keeps, the stage no longer binds."""
+    curves = []
+    for row in rows:
+        kept = sorted(int(k.split("@")[1]) for k in row if k.startswith("hamming@") and row.get(k) is not None)
+        if kept:
+            curves.append((row, kept))
+    if not curves:
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    for i, (row, kept) in enumerate(curves):
+        values = [row[f"hamming@{n}"] for n in kept]
+        color = plt.get_cmap("tab10")(i % 10)
+        ax.plot(kept, values, marker=MARKERS[i % len(MARKERS)], color=color, label=row["method"])
+        bounds = [(row.get("intervals") or {}).get(f"hamming@{n}") or {} for n in kept]
+        if all(b.get("low") is not None for b in bounds):
+            ax.fill_between(kept, [b["low"] for b in bounds], [b["high"] for b in bounds], color=color, alpha=0.15)
+    ax.set_xscale("log")
+    ax.set(xlabel="l, Hamming candidates kept (log scale)",
+           ylabel="% of questions with an answer among them", title=f"{title}: candidate stage")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    out = save(fig, path)
+    plt.close(fig)
+    return out
+
+
 def table_plots(table: dict, folder: Path) -> list[Path]:
-    """A table's own plots: its frontier (memory and speed) and its bars."""
+    """A table's own plots: its frontier (memory and speed), its bars, and its candidate stage where rows have one."""
     name = table["run_name"]
-    made = [frontier(table["rows"], name, folder / f"{name}_frontier.png"), bars(table["rows"], name, folder / f"{name}.png")]
+    rows = table["rows"]
+    made = [frontier(rows, name, folder / f"{name}_frontier.png"), bars(rows, name, folder / f"{name}.png"),
+            candidate_stage(rows, name, folder / f"{name}_candidate_stage.png")]
     return [p for p in made if p is not None]

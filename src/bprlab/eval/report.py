@@ -110,3 +110,18 @@ def comparison_table(rows: list[dict], baseline: str) -> str:
                 fmt_p(c, c["p"]), fmt_p({**c, "test": "sign flips"}, flips.get("p")) if flips else "-",
                 fmt_p(c, c.get("p_holm")), "significant" if c.get("significant") else ""]) + " |")
     return "\n".join(lines)
+
+
+def stage_table(rows: list[dict]) -> str:
+    """The candidate stage of the rows that have one (bprlab.eval.stage): % of questions with an answer among the
+    first l Hamming candidates, for each l, with intervals as in the main table."""
+    staged = [row for row in rows if any(k.startswith("hamming@") for k in row)]
+    if not staged:
+        return ""
+    kept = sorted({int(k.split("@")[1]) for row in staged for k in row if k.startswith("hamming@")})
+    columns = ("method", *(f"hamming@{n}" for n in kept))
+    lines = ["Candidate stage (`hamming@l`: % of questions with an answer among the first l Hamming candidates; the "
+             "recall of the stage at l and the top-l of the Hamming order alone):", "",
+             "| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(metric_cell(row, c) for c in columns) + " |" for row in staged]
+    return "\n".join(lines)

@@ -25,7 +25,8 @@ from bprlab.data.registry import data_paths
 from bprlab.errors import StageError
 from bprlab.eval.answers import has_answer
 from bprlab.eval.metrics import top_k_accuracy
-from bprlab.eval.outcomes import CLUSTER, CLUSTER_UNIT, QUERY_PREFIX, question_digest
+from bprlab.eval.outcomes import CLUSTER, CLUSTER_UNIT, QUERY_PREFIX, STAGE_FIRST, question_digest
+from bprlab.eval.stage import first_found, stage_depth, stage_metrics
 from bprlab.eval.relevance import DEPTH, per_query_relevance, run_entries, summarize_relevance, write_trec_run
 from bprlab.index.base import SearchResult, SearchStats, load_index
 from bprlab.index.registry import max_results
@@ -57,6 +58,7 @@ def evaluate(cfg: RunConfig) -> dict:
     removed = 0
     if ignore_own:
         result, removed = drop_identical_ids(questions, result, store, depth)
+    first_stage = _candidate_stage(cfg, index, queries, questions, store, bool(ignore_own))
     entries = run_entries(questions, result.rows, result.scores, store.ids)
     hits = answer_hits(questions, result.rows, store, cfg.data.answer_match.value) if answered else None
     with_answers = np.array([bool(q.answers) for q in questions])  # a jsonl folder may mix answers and qrels
@@ -66,6 +68,7 @@ def evaluate(cfg: RunConfig) -> dict:
         **(top_k_accuracy(hits[with_answers], cfg.eval.top_k) if answered else {}),
         **({"num_answered": int(with_answers.sum())} if answered else {}),
         **summarize_relevance(per_query),
+        **(stage_metrics(first_stage, stage_depth(len(store))) if first_stage is not None else {}),
         **_costs(cfg, index, meta, search_seconds, encode_seconds, len(questions), encoded_by),
         # what was evaluated, by content: seeds and rows are aggregated only over equal question sets and corpora
         "questions_sha256": question_digest(questions),
@@ -79,11 +82,25 @@ def evaluate(cfg: RunConfig) -> dict:
                   **({"answered": with_answers} if answered and not with_answers.all() else {}),
                   **{QUERY_PREFIX + key: values for key, values in per_query.items()},  # per-question outcomes
                   **({CLUSTER: np.array(clusters[0], dtype=str), CLUSTER_UNIT: np.array(clusters[1])}
-                     if clusters else {})}
+                     if clusters else {}),
+                  **({STAGE_FIRST: first_stage} if first_stage is not None else {})}
         np.savez_compressed(tmp / "retrieval.npz", **arrays)
         write_trec_run(tmp / "run.trec", entries, f"{cfg.name}-{search_tag(cfg.index)}")
         write_json(tmp / "metrics.json", metrics)
     return metrics
+
+
+def _candidate_stage(cfg: RunConfig, index, queries, questions: list[QARecord], store: PassageStore,
+                     ignore_own: bool) -> np.ndarray | None:
+    """Each question's first answer-bearing (or relevant) candidate in the candidate stage's own order, where the
+    search has that stage (bprlab.eval.stage); None otherwise."""
+    depth = stage_depth(len(store))
+    stage = index.candidate_order(queries, depth + ignore_own)
+    if stage is None:
+        return None
+    if ignore_own:
+        stage, _ = drop_identical_ids(questions, stage, store, depth)
+    return first_found(questions, stage.rows, store, cfg.data.answer_match.value)
 
 
 def drop_identical_ids(questions: list[QARecord], result: SearchResult, store: PassageStore,

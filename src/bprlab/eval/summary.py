@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bprlab.artifacts import write_json, write_text
 from bprlab.eval.aggregate import aggregate_row, compare_rows
-from bprlab.eval.report import comparison_table, interval_legend, markdown_table
+from bprlab.eval.report import comparison_table, interval_legend, markdown_table, stage_table
 from bprlab.runs import RunPaths
 
 
@@ -77,7 +77,8 @@ def write_summary(table, records: dict[str, list[dict]], units, folder: Path, co
                          folder / "plots" / f"{name}_learning_curves.png")
     plots += [curves] if curves else []
     images = "".join(f"\n![{p.stem}](plots/{p.name})" for p in plots)
-    parts = [f"# {name}", table.note.strip(), f"`{command}`", markdown_table(rows), interval_legend(rows)]
+    parts = [f"# {name}", table.note.strip(), f"`{command}`", markdown_table(rows), interval_legend(rows),
+             stage_table(rows)]
     if table.baseline:
         parts.append(comparison_table(rows, table.baseline))
     write_text(folder / "summary.md", "\n\n".join(p for p in parts if p) + f"\n{images}\n")

@@ -68,6 +68,11 @@ class RetrievalIndex(Protocol):
 
     def search(self, question_emb, k: int) -> SearchResult: ...
 
+    def candidate_order(self, question_emb, depth: int) -> SearchResult | None:
+        """The candidate stage alone, where the search has one: the first `depth` candidates in the order the
+        stage ranks them (BPR: Hamming distance, before the rerank); None for a kind without one. Not counted in
+        `stats` (a measurement beside the search, not part of it)."""
+
     def save_files(self, directory: Path) -> None:
         """Write the index's own files into an (empty, temporary) directory."""
 

@@ -147,14 +147,27 @@ class BinaryIndex:
             self._codes = None
         return self._search
 
-    def search(self, question_emb: np.ndarray, k: int) -> SearchResult:
-        question_emb = np.ascontiguousarray(question_emb, dtype=np.float32)  # (Q, D)
+    def candidate_order(self, question_emb: np.ndarray, depth: int) -> SearchResult | None:
+        """The first `depth` Hamming candidates of each question in Hamming order (ties by row id), scored
+        <h_q, h_p> = D - 2 Hamming: what the rerank starts from (docs/method.md#search); None without a candidate
+        stage (index.candidate_generation=false)."""
+        if not self.candidate_generation:
+            return None
+        search = self._checked_searcher(question_emb)
+        hamming, rows, _ = search.candidates(np.ascontiguousarray(question_emb, dtype=np.float32), depth)
+        return top_k(inner_product_from_hamming(hamming.astype(np.float32), self.dim), rows, depth)
+
+    def _checked_searcher(self, question_emb: np.ndarray) -> Search:
         if question_emb.ndim != 2 or question_emb.shape[1] != self.dim:
             raise StageError(f"question embeddings of shape {question_emb.shape} for a {self.dim}-bit index: "
                              "the index was built with another model; rebuild it")
         if self.ntotal == 0:
             raise StageError("the binary index is empty: nothing to search")
-        search = self._searcher()
+        return self._searcher()
+
+    def search(self, question_emb: np.ndarray, k: int) -> SearchResult:
+        question_emb = np.ascontiguousarray(question_emb, dtype=np.float32)  # (Q, D)
+        search = self._checked_searcher(question_emb)
         start = time.perf_counter()
         if not self.candidate_generation:  # the ablation: <e_q, sign(e_p)> against every stored code
             scores, rows = search.score_all(question_emb, k)

@@ -63,6 +63,9 @@ class BM25Index:
     def add(self, texts: Iterable[str]) -> None:  # pragma: no cover - bm25s indexes a corpus at once
         raise NotImplementedError("BM25 indexes the whole corpus at once: call build(texts)")
 
+    def candidate_order(self, question_emb, depth: int) -> None:
+        return None  # no candidate stage to measure
+
     def search(self, questions: list[str], k: int) -> SearchResult:
         n = self.ntotal
         depth = min(k, n)

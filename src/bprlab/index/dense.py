@@ -130,6 +130,9 @@ class FaissIndex:
     def add(self, vectors: np.ndarray) -> None:
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
+    def candidate_order(self, question_emb, depth: int) -> None:
+        return None  # no candidate stage to measure
+
     def search(self, question_emb: np.ndarray, k: int) -> SearchResult:
         hnsw = self.kind is IndexKind.hnsw
         if hnsw:

@@ -131,6 +131,11 @@ def config_problems(cfg: IndexConfig) -> list[str]:
     return problems
 
 
+def has_candidate_stage(cfg: IndexConfig) -> bool:
+    """Whether the search ranks candidates before it reranks them (its stage is measured: bprlab.eval.stage)."""
+    return kind_of(cfg).binary and cfg.candidate_generation
+
+
 def max_results(cfg: IndexConfig) -> int | None:
     """The most passages a search returns per question: a binary kind reranks its l candidates only; None: as
     many as asked."""

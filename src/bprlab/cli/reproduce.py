@@ -135,7 +135,9 @@ def run_unit(unit: Unit, folder: Path, records_only: bool = False) -> dict | Non
         elif record.get("fingerprint") == stamp:
             log.info("=== %s seed %d (%s): recorded in %s", unit.row.method, unit.seed, unit.cfg.name, path)
             return record
-        log.info("=== %s seed %d: %s was made from other inputs; running it again", unit.row.method, unit.seed, path)
+        else:
+            log.info("=== %s seed %d: %s was made from other inputs; running it again", unit.row.method, unit.seed,
+                     path)
     if records_only:
         state = "made from other inputs" if path.is_file() else "not recorded"
         raise StageError(f"{path}: {state}; --records-only runs nothing: run `bprlab reproduce` without it")

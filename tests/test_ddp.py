@@ -42,6 +42,9 @@ def _worker(rank, init_file, out_dir):
     out.loss.backward()  # DDP all-reduces (averages) the gradients here
     grads = {n: p.grad.clone() for n, p in model.module.named_parameters()}
     torch.save({"loss": out.loss.detach(), "positive": positive, "grads": grads}, os.path.join(out_dir, f"{rank}.pt"))
+    # every rank past its last collective before any tears the group down: a rank that destroys its gloo context
+    # while the other still talks to it can abort ("terminate called without an active exception", seen once in CI)
+    dist.barrier()
     dist.destroy_process_group()
 
 

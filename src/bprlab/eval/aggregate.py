@@ -124,24 +124,25 @@ def compare(metric: str, units: list[dict], base_units: list[dict], table_seeds:
     d = weight * x - y + offset
     result = {"baseline_value": float(y.mean()), "value": float(x.mean()), "training_noise": noise,
               "questions": int(judged.sum()), "cluster_unit": _cluster_unit(units)}
+    per_seed = weight * row - base + offset  # (S, Q) paired differences, points
+    plain = weight == 1.0 and offset == 0.0  # a difference, not a closeness contrast
     try:
-        both = combined(weight * row - base + offset if noise == "measured" else d, clusters)
+        both = combined(per_seed if noise == "measured" else d, clusters)
     except ValueError as exc:  # one cluster: nothing to estimate a variance from
         return {**result, "effect": float(d.mean()), "p": None, "ci": [None, None], "test": f"not estimable: {exc}",
                 "clusters": 1}
     result.update(effect=both.effect, ci=list(both.interval()), se=both.se, df=both.df, var_seeds=both.var_seeds,
-                  var_questions=both.var_questions, var_interaction=both.var_interaction, clusters=both.clusters,
-                  ci_questions=_pair(cluster_bootstrap_interval(d, clusters=clusters)))
-    if weight == 1.0 and offset == 0.0:
+                  var_questions=both.var_questions, var_interaction=both.var_interaction, clusters=both.clusters)
+    if plain:  # what the question sample says alone (a contrast's test needs only `combined`)
+        result["ci_questions"] = _pair(cluster_bootstrap_interval(d, clusters=clusters))
         scale = row.shape[0] * base.shape[0] * (1 if metric.startswith(("top", PREFIX)) else 10 ** DIGITS)
         result["p_questions"] = sign_flip_test(d / 100.0, clusters, scale).as_dict()
     if noise == "measured":
         result["p"], result["test"] = both.p_two_sided(), "t, " + BOTH
         result["seed_pairs"] = len(pairs)
-        seed_diffs = (weight * row - base + offset).mean(axis=1)
-        interval = seed_interval(seed_diffs)
+        interval = seed_interval(per_seed.mean(axis=1))
         result["ci_seeds"] = [interval.low, interval.high]
-        if weight == 1.0 and offset == 0.0:
+        if plain:
             result["p_seeds"] = paired_t_over_seeds(row.mean(axis=1), base.mean(axis=1))
     else:  # no training noise to measure (untrained rows), or one seed (not measured: labelled)
         flips = result.get("p_questions")

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from bprlab.eval.results import write_results
 
 
@@ -97,3 +99,45 @@ def test_validation_logs_the_gold_ranks_as_top_k_in_the_pool():
     ranks = gold_ranks(question, passage, gold)  # q0: nothing above; q1: passage 1 (1.0 > 0.9); q2: 2 above
     assert ranks.tolist() == [0, 1, 1]
     assert average_rank(question, passage, gold).item() == ranks.float().mean().item()
+
+
+def test_what_changed_lists_the_verdicts_that_moved_and_what_differs(tmp_path):
+    from bprlab.eval.study_diff import PREVIOUS, VERDICTS, changes_markdown
+
+    base = {"table": "abl-loss", "exercised": True, "ci": [-1.0, 2.0], "p_holm": 0.5, "row_value": 90.0,
+            "baseline_value": 91.0, "effect": -1.0}
+    previous = {"study": "the first study", "commit": "abc1234", "readings": [
+        {**base, "claim": "kept", "row": "r", "baseline": "b", "metric": "top20", "verdict": "not shown"},
+        {**base, "claim": "moved metric", "row": "r", "baseline": "b", "metric": "top20", "verdict": "not shown",
+         "exercised": False},
+        {**base, "claim": "retrained", "row": "r", "baseline": "b", "metric": "top20", "verdict": "holds"},
+        {**base, "claim": "dropped", "row": "r", "baseline": "b", "metric": "top20", "verdict": "holds"}]}
+
+    def reading(claim, metric, verdict, baseline="b", value=90.0, exercised=None):
+        test = {"effect": -3.0, "ci": [-5.0, -1.0], "value": value, "baseline_value": 91.0}
+        extra = {} if exercised is None else {"exercised": exercised}
+        return {"claim": claim, "table": "abl-loss", "row": "r", "baseline": baseline, "metric": metric,
+                "primary": True, "test": test, "verdict": verdict, "p_holm": 0.01, **extra}
+
+    now = [reading("kept", "top20", "not shown"), reading("moved metric", "hamming@20", "holds"),
+           reading("retrained", "top20", "not shown", value=88.0), reading("new", "top20", "holds", baseline="g25"),
+           {**reading("secondary", "top20", "holds"), "primary": False}]
+    text = changes_markdown(previous, now)
+    assert "against the first study, commit abc1234" in text and "| kept |" not in text
+    assert ("| moved metric | r − b, top20 -1.0 [-1.0, +2.0]: **not shown** | r − b, hamming@20 -3.0 [-5.0, -1.0]: "
+            "**holds** | read on hamming@20 (was top20); mechanism now exercised |") in text
+    assert "| retrained |" in text and "the same reading on retrained models (row 90.0 → 88.0)" in text
+    assert "| dropped | r − b, top20 -1.0 [-1.0, +2.0]: **holds** | not in the study | no longer read |" in text
+    assert "| new | not in the study | r − g25, top20 -3.0 [-5.0, -1.0]: **holds** | a claim this study adds |" in text
+    assert "secondary" not in text
+    assert changes_markdown({"readings": []}, []).endswith("No verdict moved.")
+    # the report writes its own verdicts, reads a previous study's, and refuses a damaged one
+    from bprlab.errors import StageError
+    from bprlab.eval.study_diff import read_previous, write_verdicts
+
+    assert read_previous(tmp_path) is None
+    written = json.loads(write_verdicts(tmp_path, now).read_text())["readings"]
+    assert [r["claim"] for r in written] == ["kept", "moved metric", "retrained", "new"] and (tmp_path / VERDICTS).is_file()
+    (tmp_path / PREVIOUS).write_text(json.dumps({"readings": [{"claim": "x"}]}))
+    with pytest.raises(StageError, match="previous_study.json: expected"):
+        read_previous(tmp_path)

@@ -330,6 +330,27 @@ def test_holm_runs_over_the_declared_family_of_primary_claims():
     assert all(r["power"]["alpha"] == pytest.approx(0.05 / 3) for r in primary)
 
 
+def test_a_claim_may_name_its_own_baseline_row():
+    from bprlab.eval.claims import claim_rows
+    from bprlab.eval.summary import claim_tests
+    from bprlab.tables import Table
+
+    claims = [{"claim": "a", "row": "r", "metric": "top1", "expect": "lower"},
+              {"claim": "a", "row": "r", "baseline": "other", "metric": "top1", "expect": "lower"}]
+    first = lambda hits: {"first_hit": [0 if h else -1 for h in hits]}  # noqa: E731
+    unit = lambda method, seed, hits: {"method": method, "seed": seed, "metrics": {"top1": 100.0 * np.mean(hits)},  # noqa: E731
+                                       "outcomes": first(hits)}
+    rng = np.random.default_rng(1)
+    hits = {m: [rng.random(200) < p for _ in range(3)] for m, p in (("base", 0.5), ("r", 0.5), ("other", 0.9))}
+    records = {m: [unit(m, 42 + s, h) for s, h in enumerate(v)] for m, v in hits.items()}
+    table = Table(name="t", note="", rows=[], dataset=None, seeds=3, baseline="base", claims=claims)
+    tests = claim_tests(table, records)
+    assert tests[0]["baseline_value"] == pytest.approx(np.mean([h.mean() for h in hits["base"]]) * 100)
+    assert tests[1]["baseline_value"] == pytest.approx(np.mean([h.mean() for h in hits["other"]]) * 100)
+    rows = claim_rows([_claim_table("t", claims, tests)])
+    assert [(r["baseline"], r["primary"]) for r in rows] == [("base", True), ("other", False)]
+
+
 def test_a_closeness_claim_is_a_noninferiority_test_of_its_miss_ratio():
     from bprlab.eval.claims import claim_test
 

@@ -73,6 +73,10 @@ def test_seeds_baseline_and_extends(tmp_path):
      "now states `margin"),
     ("baseline: bpr\nreport: ablations\nclaims: [{claim: c, row: no-rerank, metric: top20, expect: lower, "
      "paper_effect: 1.4}]\n", "needs the training noise measured"),
+    ("baseline: bpr\nreport: ablations\nclaims: [{claim: c, row: no-rerank, baseline: ghost, metric: top20, "
+     "expect: lower}]\n", "claims\\[0\\]: baseline 'ghost' is not a row"),
+    ("baseline: bpr\nreport: ablations\nclaims: [{claim: c, row: no-rerank, baseline: no-rerank, metric: top20, "
+     "expect: lower}]\n", "row 'no-rerank' is not a row of this table other than its baseline"),
 ])
 def test_bad_table_files_are_one_clear_error(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
@@ -143,6 +147,22 @@ def test_reproduce_records_units_resumes_and_redoes_what_changed(tiny_overrides,
         handle.write("Where is the Louvre?\t['Paris']\n")
     rep.reproduce(str(path), overrides, seeds=2, out=str(out))
     assert sorted(ran) == ["squad-bpr", "squad-bpr", "squad-bpr-seed43", "squad-bpr-seed43", "squad-zero-shot"]
+
+
+def test_rows_run_alone_and_the_summary_waits_for_the_rest(tiny_overrides, tmp_path, capsys):
+    from bprlab.cli import reproduce as rep
+
+    path = _table(tmp_path, f"baseline: bpr\n{ROWS}")
+    overrides = [*tiny_overrides, "train.max_steps=-1", "train.val_check_interval=null", "train.epochs=1"]
+    out = tmp_path / "table"
+    with pytest.raises(ConfigError, match="--rows: ghost not a row"):
+        rep.reproduce(str(path), overrides, out=str(out), rows=["ghost"])
+    assert rep.reproduce(str(path), overrides, out=str(out), rows=["zero-shot"]) == []
+    assert "the summary waits for 2 unit(s) of other rows: bpr seed 42, no-rerank seed 42" in capsys.readouterr().out
+    assert [p.parent.name for p in (out / "units").rglob("*.json")] == ["zero-shot"]
+    assert not (out / "summary.json").exists()
+    rows = rep.reproduce(str(path), overrides, out=str(out), rows=["bpr", "no-rerank"])
+    assert [r["method"] for r in rows] == ["bpr", "no-rerank", "zero-shot"] and (out / "summary.json").is_file()
 
 
 def test_a_units_fingerprint_holds_what_moves_its_numbers_only(tiny_overrides):

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--records-only", action="store_true",
                    help="summaries again from the recorded units (current by fingerprint), running nothing; a unit "
                         "not recorded is an error")
+    p.add_argument("--rows", default=None,
+                   help="run only these rows (methods, comma-separated); the summary is written once every unit of "
+                        "the table is recorded")
     p = sub.add_parser("report", help="experiments/RESULTS.md from runs/*/summary.json and experiments/ABLATIONS.md "
                                       "from experiments/ablations/*/summary.json, or one sweep's report")
     p.add_argument("--runs", default="runs")
@@ -206,7 +209,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from bprlab.cli.reproduce import reproduce
 
         reproduce(args.table, args.overrides, dataset=args.dataset, seeds=_count(args.seeds, "--seeds"), out=args.out,
-                  records_only=args.records_only)
+                  records_only=args.records_only, rows=args.rows.split(",") if args.rows else None)
         return 0
     if args.command == "report":
         return _report(args)

@@ -1,4 +1,5 @@
-"""`bprlab reproduce <table.yaml> [--dataset D] [--seeds N] [--out DIR]`: every row of a table over its seeds.
+"""`bprlab reproduce <table.yaml> [--dataset D] [--seeds N] [--out DIR] [--rows A,B]`: every row of a table over its
+seeds (or only the rows named: the summary waits until every unit is recorded).
 
 Each (row, seed) is a unit. Rows whose configs differ only in search settings (index.*, eval.*) share a run
 directory, so each (model, seed) is trained and its corpus encoded once and only the index/search is redone. A
@@ -23,7 +24,7 @@ from bprlab.artifacts import fingerprint, read_json, write_json
 from bprlab.config import load_config
 from bprlab.config.loader import to_dict
 from bprlab.config.schema import Checkpoint, RunConfig
-from bprlab.errors import StageError
+from bprlab.errors import ConfigError, StageError
 from bprlab.index.base import input_kind
 from bprlab.runs import RunPaths, run_lock
 from bprlab.tables import Row, Table, read_table, seeded_name
@@ -156,19 +157,34 @@ def run_unit(unit: Unit, folder: Path, records_only: bool = False) -> dict | Non
 
 
 def reproduce(table_path: str, overrides: list[str], dataset: str | None = None, seeds: int | None = None,
-              out: str | None = None, records_only: bool = False) -> list[dict]:
+              out: str | None = None, records_only: bool = False, rows: list[str] | None = None) -> list[dict]:
     table = read_table(table_path, dataset)
+    unknown = sorted(set(rows or ()) - {row.method for row in table.rows})
+    if unknown:
+        raise ConfigError(f"--rows: {', '.join(unknown)} not a row of {table_path} (rows: "
+                          f"{', '.join(row.method for row in table.rows)})")
     units = plan_units(table, overrides, seeds)
     folder = output_folder(table, units[0].cfg, out)
     command = " ".join(["bprlab", "reproduce", table_path, *(["--dataset", dataset] if dataset else []),
                         *(["--seeds", str(seeds)] if seeds is not None else []), *(["--out", out] if out else []),
                         *map(shlex.quote, overrides)])
     records: dict[str, list[dict]] = {row.method: [] for row in table.rows}
+    missing = []
     for unit in units:
+        if rows is not None and unit.row.method not in rows:  # another row's unit: its record as it is, if any
+            try:
+                records[unit.row.method].append(run_unit(unit, folder, records_only=True))
+            except StageError:
+                missing.append(f"{unit.row.method} seed {unit.seed}")
+            continue
         record = run_unit(unit, folder, records_only)
         if record is None:  # a non-zero DDP rank
             return []
         records[unit.row.method].append(record)
+    if missing:
+        print(f"the rows asked for are recorded; the summary waits for {len(missing)} unit(s) of other rows: "
+              f"{', '.join(missing)}", file=sys.stdout)
+        return []
     from bprlab.eval.summary import write_summary
 
     rows = write_summary(table, records, units, folder, command)

@@ -59,6 +59,7 @@ class IndexKind(str, Enum):
     flat = "flat"  # exact inner product over float vectors (faiss IndexFlatIP): DPR
     binary_flat = "binary_flat"  # Hamming linear scan over packed codes (IndexBinaryFlat) + rerank: BPR
     binary_hash = "binary_hash"  # Hamming hash-table lookup (IndexBinary[Multi]Hash) + rerank: BPR
+    binary_pca = "binary_pca"  # post-hoc: sign of a PCA (+ rotation) reduction of float embeddings, BPR's search
     lsh = "lsh"  # post-hoc: sign of (rotated) projections of DPR embeddings, Hamming search (IndexLSH)
     pq = "pq"  # post-hoc: product quantisation of DPR embeddings, asymmetric inner product (IndexPQ)
     int8 = "int8"  # post-hoc: 8-bit scalar quantisation of DPR embeddings, exact search (IndexScalarQuantizer QT_8bit)
@@ -80,9 +81,11 @@ class SearchDevice(str, Enum):
 
 
 class Rotation(str, Enum):
-    none = "none"  # sign of the coordinates themselves (needs index.code_bits = dimension)
-    random = "random"  # a random orthogonal projection (classic LSH)
-    itq = "itq"  # a learned rotation: iterative quantisation (ITQ), fitted on the passage embeddings
+    """lsh: what projects the embeddings before the sign; binary_pca: what rotates the principal components."""
+
+    none = "none"  # lsh: the coordinates themselves (index.code_bits = dimension); binary_pca: PCA alone
+    random = "random"  # lsh: a random orthogonal projection (classic LSH); binary_pca: PCA + a random rotation
+    itq = "itq"  # a learned rotation: iterative quantisation (ITQ) after PCA, fitted on the passage embeddings
 
 
 class Pooling(str, Enum):
@@ -240,8 +243,8 @@ class IndexConfig:
     device: SearchDevice = SearchDevice.auto
     threads: Optional[int] = None
     # Post-hoc quantisation of DPR embeddings. Bit budgets default to BPR's: one bit per dimension.
-    code_bits: Optional[int] = None  # lsh: bits per passage; None = embedding dimension (768 for BERT-base)
-    rotation: Rotation = Rotation.random  # lsh only
+    code_bits: Optional[int] = None  # lsh, binary_pca: bits per passage; None = embedding dimension (768 for BERT-base)
+    rotation: Rotation = Rotation.random  # lsh, binary_pca
     pq_subquantizers: Optional[int] = None  # pq: M; None = dimension / 8, i.e. BPR's bytes with 8-bit codes
     pq_bits: int = 8
     rabitq_query_bits: int = 4  # rabitq: bits of the quantised question (faiss `qb`; 0 = float question)

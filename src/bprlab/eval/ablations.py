@@ -1,7 +1,8 @@
 """`bprlab report`'s second document: experiments/ABLATIONS.md from the ablation tables' folders
 (experiments/ablations/<table>/summary.json, table files with `report: ablations`).
 
-It opens with the claims table (bprlab.eval.claims), then the budget (the learning-curve table's note and plot),
+It opens with the claims table (bprlab.eval.claims) and, where the folder keeps a previous study's verdicts, what
+changed since (bprlab.eval.study_diff), then the budget (the learning-curve table's note and plot),
 the measured time, and one section per table: its note, the command that made it, rows with intervals, and every
 row against the table's baseline.
 """
@@ -18,6 +19,7 @@ from bprlab.eval.claims_report import claims_markdown
 from bprlab.eval.curve_note import curve_note
 from bprlab.eval.report import comparison_table, interval_legend, markdown_table, stage_table
 from bprlab.eval.results import load_summaries
+from bprlab.eval.study_diff import changes_markdown, read_previous, write_verdicts
 
 HEADER = """# Ablations
 
@@ -42,8 +44,12 @@ def write_ablations(folder: str | Path = "experiments/ablations", out: str | Pat
     relative = Path(os.path.relpath(folder, out))
     parts = [HEADER.format(folder=folder)]
     claims = claim_rows(tables, CLAIM_ORDER)
+    previous = read_previous(folder)
     if claims:
         parts += ["## The paper's claims at this budget", claims_markdown(claims)]
+        if previous is not None:
+            parts.append(changes_markdown(previous, claims))
+        write_verdicts(folder, claims)
     parts.append(time_section(tables))
     parts += [table_section(table, folder, relative, tables) for table in tables]
     path = out / "ABLATIONS.md"

@@ -13,6 +13,7 @@ A table states its claims (table files, `claims:`), each naming a row compared w
       paper_effect: 1.4        # points, optional: the paper's effect, for the seeds that would detect it
       exercised: false         # optional: the mechanism the claim is about does not act here ...
       why: "l = 1000 covers 28% of the corpus"   # ... and why
+      baseline: gamma=25       # optional: compared with this row instead of the table's baseline
 
     - claim: BPR is close to DPR
       row: dpr-flat
@@ -41,7 +42,7 @@ from bprlab.eval.stats import ALPHA, Combined, holm
 
 EXPECTATIONS = ("lower", "higher")
 CLAIM_KEYS = {"claim", "source", "row", "metric", "qrels_metric", "expect", "margin", "smallest_effect",
-              "paper_effect", "exercised", "why"}
+              "paper_effect", "exercised", "why", "baseline"}
 MARGIN_KINDS = ("miss_ratio", "points")
 QRELS_METRIC = "ndcg@10"  # the metric a claim is read on where a table has qrels and no answer strings
 SMALLEST_EFFECT = 1.0  # points: a difference smaller than this is not one a reader would act on
@@ -61,10 +62,13 @@ def check_claims(table_path, claims: list, methods: list[str], baseline: str | N
         if not isinstance(claim.get("metric"), str) or not claim["metric"]:
             raise ConfigError(f"{where}: a claim names its primary metric (metric: top20, or the qrels metric "
                               "it is read on)")
-        if baseline is None:
+        against = claim.get("baseline", baseline)
+        if against is None:
             raise ConfigError(f"{where}: a claim compares a row with the table's baseline; the table names none")
-        if claim["row"] not in methods or claim["row"] == baseline:
-            raise ConfigError(f"{where}: row {claim['row']!r} is not a non-baseline row of this table")
+        if against not in methods:
+            raise ConfigError(f"{where}: baseline {against!r} is not a row of this table")
+        if claim["row"] not in methods or claim["row"] == against:
+            raise ConfigError(f"{where}: row {claim['row']!r} is not a row of this table other than its baseline")
         if ("expect" in claim) == ("margin" in claim) or claim.get("expect", "lower") not in EXPECTATIONS:
             raise ConfigError(f"{where}: give either expect: lower|higher or margin: {{metric: ...}}")
         if "margin" in claim:
@@ -168,7 +172,8 @@ def claim_rows(tables: list[dict], order: tuple[str, ...] = ()) -> list[dict]:
         at = rank(table)[0]
         tests = table.get("claim_tests") or [None] * len(table.get("claims") or [])
         for claim, test in zip(table.get("claims") or [], tests):
-            reading = {**claim, "table": table["run_name"], "baseline": table.get("baseline"), "test": test,
+            reading = {**claim, "table": table["run_name"], "baseline": claim.get("baseline", table.get("baseline")),
+                       "test": test,
                        "declared_metric": claim["metric"], "metric": (test or {}).get("metric", claim["metric"]),
                        "primary": False}
             out.append(reading)

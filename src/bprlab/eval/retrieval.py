@@ -29,7 +29,7 @@ from bprlab.eval.outcomes import CLUSTER, CLUSTER_UNIT, QUERY_PREFIX, STAGE_FIRS
 from bprlab.eval.stage import first_found, stage_depth, stage_metrics
 from bprlab.eval.relevance import DEPTH, per_query_relevance, run_entries, summarize_relevance, write_trec_run
 from bprlab.index.base import SearchResult, SearchStats, load_index
-from bprlab.index.registry import max_results
+from bprlab.index.registry import kind_of, max_results
 from bprlab.runs import RunPaths, check_index_weights, search_tag
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def _costs(cfg: RunConfig, index, meta: dict, search_seconds: float, encode_seco
         "num_passages": index.ntotal,
         "num_questions": n,
         "scanned_fraction": index.stats.scanned_fraction,
-        "code_bits": meta["dim"] if index.input_kind == "code" else None,
+        "code_bits": 8 * index.bytes_per_passage if kind_of(cfg.index).binary else None,
         "question_encode_ms_per_query": 1000.0 * encode_seconds / n,
         "method": "bm25" if index.input_kind == "text" else cfg.method.value,
         "search": search_tag(cfg.index),

@@ -44,7 +44,8 @@ def claim_tests(table, records: dict[str, list[dict]]) -> list[dict | None]:
     from bprlab.eval.claims import claim_test
 
     seeds = table_seeds(records)
-    return [claim_test(claim, records[claim["row"]], records[table.baseline], seeds) for claim in table.claims]
+    return [claim_test(claim, records[claim["row"]], records[claim.get("baseline", table.baseline)], seeds)
+            for claim in table.claims]
 
 
 def table_meta(table, records: dict[str, list[dict]], command: str) -> dict:

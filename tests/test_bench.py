@@ -88,9 +88,15 @@ def test_bench_outputs_and_reports_are_checked_first(tmp_path, capsys):
                           (["bench", "report"], "name the folder")):
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err
-    (tmp_path / "bench.json").write_text('{"rows": [{"bits": 64}]}')
-    assert main(["bench", "report", str(tmp_path)]) == 2
-    assert "no stored timings" in capsys.readouterr().err
+    for text, message in (('{"rows": [{"bits": 64}]}', "no stored timings"), ("[]", "no stored timings"),
+                          ('{"rows": [1, 2]}', "no stored timings"),
+                          ('{"rows": [{"raw": 7}]}', "not in the shape `bprlab bench` writes"),
+                          ("{trunc", "damaged (JSONDecodeError")):
+        (tmp_path / "bench.json").write_text(text)
+        assert main(["bench", "report", str(tmp_path)]) == 2, text
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err, (text, err)
+    assert "run the bench again" in err  # the advice names the command that writes it, not `bprlab train`
 
 
 def test_scan_share_reference_ignores_a_pass_over_cached_codes(monkeypatch):

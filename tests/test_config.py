@@ -130,6 +130,9 @@ def test_a_rows_seeds_share_a_wandb_group_and_carry_their_seed(tmp_path):
     ("index.hnsw_m=0", "index.hnsw_m"), ("index.hnsw_ef_search=0", "index.hnsw_ef_search"),
     ("index.pq_subquantizers=0", "index.pq_subquantizers"), ("index.pq_bits=0", "index.pq_bits"),
     ("index.train_size=0", "index.train_size"),
+    ("data.max_question_length=0", "data.max_question_length"), ("data.max_passage_length=2", "data.max_passage_length"),
+    ("hash.gamma=-1", "hash.gamma"), ("optim.lr=nan", "optim.lr=nan: must be a finite number"),
+    ("optim.warmup_ratio=inf", "optim.warmup_ratio=inf"), ("loss.margin=-inf", "loss.margin=-inf"),
 ])
 def test_out_of_range_values_fail_before_anything_loads(override, key):
     from bprlab.config import load_config

@@ -57,6 +57,15 @@ def test_pack_uses_numpy_packbits_order_and_roundtrips():
     assert unpack_codes(packed, 16).tolist() == sign_code(torch.from_numpy(emb)).tolist()
 
 
+def test_a_vector_that_is_not_finite_is_refused_not_packed_as_zeros():
+    from bprlab.errors import InputError
+
+    emb = np.ones((3, 16), np.float32)
+    emb[1, 4], emb[2, 0] = np.nan, -np.inf
+    with pytest.raises(InputError, match="2 of 3 are not finite"):
+        pack_codes(emb)
+
+
 def test_inner_product_equals_d_minus_twice_hamming():
     rng = np.random.default_rng(0)
     a, b = np.sign(rng.standard_normal((2, 64)))

@@ -270,11 +270,11 @@ def test_hash_index_holds_the_codes_once(vectors):
 
 
 def test_questions_of_another_width_are_a_clear_error(vectors):
-    from bprlab.errors import StageError
+    from bprlab.errors import InputError
 
     passages, questions = vectors
     index = build(IndexConfig(kind=IndexKind.binary_flat), passages)
-    with pytest.raises(StageError, match="another model"):
+    with pytest.raises(InputError, match="another model"):
         index.search(questions[:, :32], K)
 
 

@@ -13,7 +13,7 @@ import pytest
 from bprlab.cli import stages
 from bprlab.config import load_config
 from bprlab.config.schema import IndexConfig, IndexKind, Rotation
-from bprlab.errors import ConfigError, StageError
+from bprlab.errors import ConfigError, InputError, StageError
 from bprlab.index.base import create_index, load_index, save_index
 from bprlab.index.reduced import fit_reduction
 from bprlab.runs import RunPaths
@@ -78,7 +78,7 @@ def test_saved_and_loaded_it_searches_the_same_and_refuses_other_settings(vector
     for other in (dataclasses.replace(cfg, rotation=Rotation.none), dataclasses.replace(cfg, code_bits=8)):
         with pytest.raises(StageError, match="rebuild it"):
             load_index(other, tmp_path / "ix")
-    with pytest.raises(StageError, match="built with another model"):
+    with pytest.raises(InputError, match="another model"):
         loaded.search(questions[:, :16], 5)
 
 

@@ -141,3 +141,33 @@ def test_what_changed_lists_the_verdicts_that_moved_and_what_differs(tmp_path):
     (tmp_path / PREVIOUS).write_text(json.dumps({"readings": [{"claim": "x"}]}))
     with pytest.raises(StageError, match="previous_study.json: expected"):
         read_previous(tmp_path)
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("summary.json", "{}", "summary.json: not a table summary"), ("summary.json", "[]", "summary.json: not a table summary"),
+    ("summary.json", '[{"top1": 3}]', "summary.json: not a table summary"),
+    ("summary.json", "{trunc", "summary.json: damaged"), ("table.json", "[]", "table.json: not a table's record"),
+    ("table.json", '{"claims": 3}', "table.json: not a table's record"),
+])
+def test_a_damaged_summary_is_one_error_naming_it_and_the_command_that_rebuilds_it(tmp_path, capsys, name, text,
+                                                                                  message):
+    from bprlab.cli.main import main
+
+    rows = [{"method": "bpr", "top20": 90.0}]
+    _ablation_table(tmp_path / "ablations" / "abl-x", "abl-x", rows)
+    (tmp_path / "ablations" / "abl-x" / name).write_text(text)
+    out = tmp_path / "experiments"
+    assert main(["report", "--runs", str(tmp_path / "none"), "--ablations", str(tmp_path / "ablations"),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "--records-only" in err and "bprlab train" not in err and "Traceback" not in err
+    assert not (out / "ABLATIONS.md").exists()
+
+
+def test_report_checks_its_output_before_reading_anything(tmp_path, capsys):
+    from bprlab.cli.main import main
+
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    assert main(["report", "--runs", str(tmp_path), "--ablations", str(tmp_path), "--out", str(taken)]) == 2
+    assert "--out" in capsys.readouterr().err and taken.read_text() == "x"

@@ -243,6 +243,40 @@ def test_exported_towers_load_in_sentence_transformers_as_the_run(tiny_overrides
         assert np.array_equal(pack_codes(ours_p), codes)
 
 
+def test_an_export_that_sentence_transformers_would_misread_is_not_written(bpr_run, tmp_path, monkeypatch):
+    pytest.importorskip("sentence_transformers")
+    from bprlab import export_st
+
+    cfg, overrides = bpr_run
+    real = export_st.write_sentence_transformers
+
+    def without_modules(folder, *args):  # as if modules.json were lost: sentence-transformers mean-pools
+        real(folder, *args)
+        (folder / "modules.json").unlink()
+
+    monkeypatch.setattr(export_st, "write_sentence_transformers", without_modules)
+    out = tmp_path / "exp"
+    assert main(["export", str(_empty(tmp_path)), *overrides, "--to", str(out)]) == 2
+    assert not out.exists()
+    monkeypatch.setattr(export_st, "write_sentence_transformers", real)
+    assert main(["export", str(_empty(tmp_path)), *overrides, "--to", str(out)]) == 0
+    assert "falls back to mean pooling" in (out / "README.md").read_text()
+
+
+def test_a_run_that_fails_at_its_index_stage_keeps_the_last_good_config(bpr_run):
+    """config.yaml names weights and an index the run holds: a later `run` whose index cannot be built leaves it."""
+    from bprlab.errors import ConfigError
+
+    cfg, overrides = bpr_run
+    before = (RunPaths(cfg).root / "config.yaml").read_text()
+    bad = load_config(None, [*overrides, "method=bpr", "index.kind=pq", "index.pq_subquantizers=5"])
+    with pytest.raises(ConfigError, match="must divide the embedding dimension"):
+        stages.run(bad)
+    assert (RunPaths(cfg).root / "config.yaml").read_text() == before
+    hits = Retriever.from_run(RunPaths(cfg).root).search(_questions(cfg)[:2], k=3)
+    assert [[h.row for h in per] for per in hits] == _evaluated_rows(cfg, 3)[:2].tolist()
+
+
 def test_evaluate_and_the_retriever_encode_questions_alike(bpr_run, tmp_path):
     """One question encoder: evaluate's vectors are Retriever's, for the run's own checkpoint and for the same
     checkpoint named by path under another experiment's lengths; an override a trained run cannot honour is the
@@ -274,7 +308,7 @@ def test_search_takes_vectors_refuses_bad_input_and_never_imports_lightning(bpr_
     import subprocess
     import sys
 
-    from bprlab.errors import ConfigError
+    from bprlab.errors import ConfigError  # the API's InputError is one, and a ValueError
 
     cfg, overrides = bpr_run
     retriever = Retriever.from_config(None, overrides)
@@ -286,7 +320,7 @@ def test_search_takes_vectors_refuses_bad_input_and_never_imports_lightning(bpr_
     for bad, message in ((-1, "k=-1"), (0, "k=0"), (2.5, "k=2.5"), (True, "k=True")):
         with pytest.raises(ConfigError, match=message):
             retriever.search(questions, k=bad)
-    for bad, message in ((b"bytes", "decode bytes"), ([questions[0], 3], "got int"), (None, "NoneType")):
+    for bad, message in ((b"bytes", "decode bytes"), ([questions[0], 3], "item 1 is int"), (None, "NoneType")):
         with pytest.raises(ConfigError, match=message):
             retriever.search(bad, k=2)
     with pytest.raises(ConfigError, match="vectors must be a \\(Q, D\\) float array"):
@@ -329,7 +363,68 @@ def test_a_damaged_export_is_one_clear_error(bpr_run, tmp_path):
         damage()
         with pytest.raises(StageError, match=message):
             Retriever.from_export(out).search(questions, k=2)
+    import shutil
+
+    from bprlab.errors import ConfigError
+
+    shutil.rmtree(out)  # an export whose question tower lost its tokenizer: refused, not read as [UNK]s
+    assert main(["export", str(_empty(tmp_path)), *overrides, "--to", str(out)]) == 0
+    for path in (out / "question_encoder").iterdir():
+        if path.name.startswith(("tokenizer", "vocab")):
+            path.unlink()
+    with pytest.raises(ConfigError, match="question_encoder has no tokenizer files"):
+        Retriever.from_export(out).search(questions, k=2)
     with pytest.raises(StageError, match="not the corpus this export was made from"):
         other = tmp_path / "other.tsv"
         other.write_text("id\ttext\ttitle\n1\tsomething else\tX\n")
         Retriever.from_export(out, passages=other)
+
+
+KINDS = [["index.kind=flat"], ["index.kind=binary_flat"], ["index.kind=binary_hash", "index.hash_bits=4"],
+         ["index.kind=binary_pca", "index.code_bits=8", "index.rotation=itq"], ["index.kind=lsh"],
+         ["index.kind=pq", "index.pq_subquantizers=4", "index.pq_bits=2"], ["index.kind=int8"], ["index.kind=rabitq"],
+         ["index.kind=hnsw"], ["index.kind=bm25"]]
+
+
+def test_every_index_kind_refuses_bad_questions_with_one_value_error(tiny_overrides, tiny_data):
+    """NaN / inf rows, the wrong width or rank, integers, None items, bytes and impossible k: one ValueError naming
+    the input, on every kind, before faiss or a compiled kernel sees it (a NaN once ended the process); an empty
+    batch is no questions, not an error."""
+    from bprlab.errors import InputError
+
+    with open(tiny_data["passages"], "a") as handle:  # binary_pca fits 8 components on more than 8 passages
+        handle.writelines(f"{100 + i}\tFiller passage {i}, about nothing.\tFiller {i}\n" for i in range(8))
+    base = [*tiny_overrides, "name=kinds", "method=dpr", "eval.top_k=[1,3]"]
+    stages.train(load_config(None, base))
+    question = "What is the capital of Norway?"
+    for kind in KINDS:
+        overrides = [*base, *kind, *(["checkpoint=pretrained"] if "bm25" in kind[0] else [])]
+        cfg = load_config(None, overrides)
+        stages.encode(cfg)
+        stages.index(cfg)
+        retriever = Retriever.from_config(None, overrides)
+        texts_only = "bm25" in kind[0]
+        dim = 32
+        good = retriever.search([question], k=2)[0]
+        assert 1 <= len(good) <= 2
+        bad_vectors = {"nan": np.full((1, dim), np.nan, np.float32), "inf": np.vstack([np.ones((1, dim)), [[np.inf] * dim]]),
+                       "width": np.ones((1, dim + 1), np.float32), "rank": np.ones(dim, np.float32),
+                       "ints": np.ones((1, dim), np.int64)}
+        for name, vectors in bad_vectors.items():
+            with pytest.raises(ValueError) as caught:
+                retriever.search(vectors, k=2)
+            assert isinstance(caught.value, InputError) and "\n" not in str(caught.value), (kind, name)
+            expected = "texts, not vectors" if texts_only else {"nan": "not finite", "inf": "1 of 2 are not finite",
+                                                               "width": "33 wide", "rank": "float array",
+                                                               "ints": "float array"}[name]
+            assert expected in str(caught.value), (kind, name, str(caught.value))
+        for bad in ([question, None], b"bytes", [b"x"], 7):
+            with pytest.raises(InputError, match="questions: "):
+                retriever.search(bad, k=2)
+        for k in (0, -1, 2.5, "3"):
+            with pytest.raises(InputError, match="k="):
+                retriever.search([question], k=k)
+        assert retriever.search([], k=2) == []
+        if not texts_only:
+            assert retriever.search(np.zeros((0, dim), np.float32), k=2) == []
+        assert len(retriever.search([question], k=10**9)[0]) <= 16  # capped at the corpus

@@ -197,3 +197,12 @@ def test_a_moved_project_keeps_its_encodings_and_indexes(tiny_overrides, tiny_da
         metrics = stages.run(load_config(None, new_args))
     assert "already trained" in caplog.text and caplog.text.count("is current") >= 2  # encoding and index reused
     assert "building the passage store" not in caplog.text and metrics["num_questions"] == 8
+
+
+def test_run_with_an_encoding_part_says_how_parts_are_run(tiny_overrides):
+    from bprlab.errors import ConfigError
+
+    cfg = load_config(None, [*tiny_overrides, "encode.part=0/1"])
+    with pytest.raises(ConfigError, match="encode.part=0/1 encodes one part .* `bprlab run` without encode.part"):
+        stages.run(cfg)
+    assert not RunPaths(cfg).root.exists()  # refused before anything ran

@@ -165,6 +165,33 @@ def test_rows_run_alone_and_the_summary_waits_for_the_rest(tiny_overrides, tmp_p
     assert [r["method"] for r in rows] == ["bpr", "no-rerank", "zero-shot"] and (out / "summary.json").is_file()
 
 
+def test_a_damaged_unit_record_runs_again_and_a_file_as_out_stops_first(tiny_overrides, tmp_path, monkeypatch):
+    from bprlab.cli import reproduce as rep
+    from bprlab.cli import stages
+
+    zero_shot = f"rows:\n  - method: zero-shot\n    experiment: {REPO}/experiments/squad/zero_shot.yaml\n"
+    path = _table(tmp_path, zero_shot)
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    ran = []
+    real_run = stages.run
+    monkeypatch.setattr(stages, "run", lambda cfg, **kw: ran.append(cfg.name) or real_run(cfg, **kw))
+    with pytest.raises(ConfigError, match="--out .*taken: a file, not a folder"):
+        rep.reproduce(str(path), tiny_overrides, out=str(taken))
+    assert ran == [] and taken.read_text() == "x"
+    out = tmp_path / "table"
+    first = rep.reproduce(str(path), tiny_overrides, out=str(out))
+    record = out / "units" / "zero-shot" / "seed42.json"
+    for damage in ("[]", "{trunc", '{"fingerprint": "x"}'):
+        record.write_text(damage)
+        with pytest.raises(StageError, match="damaged or unfinished; --records-only runs nothing"):
+            rep.reproduce(str(path), tiny_overrides, out=str(out), records_only=True)
+        ran.clear()
+        again = rep.reproduce(str(path), tiny_overrides, out=str(out))  # unfinished: it runs again
+        assert [(r["method"], r["top1"]) for r in again] == [(r["method"], r["top1"]) for r in first]
+        assert ran == ["squad-zero-shot"] and json.loads(record.read_text())["method"] == "zero-shot"
+
+
 def test_a_units_fingerprint_holds_what_moves_its_numbers_only(tiny_overrides):
     from bprlab.cli.reproduce import unit_fingerprint
     from bprlab.config import load_config

@@ -53,6 +53,40 @@ def test_killed_run_resumes_from_last_with_beta_continuing(tiny_overrides):
     assert [s for s, _ in second.seen] == [3, 4, 5] and summary["global_step"] == 6
 
 
+class Batches(Recorder):
+    """What each step trained on (its question token ids)."""
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        super().on_train_batch_start(trainer, module, batch, batch_idx)
+        self.seen[-1] = (trainer.global_step, batch["question"]["input_ids"].tolist())
+
+
+def _weights(cfg):
+    import torch
+
+    return torch.load(RunPaths(cfg).last_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_one(tiny_overrides):
+    """Killed in the middle of an epoch (dropout on): the resumed run trains on the rest of that epoch's shuffle, with
+    the random state it had, and ends with the uninterrupted run's weights, bit for bit."""
+    import torch
+
+    base = [*tiny_overrides, "method=bpr", "train.epochs=3", "train.select_from_epoch=0"]
+    straight_cfg = load_config(None, [*base, "name=straight"])
+    straight = Batches()
+    train(straight_cfg, extra_callbacks=[straight])
+    resumed_cfg = load_config(None, [*base, "name=resumed"])
+    first = Batches(crash_at=3)  # 2 steps an epoch: step 3 is the second batch of epoch 1
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(resumed_cfg, extra_callbacks=[first])
+    second = Batches()
+    train(resumed_cfg, extra_callbacks=[second])
+    assert first.seen + second.seen == straight.seen  # the same batches, in the same order
+    ours, theirs = _weights(resumed_cfg), _weights(straight_cfg)
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
 def test_config_typo_exits_2_with_one_line(capsys, tmp_path):
     exp = tmp_path / "exp.yaml"
     exp.write_text("train:\n  max_stepz: 3\n")

@@ -98,15 +98,31 @@ def write_json(path: str | Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def read_json(path: str | Path) -> Any:
-    """A JSON artifact; a damaged one (truncated, edited) is a one-line error naming it, not a traceback."""
+# The command that writes each artifact again, by file name: what a damaged one's error advises
+REBUILD = {
+    "train.json": "train again: `bprlab train <experiment.yaml> --force`",
+    "manifest.json": "encode again: `bprlab encode <experiment.yaml> --force`",
+    "index.json": "index again: `bprlab index <experiment.yaml> --force`",
+    "metrics.json": "evaluate again: `bprlab evaluate <experiment.yaml> --force`",
+    "summary.json": "write it again from the unit records: `bprlab reproduce <table.yaml> --out <its folder> "
+                    "--records-only`",
+    "table.json": "write it again from the unit records: `bprlab reproduce <table.yaml> --out <its folder> "
+                  "--records-only`",
+    "bench.json": "run the bench again (its command is at the top of bench.md)",
+    "bprlab.json": "export the run again: `bprlab export <experiment.yaml> --to <folder>`",
+}
+
+
+def read_json(path: str | Path, rebuild: str | None = None) -> Any:
+    """A JSON artifact; a damaged one (truncated, edited) is a one-line error naming it and the command that writes
+    it again (`rebuild`, else by its file name), not a traceback."""
     from bprlab.errors import StageError
 
     try:
         return json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StageError(f"{path}: damaged ({exc.__class__.__name__}: {str(exc)[:80]}); rerun the stage that writes "
-                         "it with --force (train.json: `bprlab train --force`)") from None
+        advice = rebuild or REBUILD.get(Path(path).name, "run again the command that wrote it")
+        raise StageError(f"{path}: damaged ({exc.__class__.__name__}: {str(exc)[:80]}); {advice}") from None
 
 
 def fingerprint(*parts: Any) -> str:

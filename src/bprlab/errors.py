@@ -11,6 +11,11 @@ class ConfigError(BprlabError):
     """A config file or override is wrong; the message names the file and the key."""
 
 
+class InputError(ConfigError, ValueError):
+    """An argument of the Python API is unusable (question vectors or texts, k): the message says which and why.
+    A ValueError too, as Python code expects of a bad argument."""
+
+
 class DataFormatError(BprlabError):
     """A data file is malformed; the message names the file and the record."""
 

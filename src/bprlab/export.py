@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bprlab.artifacts import atomic_dir, read_json, write_json, write_text
@@ -118,9 +119,32 @@ def _write_towers(folder: Path, model, trained: RunConfig, tokenizer) -> None:
         tokenizer.save_pretrained(folder / f"{side}_encoder")
         write_sentence_transformers(folder / f"{side}_encoder", tower, trained.model.pooling.value,
                                     trained.model.normalize, length)
+    check_sentence_transformers(folder / "question_encoder", model.question_tower, collator)
     if model.question_tower.projection is not None:
         torch.save({"question": model.question_tower.projection.state_dict(),
                     "passage": model.passage_tower.projection.state_dict()}, folder / "projection.pt")
+
+
+PROBE_QUESTIONS = ["who wrote the declaration of independence", "what is the capital of norway"]
+
+
+def check_sentence_transformers(folder: Path, tower, collator) -> None:
+    """Where sentence-transformers is installed, the exported question tower must load in it and give the run's own
+    vectors (a missing or wrong modules.json makes it fall back to mean pooling without a word): the export is
+    refused otherwise, before anything is written in its place."""
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:  # not a dependency: the files are written for those who have it
+        return
+    with torch.inference_mode():
+        batch = collator.questions(PROBE_QUESTIONS)
+        ours = tower.to("cpu").eval()(**batch).float().numpy()
+    theirs = SentenceTransformer(str(folder), device="cpu").encode(PROBE_QUESTIONS)
+    # a projection's LayerNorm: sentence-transformers' eps is 1e-5, the run's the encoder's own (export_st)
+    if theirs.shape != ours.shape or not np.allclose(theirs, ours, rtol=1e-3, atol=1e-4):
+        gap = float(np.abs(theirs - ours).max()) if theirs.shape == ours.shape else theirs.shape
+        raise StageError(f"{folder}: sentence-transformers does not load it as the run encodes (largest difference "
+                         f"{gap}); the export was not written")
 
 
 def load_exported_index(folder: Path, cfg: RunConfig):
@@ -171,6 +195,11 @@ def model_card(trained: RunConfig, cfg: RunConfig, meta: dict) -> str:
               "questions = SentenceTransformer('question_encoder').encode(['a question'])",
               "passages = SentenceTransformer('passage_encoder').encode([['a title', 'a passage text']])  # (title, text)",
               "codes = quantize_embeddings(passages, precision='ubinary')  # BPR's packed codes", "```", "",
+              "sentence-transformers reads modules.json, sentence_bert_config.json and 1_Pooling/ (2_Dense/ and "
+              "3_LayerNorm/ for a projection; a Normalize step is named in modules.json) beside the weights: keep "
+              "the folder whole. Without modules.json it falls back to mean pooling and gives other vectors, without "
+              "a warning. `bprlab export` checked that this folder loads in sentence-transformers as the run "
+              "encodes.", "",
               "With plain transformers:", "", "```python", "from transformers import AutoModel, AutoTokenizer",
               "tokenizer = AutoTokenizer.from_pretrained('question_encoder')",
               "model = AutoModel.from_pretrained('question_encoder')",

@@ -25,7 +25,7 @@ import numpy as np
 from bprlab.config import load_config
 from bprlab.config.schema import RunConfig
 from bprlab.data.records import Passage
-from bprlab.errors import ConfigError, StageError
+from bprlab.errors import InputError, StageError
 
 EXPORT_META = "bprlab.json"
 
@@ -167,16 +167,18 @@ class Retriever:
         ([1, 2], True)
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ConfigError(f"k={k!r}: the number of passages per question, a whole number >= 1")
+            raise InputError(f"k={k!r}: the number of passages per question, a whole number >= 1")
         k = int(min(k, max(1, self.index.ntotal)))  # more than the corpus holds would only be padding
         if isinstance(questions, np.ndarray):
             if self.index.input_kind == "text":
-                raise ConfigError("questions: this index (bm25) searches question texts, not vectors")
+                raise InputError("questions: this index (bm25) searches question texts, not vectors")
             queries = _vectors(questions)
         else:
             texts = _texts(questions)
+            if not texts:
+                return []
             queries = texts if self.index.input_kind == "text" else self.encoder.encode(texts)
-        result = self.index.search(queries, k)
+        result = self.index.search(queries, k)  # every kind checks its vectors (shape, finite) before searching
         return [self._hits(rows, scores) for rows, scores in zip(result.rows, result.scores)]
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
@@ -195,18 +197,20 @@ class Retriever:
 def _texts(questions) -> list[str]:
     """One question or a sequence of them, all text: bytes and other objects are refused, not str()-ed."""
     if isinstance(questions, (bytes, bytearray)) or (not isinstance(questions, str) and not isinstance(questions, Sequence)):
-        raise ConfigError(f"questions: expected text (str) or a list of texts, got {type(questions).__name__}; "
+        raise InputError(f"questions: expected text (str) or a list of texts, got {type(questions).__name__}; "
                           "decode bytes first")
     questions = [questions] if isinstance(questions, str) else list(questions)
-    bad = next((q for q in questions if not isinstance(q, str)), None)
+    bad = next((i for i, q in enumerate(questions) if not isinstance(q, str)), None)  # None is a bad item too
     if bad is not None:
-        raise ConfigError(f"questions: every question must be text (str), got {type(bad).__name__} {bad!r:.40}")
+        item = questions[bad]
+        raise InputError(f"questions: every question must be text (str); item {bad} is {type(item).__name__} "
+                         f"{item!r:.40}")
     return questions
 
 
 def _vectors(questions: np.ndarray) -> np.ndarray:
     if questions.ndim != 2 or not np.issubdtype(questions.dtype, np.floating):
-        raise ConfigError(f"questions: vectors must be a (Q, D) float array, got {questions.dtype} {questions.shape}")
+        raise InputError(f"questions: vectors must be a (Q, D) float array, got {questions.dtype} {questions.shape}")
     return np.ascontiguousarray(questions, dtype=np.float32)
 
 

@@ -1,7 +1,7 @@
 """The run directory: where each stage reads and writes (stages talk only through these files).
 
 runs/<name>/
-  config.yaml, provenance.json       resolved config, git revision, seed, library versions (every stage)
+  config.yaml, provenance.json       resolved config, git revision, seed, library versions (after train and index)
   checkpoints/last.ckpt, best-*.ckpt train
   train.json                         train: which checkpoint is best, steps, val/avg_rank
   passages/<weights>-<emb|code>/     encode: one shard set per rank + manifest.json

@@ -164,7 +164,13 @@ def report_from(folder: Path) -> Path:
     if not path.is_file():
         raise StageError(f"{path}: not found; run `bprlab bench search --out {folder}` first")
     result = read_json(path)
-    if not result.get("rows") or any("raw" not in row for row in result["rows"]):
-        raise StageError(f"{path}: holds no stored timings (a bench from before they were kept, or empty); run the "
-                         "bench again")
-    return write_report(derive(result), Path(folder))
+    rows = result.get("rows") if isinstance(result, dict) else None
+    if not isinstance(rows, list) or not rows or any(not isinstance(row, dict) or "raw" not in row for row in rows):
+        raise StageError(f"{path}: holds no stored timings (a bench from before they were kept, empty, or not a "
+                         "bench's record); run the bench again")
+    try:
+        derived = derive(result)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:  # edited or truncated by hand
+        raise StageError(f"{path}: its timings are not in the shape `bprlab bench` writes ({type(exc).__name__}: "
+                         f"{str(exc)[:60]}); run the bench again") from None
+    return write_report(derived, Path(folder))

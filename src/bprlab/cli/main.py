@@ -182,16 +182,18 @@ def _count(value: str | None, option: str) -> int | None:
 def _report(args: argparse.Namespace) -> int:
     """One sweep's report, or both documents; one with nothing to report is left as it is (and said so)."""
     from bprlab.eval.ablations import write_ablations
-    from bprlab.eval.results import write_results, write_sweep_report
+    from bprlab.eval.results import NothingToReport, write_results, write_sweep_report
 
     if args.sweep:
         print(f"written: {write_sweep_report(Path(args.runs) / 'sweeps' / args.sweep)}")
         return 0
+    if Path(args.out).exists() and not Path(args.out).is_dir():  # before any summary is read
+        raise ConfigError(f"--out {args.out}: a file, not a folder (RESULTS.md and ABLATIONS.md are written into it)")
     written, skipped = [], []
     for write, source in ((write_results, args.runs), (write_ablations, args.ablations)):
         try:
             written.append(write(source, args.out))
-        except StageError as exc:
+        except NothingToReport as exc:  # a damaged table is not skipped: it stops the report
             skipped.append(str(exc))
     if not written:
         raise StageError(" / ".join(skipped))

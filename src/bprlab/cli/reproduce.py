@@ -115,6 +115,23 @@ def unit_path(folder: Path, unit: Unit) -> Path:
     return folder / "units" / slug / f"seed{unit.seed}.json"
 
 
+def _read_record(path: Path) -> dict | None:
+    """A unit's record; None where there is none, or where it is damaged or not a record (an interrupted write, an
+    edit): such a unit is unfinished and runs again."""
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path)
+    except StageError as exc:
+        log.warning("%s: the unit runs again", exc)
+        return None
+    if not (isinstance(record, dict) and isinstance(record.get("metrics"), dict)
+            and isinstance(record.get("outcomes"), dict) and "fingerprint" in record):
+        log.warning("%s: not a unit record (expected fingerprint, metrics, outcomes); the unit runs again", path)
+        return None
+    return record
+
+
 def run_unit(unit: Unit, folder: Path, records_only: bool = False) -> dict | None:
     """The unit's record: read when current, else the run's stages (each skips what is current) and a new
     record. None on a non-zero DDP rank (rank 0 evaluates and records). `records_only`: a current record as it
@@ -126,8 +143,8 @@ def run_unit(unit: Unit, folder: Path, records_only: bool = False) -> dict | Non
         stages.prepare(unit.cfg)
     stamp = unit_fingerprint(unit.cfg)
     path = unit_path(folder, unit)
-    if path.is_file():
-        record = read_json(path)
+    record = _read_record(path)
+    if record is not None:
         if record.get("fingerprint") == stamp and records_only:
             return record
         if record.get("fingerprint") == stamp and _lacks_stage(unit.cfg, record):
@@ -140,7 +157,8 @@ def run_unit(unit: Unit, folder: Path, records_only: bool = False) -> dict | Non
             log.info("=== %s seed %d: %s was made from other inputs; running it again", unit.row.method, unit.seed,
                      path)
     if records_only:
-        state = "made from other inputs" if path.is_file() else "not recorded"
+        state = "not recorded" if not path.is_file() else "damaged or unfinished" if record is None else \
+            "made from other inputs"
         raise StageError(f"{path}: {state}; --records-only runs nothing: run `bprlab reproduce` without it")
     log.info("=== %s seed %d (%s)", unit.row.method, unit.seed, unit.cfg.name)
     start, cpu = time.perf_counter(), time.process_time()
@@ -165,6 +183,8 @@ def reproduce(table_path: str, overrides: list[str], dataset: str | None = None,
                           f"{', '.join(row.method for row in table.rows)})")
     units = plan_units(table, overrides, seeds)
     folder = output_folder(table, units[0].cfg, out)
+    if folder.exists() and not folder.is_dir():  # before any unit runs, not after them all
+        raise ConfigError(f"--out {folder}: a file, not a folder (the table's summary and unit records go in it)")
     command = " ".join(["bprlab", "reproduce", table_path, *(["--dataset", dataset] if dataset else []),
                         *(["--seeds", str(seeds)] if seeds is not None else []), *(["--out", out] if out else []),
                         *map(shlex.quote, overrides)])

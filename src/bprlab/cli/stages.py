@@ -1,4 +1,8 @@
-"""The stage commands: each reads the run directory, does one thing, and records config + provenance."""
+"""The stage commands: each reads the run directory, does one thing, and records config + provenance.
+
+The run's config.yaml is written when training or an index has been built, never before: it is what
+`Retriever.from_run` reads, so it must name weights and an index the run holds (a `run` that stops at its index
+stage leaves the last good config; an encoding records its own inputs in its manifest)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import logging
 from pathlib import Path
 
 from bprlab.config.schema import Checkpoint, DatasetName, RunConfig
-from bprlab.errors import StageError
+from bprlab.errors import ConfigError, StageError
 from bprlab.runs import NAMED_CHECKPOINTS, RunPaths
 
 log = logging.getLogger("bprlab")
@@ -47,16 +51,22 @@ def train(cfg: RunConfig, force: bool = False) -> None:
     from bprlab.data.registry import data_paths
 
     data_paths(cfg.data).training()  # before any weights load: a dataset without training files says so at once
-    RunPaths(cfg).record()
+    paths = RunPaths(cfg)
+    before = _stamp(paths.train_summary)
     summary = fit(cfg, force=force)
+    if _stamp(paths.train_summary) != before or not (paths.data_root / "config.yaml").is_file():
+        paths.record()  # new weights; a run already trained keeps the config of its last index
     log.info("trained %s: %s", cfg.name, json.dumps(summary))
+
+
+def _stamp(path: Path) -> int | None:
+    return path.stat().st_mtime_ns if path.is_file() else None
 
 
 def encode(cfg: RunConfig, force: bool = False) -> None:
     from bprlab.lit.encode import encode as run_encode
 
-    RunPaths(cfg).record()
-    log.info("encoded passages: %s", run_encode(cfg, force=force))
+    log.info("encoded passages: %s", run_encode(cfg, force=force))  # its manifest records what encoded them
 
 
 def _is_rank_zero() -> bool:
@@ -71,7 +81,9 @@ def index(cfg: RunConfig, force: bool = False) -> None:
 
     if not _is_rank_zero():
         return
-    log.info("index: %s", build_index(cfg, force=force))
+    built = build_index(cfg, force=force)
+    RunPaths(cfg).record()
+    log.info("index: %s", built)
 
 
 def evaluate(cfg: RunConfig, force: bool = False, inputs_current: bool = False) -> dict | None:
@@ -94,6 +106,10 @@ def evaluate(cfg: RunConfig, force: bool = False, inputs_current: bool = False) 
 
 
 def run(cfg: RunConfig, force: bool = False) -> dict | None:
+    if cfg.encode.part:  # a part leaves the encoding unfinished by design: index would find nothing to read
+        raise ConfigError(f"encode.part={cfg.encode.part} encodes one part of the corpus (an array job of `bprlab "
+                          "encode`); `bprlab run` needs the whole encoding: run the parts with `bprlab encode`, then "
+                          "`bprlab run` without encode.part")
     if _is_rank_zero():  # other ranks wait for rank 0 when the process group forms in `train`
         prepare(cfg)
     train(cfg, force=force)

@@ -6,6 +6,8 @@ the file (or the command-line argument) and the dotted key named.
 
 from __future__ import annotations
 
+import math
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -72,8 +74,6 @@ def parse_overrides(overrides: Iterable[str]) -> DictConfig:
 
 def _section_keys(dotted: str) -> list[str] | None:
     """The keys of the schema section `dotted` names (`data`, `data.squad`, ...), or None for a plain key."""
-    from dataclasses import fields, is_dataclass
-
     node = RunConfig()
     for part in dotted.split("."):
         if not is_dataclass(node) or part not in {f.name for f in fields(node)}:
@@ -160,6 +160,22 @@ def _check_ranges(cfg: RunConfig, problems: list[str]) -> None:
         problems.append("eval.max_questions: null (all) or >= 1")
     if cfg.data.num_workers < 0:
         problems.append("data.num_workers: must be >= 0")
+    for key in ("max_question_length", "max_passage_length"):  # below 3 a tokenizer stops truncating, silently
+        if getattr(cfg.data, key) < 3:
+            problems.append(f"data.{key}: at least 3 tokens ([CLS], [SEP] and one word piece)")
+    if cfg.hash.gamma < 0:
+        problems.append("hash.gamma: must be >= 0 (beta = sqrt(1 + gamma * step) needs 1 + gamma * step >= 0)")
+    problems += [f"{key}={value}: must be a finite number" for key, value in _floats(cfg) if not math.isfinite(value)]
+
+
+def _floats(node, prefix: str = ""):
+    """(dotted key, value) of every float in the config (NaN and inf pass the schema's types)."""
+    for f in fields(node):
+        value = getattr(node, f.name)
+        if is_dataclass(value):
+            yield from _floats(value, f"{prefix}{f.name}.")
+        elif isinstance(value, float):
+            yield f"{prefix}{f.name}", value
 
 
 def _data_problems(cfg: RunConfig) -> list[str]:

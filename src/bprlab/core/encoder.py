@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bprlab.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 MINILM = "minilm"  # alias of the packaged sentence-transformers/all-MiniLM-L6-v2 (offline)
@@ -28,8 +30,6 @@ def resolve_model_name(name: str) -> str:
 
 
 def _unloadable(name: str, exc: Exception):
-    from bprlab.errors import ConfigError
-
     where = "a local folder without a Hugging Face model" if Path(name).exists() else \
         "not a local folder, and not loadable from the Hugging Face hub (misspelt, or offline?)"
     return ConfigError(f"config: model.name={name!r}: {where} ({str(exc).splitlines()[0][:100]}); the offline "
@@ -39,10 +39,33 @@ def _unloadable(name: str, exc: Exception):
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
+    path = resolve_model_name(name)
+    if Path(path).is_dir() and not any((Path(path) / f).is_file() for f in TOKENIZER_FILES):
+        raise ConfigError(f"model.name={name}: {path} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
+                          "copy the tokenizer beside the weights (transformers would build a near-empty vocabulary)")
     try:
-        return AutoTokenizer.from_pretrained(resolve_model_name(name))
+        tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
         raise _unloadable(name, exc) from None
+    _check_vocabulary(name, tokenizer)
+    return tokenizer
+
+
+# Any one of these makes a tokenizer folder (fast tokenizer, WordPiece / BPE vocabularies, SentencePiece models)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
+PROBE = "The capital of France is Paris, and the river is the Seine."
+
+
+def _check_vocabulary(name: str, tokenizer) -> None:
+    """A tokenizer that maps an ordinary English sentence to unknown tokens only would make every question the
+    same vector, silently: refused, naming the model."""
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    ids = [i for i in tokenizer(PROBE, add_special_tokens=False)["input_ids"]]
+    if unknown is not None and ids and all(i == unknown for i in ids):
+        raise ConfigError(f"model.name={name}: its tokenizer maps every word of an English sentence to "
+                          f"{tokenizer.unk_token!r} (a vocabulary of {len(tokenizer)} tokens): the tokenizer files "
+                          "are damaged or belong to another model")
 
 
 def load_backbone(name: str) -> nn.Module:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from bprlab.config.schema import Estimator
+from bprlab.errors import InputError
 
 
 def hash_beta(step: int, gamma: float) -> float:
@@ -59,6 +60,10 @@ def pack_codes(emb: np.ndarray | torch.Tensor) -> np.ndarray:
         emb = emb.detach().cpu().numpy()
     if emb.ndim != 2 or emb.shape[1] % 8:
         raise ValueError(f"pack_codes expects (N, d) with d a multiple of 8, got {emb.shape}")
+    finite = np.isfinite(emb).all(axis=1)
+    if not finite.all():  # NaN >= 0 is False: a broken vector would become a plausible all-zero code
+        raise InputError(f"vectors to sign: {int((~finite).sum())} of {len(emb)} are not finite (NaN or inf); the "
+                         "weights that made them are broken (train again: `bprlab train <experiment.yaml> --force`)")
     return np.packbits(emb >= 0, axis=1)
 
 

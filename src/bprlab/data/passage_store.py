@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from bprlab.artifacts import atomic_dir, file_sha256, read_json, write_json
 from bprlab.data.readers import iter_passages
 from bprlab.data.records import Passage
-from bprlab.errors import DataFormatError
+from bprlab.errors import DataFormatError, StageError
 
 log = logging.getLogger(__name__)
 SOURCE = "source.json"
@@ -61,7 +61,7 @@ class PassageStore:
         Computed once per store and kept beside it (ROWS), keyed by the source file's hash."""
         cached = self.store_dir / ROWS if self.store_dir else None
         if cached is not None and cached.is_file():
-            saved = read_json(cached)
+            saved = _cached(cached)
             if saved.get("source_sha256") == self.fingerprint() and saved.get("rows_sha256"):
                 return saved["rows_sha256"]
         digest = hashlib.sha256()
@@ -85,7 +85,7 @@ class PassageStore:
         store_dir = Path(store_dir) if store_dir else tsv.with_name(tsv.name + ".arrow")
         stamp = _source_stamp(iter_passages_checked(tsv))
         if (store_dir / SOURCE).is_file():
-            saved = read_json(store_dir / SOURCE)
+            saved = _cached(store_dir / SOURCE)
             if {k: saved.get(k) for k in stamp} == stamp:
                 return cls(datasets.load_from_disk(str(store_dir)), saved, store_dir)
         log.info("building the passage store %s from %s (once)", store_dir, tsv)
@@ -183,3 +183,12 @@ class IndexedPassages(Dataset):
 
     def __getitem__(self, row: int) -> tuple[int, Passage]:
         return row, self.store[row]
+
+
+def _cached(path: Path) -> dict:
+    """A cache's record, or {} where it is damaged: a cache is rebuilt, never trusted or fatal."""
+    try:
+        saved = read_json(path)
+    except StageError:
+        return {}
+    return saved if isinstance(saved, dict) else {}

@@ -13,7 +13,8 @@ import logging
 import random
 from typing import Sequence
 
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import Dataset, Sampler
 
 from bprlab.data.collate import Sample
 from bprlab.data.records import BiencoderRecord, Passage
@@ -78,3 +79,29 @@ class BiencoderSamples(Dataset):
         while len(chosen) < self.num_hard + self.num_other:
             chosen.append(rng.choice(pool))
         return chosen
+
+
+class ResumableShuffle(Sampler[int]):
+    """The order torch's RandomSampler gives (a permutation from a seed drawn from the global RNG when an epoch
+    starts, so runs keep the order they always had), which can also continue an epoch part-way: `resume(seed, skip)`
+    makes the next pass use that permutation without drawing from the global RNG, starting `skip` indices in (the
+    batches a killed run had already trained on)."""
+
+    def __init__(self, size: int):
+        self.size, self.seed = size, None
+        self._resume: tuple[int, int] | None = None
+
+    def resume(self, seed: int, skip: int) -> None:
+        self._resume = (int(seed), int(skip))
+
+    def __iter__(self):
+        if self._resume is not None:
+            (self.seed, skip), self._resume = self._resume, None
+        else:  # exactly RandomSampler's draw: one int64 from the global RNG
+            self.seed, skip = int(torch.empty((), dtype=torch.int64).random_().item()), 0
+        generator = torch.Generator()
+        generator.manual_seed(self.seed)
+        yield from torch.randperm(self.size, generator=generator).tolist()[skip:]
+
+    def __len__(self) -> int:
+        return self.size

@@ -28,7 +28,7 @@ from bprlab.config.schema import SquadConfig
 from bprlab.data.clusters import PARAGRAPH, write_clusters
 from bprlab.data.readers import write_biencoder, write_passages, write_qa
 from bprlab.data.records import BiencoderRecord, Passage, QARecord
-from bprlab.errors import DataFormatError
+from bprlab.errors import DataFormatError, StageError
 from bprlab.eval.answers import has_answer
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,10 @@ def prepare_squad(cfg: SquadConfig, out_dir: str | Path, force: bool = False) ->
     if not source.is_file():
         raise DataFormatError(source, None, "SQuAD v1.1 JSON not found (set data.squad.source)")
     stamp = fingerprint(asdict(cfg), file_sha256(source), FORMAT)
-    if not force and (out_dir / MANIFEST).is_file() and read_json(out_dir / MANIFEST).get("fingerprint") == stamp:
+    manifest = _manifest(out_dir / MANIFEST)
+    if not force and isinstance(manifest, dict) and manifest.get("fingerprint") == stamp:
         log.info("%s is current (fingerprint %s)", out_dir, stamp)
-        return read_json(out_dir / MANIFEST)
+        return manifest
 
     articles = _load_articles(source)
     splits = _split_articles([a["title"] for a in articles], cfg)
@@ -101,6 +102,18 @@ def prepare_squad(cfg: SquadConfig, out_dir: str | Path, force: bool = False) ->
         }
         write_json(tmp / MANIFEST, manifest)
     return manifest
+
+
+def _manifest(path: Path) -> dict | None:
+    """The prepared folder's manifest; None where it is missing or damaged (the folder is then prepared again)."""
+    if not path.is_file():
+        return None
+    try:
+        manifest = read_json(path)
+    except StageError as exc:
+        log.warning("%s; preparing the squad files again", exc)
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 def _find_source(source: str) -> Path:

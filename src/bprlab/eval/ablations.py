@@ -13,12 +13,11 @@ import os
 from pathlib import Path
 
 from bprlab.artifacts import write_text
-from bprlab.errors import StageError
 from bprlab.eval.claims import claim_rows
 from bprlab.eval.claims_report import claims_markdown
 from bprlab.eval.curve_note import curve_note
 from bprlab.eval.report import comparison_table, interval_legend, markdown_table, stage_table
-from bprlab.eval.results import load_summaries
+from bprlab.eval.results import NothingToReport, load_summaries
 from bprlab.eval.study_diff import changes_markdown, read_previous, write_verdicts
 
 HEADER = """# Ablations
@@ -39,7 +38,7 @@ def write_ablations(folder: str | Path = "experiments/ablations", out: str | Pat
     folder, out = Path(folder), Path(out)
     tables = load_summaries(folder, report="ablations")
     if not tables:
-        raise StageError(f"{folder}: no ablation tables here (<table>/summary.json from `make ablations`); "
+        raise NothingToReport(f"{folder}: no ablation tables here (<table>/summary.json from `make ablations`); "
                          f"{out / 'ABLATIONS.md'} was left as it is")
     relative = Path(os.path.relpath(folder, out))
     parts = [HEADER.format(folder=folder)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from bprlab.artifacts import read_json, write_text
+from bprlab.artifacts import REBUILD, read_json, write_text
 from bprlab.errors import StageError
 from bprlab.eval.report import RELEVANCE_COLUMNS, metric_cell
 from bprlab.eval.plots import pyplot, bars, frontier, save
@@ -32,6 +32,10 @@ they show the pipeline and the relative behaviour of the methods, not the paper'
 """
 
 
+class NothingToReport(StageError):
+    """A folder without any table to report: that document is left as it is (a damaged table is an error)."""
+
+
 def load_summaries(root: str | Path, report: str | None = None) -> list[dict]:
     """Every <root>/<table>/summary.json with its table.json, optionally only the tables of one report
     (`results` or `ablations`, the table file's `report:`)."""
@@ -39,9 +43,22 @@ def load_summaries(root: str | Path, report: str | None = None) -> list[dict]:
     for summary in sorted(Path(root).glob("*/summary.json")):
         meta_path = summary.with_name("table.json")
         meta = read_json(meta_path) if meta_path.is_file() else {"table": summary.parent.name}
+        if not isinstance(meta, dict) or not isinstance(meta.get("claims", []), list):
+            raise StageError(f"{meta_path}: not a table's record (expected an object with table, command, claims); "
+                             f"{REBUILD['table.json']}")
         if report is None or meta.get("report", "results") == report:
-            tables.append({**meta, "run_name": summary.parent.name, "rows": read_json(summary)})
+            tables.append({**meta, "run_name": summary.parent.name, "rows": _rows(summary)})
     return tables
+
+
+def _rows(path: Path) -> list[dict]:
+    """A summary's rows: a non-empty list of rows, each naming its method."""
+    rows = read_json(path)
+    if not (isinstance(rows, list) and rows and all(isinstance(r, dict) and isinstance(r.get("method"), str)
+                                                    for r in rows)):
+        raise StageError(f"{path}: not a table summary (expected a non-empty list of rows, each with a method); "
+                         f"{REBUILD['summary.json']}")
+    return rows
 
 
 def _num(value, digits: int = 1) -> str:
@@ -91,7 +108,7 @@ def write_results(runs: str | Path = "runs", out: str | Path = "experiments") ->
     are none, so a mistyped --runs never replaces a report with an empty one."""
     tables = load_summaries(runs, report="results")
     if not tables:
-        raise StageError(f"{runs}: no table summaries here (<table>/summary.json); run `make reproduce` or "
+        raise NothingToReport(f"{runs}: no table summaries here (<table>/summary.json); run `make reproduce` or "
                          f"`make demo` first. {Path(out) / 'RESULTS.md'} was left as it is")
     out = Path(out)
     plots = plot_frontiers(tables, out / "plots") + plot_tables(tables, out / "plots")

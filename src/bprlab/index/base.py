@@ -15,7 +15,7 @@ import numpy as np
 
 from bprlab.artifacts import atomic_dir, read_json, write_json
 from bprlab.config.schema import IndexConfig
-from bprlab.errors import StageError
+from bprlab.errors import InputError, StageError
 from bprlab.index.registry import kind_of
 
 META = "index.json"
@@ -95,6 +95,26 @@ class RetrievalIndex(Protocol):
 
     threads: int | None  # CPU threads for the following searches (None: every core); settable
     device: str  # "cpu" or "cuda": where searches run
+
+
+def checked_vectors(vectors, dim: int, what: str = "question vectors") -> np.ndarray:
+    """(Q, dim) finite floats as contiguous float32, else one InputError saying what is wrong: every kind's search
+    checks its questions here before faiss or a compiled kernel sees them (a NaN there can end the process)."""
+    array = np.asarray(vectors)
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"{what}: expected a (Q, {dim}) float array, got {array.dtype} of shape {array.shape}")
+    if array.shape[1] != dim:
+        raise InputError(f"{what}: {array.shape[1]} wide, the index takes {dim} (was it built with another model?)")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    finite = np.isfinite(array).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise InputError(f"{what}: {len(bad)} of {len(array)} are not finite (NaN or inf), the first at row {bad[0]}")
+    return array
+
+
+def empty_result(k: int) -> SearchResult:
+    return SearchResult(np.zeros((0, k), np.float32), np.zeros((0, k), np.int64))
 
 
 def create_index(cfg: IndexConfig, dim: int | None) -> RetrievalIndex:

@@ -26,7 +26,7 @@ import numpy as np
 from bprlab.config.schema import IndexConfig, IndexKind, SearchBackend, SearchDevice
 from bprlab.core.scoring import inner_product_from_hamming
 from bprlab.errors import ConfigError, StageError
-from bprlab.index.base import SearchResult, SearchStats, top_k
+from bprlab.index.base import SearchResult, SearchStats, checked_vectors, empty_result, top_k
 from bprlab.index.binary_search import FaissSearch, HashSettings, NativeSearch, Search, TorchSearch
 from bprlab.index.kernels.buckets import BucketTable, slice_keys
 
@@ -153,21 +153,22 @@ class BinaryIndex:
         stage (index.candidate_generation=false)."""
         if not self.candidate_generation:
             return None
-        search = self._checked_searcher(question_emb)
-        hamming, rows, _ = search.candidates(np.ascontiguousarray(question_emb, dtype=np.float32), depth)
+        question_emb = checked_vectors(question_emb, self.dim)
+        if len(question_emb) == 0:
+            return empty_result(depth)
+        hamming, rows, _ = self._checked_searcher().candidates(question_emb, depth)
         return top_k(inner_product_from_hamming(hamming.astype(np.float32), self.dim), rows, depth)
 
-    def _checked_searcher(self, question_emb: np.ndarray) -> Search:
-        if question_emb.ndim != 2 or question_emb.shape[1] != self.dim:
-            raise StageError(f"question embeddings of shape {question_emb.shape} for a {self.dim}-bit index: "
-                             "the index was built with another model; rebuild it")
+    def _checked_searcher(self) -> Search:
         if self.ntotal == 0:
             raise StageError("the binary index is empty: nothing to search")
         return self._searcher()
 
     def search(self, question_emb: np.ndarray, k: int) -> SearchResult:
-        question_emb = np.ascontiguousarray(question_emb, dtype=np.float32)  # (Q, D)
-        search = self._checked_searcher(question_emb)
+        question_emb = checked_vectors(question_emb, self.dim)  # (Q, D) finite float32
+        if len(question_emb) == 0:
+            return empty_result(k)
+        search = self._checked_searcher()
         start = time.perf_counter()
         if not self.candidate_generation:  # the ablation: <e_q, sign(e_p)> against every stored code
             scores, rows = search.score_all(question_emb, k)

@@ -33,6 +33,10 @@ def build_index(cfg: RunConfig, force: bool = False) -> Path:
         log.info("%s is current", out)
         return out
     values, manifest = read_encoded(encoded)
+    if values.dtype.kind == "f" and not np.isfinite(values).all():  # faiss would index them, or worse
+        bad = int((~np.isfinite(values).all(axis=1)).sum())
+        raise StageError(f"{encoded}: {bad} of {len(values)} passage vectors are not finite (NaN or inf): the weights "
+                         "that encoded them are broken; train again (`bprlab train <experiment.yaml> --force`)")
     index = create_index(cfg.index, manifest["dim"])
     index.build(values)
     # the weights that encoded the passages: evaluate refuses to search them with other question weights

@@ -27,7 +27,7 @@ import numpy as np
 
 from bprlab.config.schema import IndexConfig, IndexKind, Rotation
 from bprlab.errors import ConfigError, StageError
-from bprlab.index.base import SearchResult, SearchStats
+from bprlab.index.base import SearchResult, SearchStats, checked_vectors, empty_result
 from bprlab.index.threads import faiss_threads
 
 FILE = "faiss.index"
@@ -134,13 +134,16 @@ class FaissIndex:
         return None  # no candidate stage to measure
 
     def search(self, question_emb: np.ndarray, k: int) -> SearchResult:
+        question_emb = checked_vectors(question_emb, self.index.d)  # faiss asserts (or worse) on anything else
+        if len(question_emb) == 0:
+            return empty_result(k)
         hnsw = self.kind is IndexKind.hnsw
         if hnsw:
             faiss.cvar.hnsw_stats.reset()
         if self.rescore:  # the base index proposes num_candidates, the float vectors order them
             faiss.downcast_index(self.index).k_factor = max(1.0, self.num_candidates / k)
         with faiss_threads(self.threads):
-            scores, rows = self.index.search(np.ascontiguousarray(question_emb, dtype=np.float32), k)
+            scores, rows = self.index.search(question_emb, k)
         self.stats.queries += len(question_emb)
         # a graph search compares the question with the vectors it visits; every other kind scans them all
         self.stats.codes_scanned += faiss.cvar.hnsw_stats.ndis if hnsw else len(question_emb) * self.ntotal

@@ -23,7 +23,7 @@ import numpy as np
 from bprlab.config.schema import IndexConfig, Rotation
 from bprlab.core.hashing import pack_codes
 from bprlab.errors import ConfigError, StageError
-from bprlab.index.base import SearchResult, SearchStats
+from bprlab.index.base import SearchResult, SearchStats, checked_vectors
 from bprlab.index.binary import BinaryIndex
 
 REDUCTION = "reduction.npz"
@@ -101,18 +101,11 @@ class ReducedBinaryIndex:
     def add(self, vectors: np.ndarray) -> None:
         if self.matrix is None:
             raise StageError("binary_pca: the reduction is fitted by build(vectors) before passages are added")
-        vectors = self._checked(vectors, "passage")
+        vectors = checked_vectors(vectors, self.input_dim, "passage vectors")
         self.inner.add(pack_codes(vectors @ self.matrix.T + self.offset))
 
-    def _checked(self, vectors: np.ndarray, what: str) -> np.ndarray:
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.input_dim:
-            raise StageError(f"{what} embeddings of shape {vectors.shape} for an index reducing {self.input_dim}-d "
-                             "embeddings: the index was built with another model; rebuild it")
-        return vectors
-
     def _project(self, question_emb: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(self._checked(question_emb, "question") @ self.matrix.T)
+        return np.ascontiguousarray(checked_vectors(question_emb, self.input_dim) @ self.matrix.T)
 
     def search(self, question_emb: np.ndarray, k: int) -> SearchResult:
         return self.inner.search(self._project(question_emb), k)

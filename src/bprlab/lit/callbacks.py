@@ -1,10 +1,14 @@
-"""Callbacks: model selection from an epoch on, and sharded, atomic writing of encoded passages."""
+"""Callbacks: model selection from an epoch on, random state across a resume, and sharded, atomic writing of
+encoded passages."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
+import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
 
 from bprlab.artifacts import atomic_path
@@ -28,6 +32,46 @@ class SelectionCheckpoint(ModelCheckpoint):
 # piled up, growing with the corpus), every 16 when the main process builds them itself (trimming every batch there
 # re-faults the pages it gave back; experiments/SCALE.md has the measurements)
 TRIM_EVERY = {"workers": 1, "in_process": 16}
+
+
+class RandomState(pl.Callback):
+    """Every random generator's state in the checkpoint (torch, CUDA, numpy, Python), put back on resume just before
+    the first batch trains (after Lightning has made the resumed epoch's loader, which draws from the global RNG
+    where the interrupted run had drawn at its epoch's start): dropout and later epochs' shuffles then draw what they
+    would have drawn, so a killed and resumed run ends with the weights of an uninterrupted one. One process only:
+    under DDP each rank's generator is its own and only rank 0 saves, so ranks resume with fresh draws."""
+
+    KEY = "random_state"
+
+    def __init__(self):
+        self._pending = None
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        # tensors, numbers and lists only: checkpoints are read with torch.load(weights_only=True)
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        version, words, gauss_next = random.getstate()
+        checkpoint[self.KEY] = {
+            "torch": torch.get_rng_state(), "world_size": trainer.world_size,
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "python": [version, list(words), gauss_next],
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        state = checkpoint.get(self.KEY)
+        if state is not None and state["world_size"] == 1 and trainer.world_size == 1:
+            self._pending = state
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._pending is None:
+            return
+        state, self._pending = self._pending, None
+        torch.set_rng_state(state["torch"])
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        version, words, gauss_next = state["python"]
+        random.setstate((version, tuple(words), gauss_next))
+        if state["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def release_freed_memory() -> None:

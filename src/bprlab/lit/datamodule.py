@@ -13,7 +13,28 @@ from bprlab.data.ordering import ShardBatchSampler, text_lengths
 from bprlab.data.passage_store import IndexedPassages, PassageStore
 from bprlab.data.readers import read_biencoder
 from bprlab.data.registry import data_paths
-from bprlab.data.sampling import BiencoderSamples, usable_records
+from bprlab.data.sampling import BiencoderSamples, ResumableShuffle, usable_records
+
+
+class ResumableLoader(DataLoader):
+    """The training loader as Lightning resumes it part-way through an epoch (it calls `state_dict` when it saves a
+    checkpoint and `load_state_dict` before the resumed epoch's first batch): the epoch's shuffle seed and the
+    batches already trained, so a resumed run trains on the rest of the same permutation, as an uninterrupted one."""
+
+    def __init__(self, *args, trainer=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._trainer = trainer
+
+    def state_dict(self) -> dict:
+        if self._trainer is None:
+            return {}
+        return {"seed": self.sampler.seed, "epoch": self._trainer.current_epoch,
+                "batches": self._trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("seed") is not None and self._trainer is not None and \
+                state.get("epoch") == self._trainer.current_epoch:  # the epoch the checkpoint stopped in
+            self.sampler.resume(state["seed"], state["batches"] * self.batch_size)
 
 
 class RetrieverDataModule(pl.LightningDataModule):
@@ -55,7 +76,13 @@ class RetrieverDataModule(pl.LightningDataModule):
                                    shuffle=data.shuffle_negatives, seed=self.cfg.seed, epoch=epoch,
                                    strip_question_mark=data.strip_question_mark)
         # drop_last: every step has a full batch, so all ranks gather equal shapes
-        return self._loader(samples, self.cfg.train.batch_size, True, True, self.collator)
+        if self.trainer is not None and self.trainer.world_size > 1:  # Lightning gives it a DistributedSampler
+            return self._loader(samples, self.cfg.train.batch_size, True, True, self.collator)
+        workers = self.cfg.data.num_workers
+        return ResumableLoader(samples, batch_size=self.cfg.train.batch_size, sampler=ResumableShuffle(len(samples)),
+                               drop_last=True, collate_fn=self.collator, num_workers=workers,
+                               persistent_workers=False, pin_memory=self.cfg.train.accelerator != "cpu",
+                               trainer=self.trainer)
 
     def val_dataloader(self) -> DataLoader:
         data = self.cfg.data

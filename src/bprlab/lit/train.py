@@ -15,7 +15,7 @@ from bprlab.config.loader import to_dict
 from bprlab.config.schema import Method, RunConfig
 from bprlab.data.collate import Collator
 from bprlab.errors import ConfigError, StageError
-from bprlab.lit.callbacks import SelectionCheckpoint
+from bprlab.lit.callbacks import RandomState, SelectionCheckpoint
 from bprlab.lit.datamodule import RetrieverDataModule
 from bprlab.lit.loggers import make_logger
 from bprlab.lit.modules import RetrieverModule, module_class
@@ -153,7 +153,8 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
         _set_aside_stale(paths, stamp, force, legacy_train_fingerprint(cfg))
     last, best = checkpoint_callbacks(cfg, paths)
     logger = make_logger(cfg, paths.root)
-    callbacks = [last, best, *([pl.callbacks.LearningRateMonitor("step")] if logger else []), *(extra_callbacks or [])]
+    callbacks = [last, best, RandomState(), *([pl.callbacks.LearningRateMonitor("step")] if logger else []),
+                 *(extra_callbacks or [])]
     trainer = make_trainer(cfg, callbacks, logger=logger, **(trainer_options or {}))  # options: tests' plugins
     resume = paths.last_checkpoint if cfg.train.resume and paths.last_checkpoint.is_file() else None
     if resume and not zipfile.is_zipfile(resume):  # torch writes zip archives: a truncated or zero-byte file is not

@@ -25,6 +25,7 @@ from bprlab.core.hashing import pack_codes
 from bprlab.errors import ConfigError, StageError
 from bprlab.index.base import SearchResult, SearchStats, checked_vectors
 from bprlab.index.binary import BinaryIndex
+from bprlab.index.threads import one_blas_thread
 
 REDUCTION = "reduction.npz"
 
@@ -105,7 +106,9 @@ class ReducedBinaryIndex:
         self.inner.add(pack_codes(vectors @ self.matrix.T + self.offset))
 
     def _project(self, question_emb: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(checked_vectors(question_emb, self.input_dim) @ self.matrix.T)
+        questions = checked_vectors(question_emb, self.input_dim)
+        with one_blas_thread():  # a few questions: BLAS's thread pool would cost more than the product
+            return np.ascontiguousarray(questions @ self.matrix.T)
 
     def search(self, question_emb: np.ndarray, k: int) -> SearchResult:
         return self.inner.search(self._project(question_emb), k)

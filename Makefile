@@ -40,7 +40,9 @@ install: $(STAMP) ## Create or refresh .venv (torch first, then bprlab, then the
 demo: $(STAMP) ## The main job on the embedded default: squad + MiniLM, DPR vs BPR, CPU, ~18 min -> runs/demo/summary.md + plots
 	$(BIN)/bprlab reproduce experiments/tables/demo.yaml $(ARGS)
 
-test: $(STAMP) ## Fast offline CPU tests (default tier)
+test: $(STAMP) ## Lint (ruff), the layering contract (import-linter), then the fast offline CPU tests
+	$(BIN)/ruff check src tests
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP) ## The slow tier as well (end-to-end CLI runs)

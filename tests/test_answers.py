@@ -3,7 +3,7 @@ DPR's rules (NFD, SimpleTokenizer tokens, lower-case, contiguous token match; re
 
 import pytest
 
-from bprlab.eval.answers import has_answer, words
+from bprlab.data.answers import has_answer, words
 
 
 def test_tokenizer_splits_alphanumeric_runs_and_single_symbols():

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from bprlab.cli import stages
 from bprlab.cli.main import main
 from bprlab.config import load_config
-from bprlab.cli import stages
 from bprlab.data.beir_export import write_beir
 from bprlab.data.readers import iter_passages, read_biencoder
 from bprlab.data.records import QARecord

@@ -147,3 +147,38 @@ def test_a_key_given_twice_in_a_yaml_file_is_named(tmp_path):
     path.write_text("train:\n  batch_size: 8\n  epochs: 2\n  batch_size: 16\n")
     with pytest.raises(ConfigError, match=r"exp.yaml: not valid YAML: .*'batch_size' appears twice .*line 4"):
         load_config(path, [])
+
+
+def test_every_key_names_the_stage_that_reads_it_and_says_what_it_does():
+    from dataclasses import fields, is_dataclass
+
+    from bprlab.config.keys import keys
+    from bprlab.config.schema import STAGES, RunConfig
+
+    listed = list(keys())
+    assert {k.stage for k in listed} <= set(STAGES) and all(len(k.help) > 10 for k in listed)
+
+    def leaves(node, prefix=""):
+        for f in fields(node):
+            default = f.default_factory() if callable(f.default_factory) else f.default
+            yield from leaves(default, f"{prefix}{f.name}.") if is_dataclass(default) else [f"{prefix}{f.name}"]
+
+    assert [k.name for k in listed] == list(leaves(RunConfig()))  # every leaf, once, in schema order
+
+
+def test_config_command_prints_each_key_with_its_stage_and_explains_one(capsys):
+    from bprlab.cli.main import main
+
+    assert main(["config", str(REPO / "experiments/squad/bpr.yaml"), "index.num_candidates=100"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = next(line for line in lines if line.startswith("index.num_candidates "))
+    assert row.split()[1:3] == ["100", "search"] and "Hamming candidates" in row
+    assert any(line.split()[:3] == ["data.squad.seed", "13", "prepare"] for line in lines)
+    assert main(["config", "--stage", "train", "method=dpr"]) == 0
+    out = capsys.readouterr().out
+    assert "method  " in out and "dpr" in out and "index." not in out
+    assert main(["config", "--explain", "hash.gamma"]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == ["hash.gamma: float, default 0.1",
+                                                        "stage: train (decides the trained weights)"]
+    assert main(["config", "--explain", "gamma"]) == 2
+    assert "no key 'gamma'; did you mean hash.gamma?" in capsys.readouterr().err

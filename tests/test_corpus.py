@@ -1,8 +1,8 @@
 """The synthetic corpus generator: deterministic, read by the project's own readers, answers where planted."""
 
 from bprlab.bench.corpus import write_corpus
+from bprlab.data.answers import has_answer
 from bprlab.data.readers import iter_passages, read_biencoder, read_qa
-from bprlab.eval.answers import has_answer
 
 
 def test_generated_files_are_deterministic_and_readable(tmp_path):

@@ -89,7 +89,8 @@ def test_two_process_training_and_encoding(tiny_bert, corpus, tmp_path):
 def test_encode_killed_with_sigkill_reruns_only_missing_shards(tiny_bert, tmp_path):
     files = write_corpus(tmp_path / "data", 6000, num_questions=10, seed=2, words=60)
     args = [f"model.name={tiny_bert}", *data_overrides(files), f"runs_root={tmp_path / 'runs'}",
-            "checkpoint=pretrained", "encode.batch_size=16", "encode.shard_size=500", "data.max_passage_length=128", "data.max_question_length=64",
+            "checkpoint=pretrained", "encode.batch_size=16", "encode.shard_size=500", "data.max_passage_length=128",
+            "data.max_question_length=64",
             *ONE]
     staging = tmp_path / "runs" / "killed" / "passages" / "pretrained-code.partial"
     (tmp_path / "exp.yaml").write_text("{}\n")

@@ -19,7 +19,7 @@ TINY_INDEX = {"num_candidates": 8, "hash_bits": 4, "pq_bits": 2, "code_bits": 8}
 @pytest.mark.slow
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(REPO / "experiments")))
 def test_experiment_runs_one_step(path, tiny_overrides):
-    from bprlab.index.registry import reads
+    from bprlab.config.index_kinds import reads
 
     common = [*tiny_overrides, "train.max_steps=1", "train.val_check_interval=1", "train.strategy=auto",
               "data.num_workers=0", "encode.batch_size=8"]

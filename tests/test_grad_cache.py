@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import PASSAGES, QUESTIONS
 from torch import nn
 
 from bprlab.config import load_config
@@ -15,8 +16,6 @@ from bprlab.core.losses import BPRLoss, DPRLoss
 from bprlab.data.collate import Collator, Sample
 from bprlab.data.records import Passage
 from bprlab.lit.grad_cache import RandomState, cached_backward, chunks, encode_chunk
-
-from conftest import PASSAGES, QUESTIONS
 
 
 def batch_for(model_dir: str) -> dict:

@@ -16,7 +16,6 @@ from bprlab.index.kernels.layout import BlockedCodes, to_words
 from bprlab.index.kernels.lut import rerank_top_k, score_all_top_k
 from bprlab.index.kernels.select import best_k
 
-
 POPCOUNT8 = np.array([bin(v).count("1") for v in range(256)], np.int64)
 
 

@@ -8,7 +8,7 @@ PURE = ["bprlab.core.encoder", "bprlab.core.hashing", "bprlab.core.losses", "bpr
         "bprlab.data.collate", "bprlab.index.base", "bprlab.index.binary", "bprlab.index.dense",
         "bprlab.index.build", "bprlab.index.binary_search", "bprlab.index.kernels.hamming",
         "bprlab.index.kernels.lut", "bprlab.index.kernels.buckets", "bprlab.index.kernels.torch_search",
-        "bprlab.bench.search", "bprlab.eval.answers", "bprlab.eval.metrics", "bprlab.eval.retrieval",
+        "bprlab.bench.search", "bprlab.data.answers", "bprlab.eval.metrics", "bprlab.eval.retrieval",
         "bprlab.config", "bprlab.runs"]
 
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-
-from bprlab.eval.metrics import top_k_accuracy
-from bprlab.core.scoring import average_rank
 import torch
+
+from bprlab.core.scoring import average_rank
+from bprlab.eval.metrics import top_k_accuracy
 
 
 def test_top_k_counts_first_hit():

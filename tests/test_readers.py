@@ -54,7 +54,8 @@ def test_qa_reader_errors_name_file_and_line(tmp_path, line, message):
     ({"question": "q", "answers": "a", "positive_ctxs": []}, "entry 1: field 'answers' must be a list of strings, got str"),
     ({"question": "q", "answers": ["a"]}, "entry 1: missing field 'positive_ctxs'"),
     ({"question": "q", "answers": ["a"], "positive_ctxs": [{"title": "t"}]}, "entry 1, positive_ctxs[0]: missing field 'text'"),
-    ({"question": "q", "answers": ["a"], "positive_ctxs": [], "hard_negative_ctxs": {}}, "field 'hard_negative_ctxs' must be a list"),
+    ({"question": "q", "answers": ["a"], "positive_ctxs": [], "hard_negative_ctxs": {}},
+     "field 'hard_negative_ctxs' must be a list"),
 ])
 def test_biencoder_reader_errors_name_entry(tmp_path, entry, message):
     good = {"question": "q", "answers": ["a"], "positive_ctxs": [{"title": "t", "text": "x"}]}

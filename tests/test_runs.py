@@ -12,8 +12,6 @@ from bprlab.errors import StageError
 from bprlab.runs import RunPaths, run_lock
 
 
-
-
 def _empty(tmp_path):
     path = tmp_path / "empty.yaml"
     path.write_text("{}\n")

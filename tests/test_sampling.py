@@ -11,8 +11,9 @@ def test_question_mark_stripped():
 
 def test_negatives_are_deterministic_per_epoch_and_change_across_epochs(tiny_data):
     records = read_biencoder(tiny_data["train"])
-    titles = lambda epoch: [[p.title for p in BiencoderSamples(records, 1, 0, True, seed=1, epoch=epoch)[i].passages]
-                            for i in range(len(records))]
+    def titles(epoch):
+        return [[p.title for p in BiencoderSamples(records, 1, 0, True, seed=1, epoch=epoch)[i].passages]
+                for i in range(len(records))]
     assert titles(0) == titles(0)
     assert titles(0) != titles(1)  # 8 records x 2 hard negatives: identical draws are (1/2)^8 unlikely, seeded
     for i, sample in enumerate(titles(3)):

@@ -3,9 +3,9 @@ import json
 import pytest
 
 from bprlab.config.schema import SquadConfig
+from bprlab.data.answers import has_answer
 from bprlab.data.readers import iter_passages, read_biencoder, read_qa
 from bprlab.data.squad import prepare_squad
-from bprlab.eval.answers import has_answer
 
 WORDS = " ".join(f"w{i}" for i in range(150))  # one paragraph -> passages of 100 and 50 words
 
@@ -15,8 +15,10 @@ def _squad(path, n_articles=6):
     for a in range(n_articles):
         context = f"Article {a} says the answer{a} is here. " + WORDS + f" Late fact{a} appears at the end."
         qas = [
-            {"id": f"{a}-1", "question": f"What is answer{a}?", "answers": [{"text": f"answer{a}", "answer_start": context.index(f"answer{a}")}]},
-            {"id": f"{a}-2", "question": f"Which late fact{a}?", "answers": [{"text": f"fact{a}", "answer_start": context.index(f"fact{a}")}]},
+            {"id": f"{a}-1", "question": f"What is answer{a}?",
+             "answers": [{"text": f"answer{a}", "answer_start": context.index(f"answer{a}")}]},
+            {"id": f"{a}-2", "question": f"Which late fact{a}?",
+             "answers": [{"text": f"fact{a}", "answer_start": context.index(f"fact{a}")}]},
         ]
         data.append({"title": f"Topic_{a}", "paragraphs": [{"context": context, "qas": qas}]})
     path.write_text(json.dumps({"version": "1.1", "data": data}))

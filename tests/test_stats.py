@@ -9,8 +9,17 @@ from bprlab.eval.aggregate import aggregate_row, compare_rows
 from bprlab.eval.claims import verdict
 from bprlab.eval.outcomes import first_hits, outcome_vector
 from bprlab.eval.power import design_power, mde
-from bprlab.eval.stats import (RESAMPLES, Combined, cluster_bootstrap_interval, combined, holm, paired_t_over_seeds,
-                               question_variance, seed_interval, sign_flip_test)
+from bprlab.eval.stats import (
+    RESAMPLES,
+    Combined,
+    cluster_bootstrap_interval,
+    combined,
+    holm,
+    paired_t_over_seeds,
+    question_variance,
+    seed_interval,
+    sign_flip_test,
+)
 
 
 def test_exact_sign_flip_p_values_match_hand_counts():

@@ -197,7 +197,7 @@ def test_bad_sweep_files_are_one_clear_error(tmp_path):
 
 
 def test_sweep_report_averages_each_setting_over_its_seeds(tmp_path):
-    from bprlab.eval.results import write_sweep_report
+    from bprlab.sweep_report import write_sweep_report
 
     folder = tmp_path / "sweeps" / "s"
     table = ResultsTable(folder, "test/top20")

@@ -134,10 +134,9 @@ def test_validation_ranks_in_float32_under_bf16_autocast(tiny_overrides):
     import torch
 
     from bprlab.config.loader import to_dict
-    from bprlab.data.collate import Sample
+    from bprlab.data.collate import Collator, Sample
     from bprlab.data.records import Passage
     from bprlab.lit.modules import module_class
-    from bprlab.data.collate import Collator
 
     cfg = load_config(None, [*tiny_overrides, "method=bpr", "model.projection_dim=16"])
     module = module_class(cfg.method)(to_dict(cfg)).eval()

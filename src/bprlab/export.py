@@ -59,12 +59,12 @@ def check_destination(out: Path, force: bool, protected: list[Path]) -> None:
 
 
 def export_run(cfg: RunConfig, out: str | Path, force: bool = False) -> Path:
+    from bprlab.config.index_kinds import kind_of
     from bprlab.config.loader import from_dict
     from bprlab.core.encoder import BiEncoder, load_biencoder, load_tokenizer
     from bprlab.data.passage_store import PassageStore
     from bprlab.data.registry import data_paths
     from bprlab.index.base import load_index
-    from bprlab.index.registry import kind_of
     from bprlab.runs import RunPaths, check_index_weights
 
     if not kind_of(cfg.index).exportable:
@@ -149,13 +149,13 @@ def check_sentence_transformers(folder: Path, tower, collator) -> None:
 
 def load_exported_index(folder: Path, cfg: RunConfig):
     """The export's faiss file as the index its config names (a hash config searches the kept codes by scan)."""
-    from bprlab.index.registry import kind_of
+    from bprlab.index.registry import implementation
 
     path = folder / "index" / "passages.faissindex"
     if not path.is_file():
         raise StageError(f"{path}: missing; export the run again")
     try:
-        return kind_of(cfg.index).cls().read_faiss(cfg.index, path)
+        return implementation(cfg.index).read_faiss(cfg.index, path)
     except RuntimeError as exc:  # faiss on a truncated or foreign file
         raise StageError(f"{path}: damaged ({str(exc).splitlines()[0][:100]}); export the run again") from None
 

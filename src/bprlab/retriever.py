@@ -149,7 +149,7 @@ class Retriever:
 
         tower, config = self._part("passage_tower")
         tower = tower.to(self.encoder.device).eval()
-        collator = Collator.from_config(config, self.encoder.collator.tokenizer)
+        collator = Collator.from_config(config, self.encoder.tokenization.tokenizer)
         passages = [p if isinstance(p, Passage) else Passage(title=p[0], text=p[1]) for p in passages]
         out = [np.zeros((0, tower.dim), np.float32)]
         with torch.inference_mode():

@@ -144,7 +144,8 @@ def _sample(spec: dict, rng: random.Random) -> Any:
         return spec["value"]
     if "values" in spec:
         return rng.choice(list(spec["values"]))
-    kind = spec.get("distribution") or ("int_uniform" if isinstance(spec.get("min"), int) and isinstance(spec.get("max"), int) else "uniform")
+    ints = isinstance(spec.get("min"), int) and isinstance(spec.get("max"), int)
+    kind = spec.get("distribution") or ("int_uniform" if ints else "uniform")
     low, high = spec["min"], spec["max"]
     if kind == "int_uniform":
         return rng.randint(low, high)

@@ -38,11 +38,11 @@ def bare_forward(cfg) -> float:
     import torch
 
     from bprlab.config.loader import to_dict
+    from bprlab.data.collate import Collator
     from bprlab.data.ordering import ShardBatchSampler, text_lengths
     from bprlab.data.passage_store import PassageStore
     from bprlab.data.registry import data_paths
     from bprlab.lit.modules import module_class
-    from bprlab.data.collate import Collator
 
     store = PassageStore.open(data_paths(cfg.data).passages)
     module = module_class(cfg.method)(to_dict(cfg))

@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", default=None,
                    help="run only these rows (methods, comma-separated); the summary is written once every unit of "
                         "the table is recorded")
+    p = sub.add_parser("config", help="the resolved config with each key's stage and help, or --explain one key")
+    p.add_argument("experiment", nargs="?", default=None, help="experiment YAML (none: the schema's defaults)")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    p.add_argument("--explain", metavar="KEY", default=None, help="one key: its type, default, stage and help")
+    p.add_argument("--stage", default=None, choices=["prepare", "train", "encode", "index", "search", "eval", "none"],
+                   help="only the keys this stage reads")
     p = sub.add_parser("report", help="experiments/RESULTS.md from runs/*/summary.json and experiments/ABLATIONS.md "
                                       "from experiments/ablations/*/summary.json, or one sweep's report")
     p.add_argument("--runs", default="runs")
@@ -182,7 +188,8 @@ def _count(value: str | None, option: str) -> int | None:
 def _report(args: argparse.Namespace) -> int:
     """One sweep's report, or both documents; one with nothing to report is left as it is (and said so)."""
     from bprlab.eval.ablations import write_ablations
-    from bprlab.eval.results import NothingToReport, write_results, write_sweep_report
+    from bprlab.eval.results import NothingToReport, write_results
+    from bprlab.sweep_report import write_sweep_report
 
     if args.sweep:
         print(f"written: {write_sweep_report(Path(args.runs) / 'sweeps' / args.sweep)}")
@@ -215,6 +222,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "report":
         return _report(args)
+    if args.command == "config":
+        from bprlab.cli.config_cmd import explain, print_config
+
+        experiment, overrides = args.experiment, list(args.overrides)
+        if experiment is not None and "=" in experiment:  # only overrides were given
+            experiment, overrides = None, [experiment, *overrides]
+        if args.explain:
+            explain(args.explain, experiment, overrides)
+        else:
+            print_config(experiment, overrides, args.stage)
+        return 0
     if args.command == "sweep":
         from bprlab.cli.sweep import sweep
 

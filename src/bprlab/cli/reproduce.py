@@ -104,8 +104,8 @@ def unit_fingerprint(cfg: RunConfig) -> str:
 
 def _lacks_stage(cfg: RunConfig, record: dict) -> bool:
     """A binary search's record made before its candidate stage was measured (bprlab.eval.stage) is not finished."""
+    from bprlab.config.index_kinds import has_candidate_stage
     from bprlab.eval.outcomes import STAGE_FIRST
-    from bprlab.index.registry import has_candidate_stage
 
     return has_candidate_stage(cfg.index) and STAGE_FIRST not in (record.get("outcomes") or {})
 

@@ -20,8 +20,7 @@ from bprlab.artifacts import read_json
 from bprlab.config import load_config
 from bprlab.errors import ConfigError, StageError
 from bprlab.runs import RunPaths
-from bprlab.sweeps import (ResultsTable, Sweep, read_sweep, trial_args, trial_identity, trial_name, trials,
-                           write_plan)
+from bprlab.sweeps import ResultsTable, Sweep, read_sweep, trial_args, trial_identity, trial_name, trials, write_plan
 from bprlab.tracking import wandb_mode
 
 log = logging.getLogger("bprlab")

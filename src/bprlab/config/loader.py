@@ -221,7 +221,7 @@ def validate(cfg: RunConfig) -> None:
         problems.append("model.passage_text_token_type: expected 0, 1 or null")
     if cfg.model.projection_dim is not None and cfg.model.projection_dim <= 0:
         problems.append("model.projection_dim: must be positive")
-    from bprlab.index.registry import config_problems, kind_of  # the one place that knows each index kind
+    from bprlab.config.index_kinds import config_problems, kind_of  # the one place that knows each index kind
 
     binary = kind_of(cfg.index).binary
     problems += config_problems(cfg.index)

@@ -70,7 +70,6 @@ def _check_vocabulary(name: str, tokenizer) -> None:
 
 def load_backbone(name: str) -> nn.Module:
     from transformers import AutoModel
-
     from transformers.utils import logging as hf_logging
 
     path = resolve_model_name(name)

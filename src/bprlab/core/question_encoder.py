@@ -1,9 +1,9 @@
-"""The one way questions become vectors: a question tower, the collator it was trained with, and a device.
+"""The one way questions become vectors: a question tower, the tokenization it was trained with, and a device.
 
 `evaluate`, `Retriever`, `export` and the benches all encode through this object, so a run's questions get the
 same vectors everywhere. It is built from a checkpoint (the model and the lengths come from the config saved in
-it), from a model config (the untrained encoder) or from an export folder (`bprlab export`). The collator comes
-from data/collate.py (`Collator.from_config`, imported where it is built), the one place collators are made.
+it), from a model config (the untrained encoder) or from an export folder (`bprlab export`). The tokenization is
+bprlab.core.inputs' (`Tokenization.from_config`), the one the training batches use.
 Nothing here imports Lightning.
 """
 
@@ -18,6 +18,7 @@ import torch
 
 from bprlab.config.loader import from_dict
 from bprlab.config.schema import RunConfig
+from bprlab.core.inputs import Tokenization
 from bprlab.errors import ConfigError, StageError
 
 # What a trained run's saved config decides about encoding: a current config that differs here cannot apply to
@@ -36,10 +37,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 class QuestionEncoder:
-    def __init__(self, tower: torch.nn.Module, collator, config: RunConfig, device: str | torch.device = "cpu"):
+    def __init__(self, tower: torch.nn.Module, tokenization: Tokenization, config: RunConfig,
+                 device: str | torch.device = "cpu"):
         self.device = resolve_device(device)
         self.tower = tower.to(self.device).eval()
-        self.collator = collator
+        self.tokenization = tokenization
         self.config = config  # the config the vectors come from (a checkpoint's saved one, for a trained run)
 
     @property
@@ -51,30 +53,27 @@ class QuestionEncoder:
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, device: str | torch.device = "cpu") -> "QuestionEncoder":
         from bprlab.core.encoder import load_biencoder
-        from bprlab.data.collate import Collator
 
         model, saved = load_biencoder(checkpoint)
         config = from_dict(saved, source=f"{checkpoint}: saved config")
-        return cls(model.question_tower, Collator.from_config(config), config, device)
+        return cls(model.question_tower, Tokenization.from_config(config), config, device)
 
     @classmethod
     def from_pretrained(cls, cfg: RunConfig, device: str | torch.device = "cpu") -> "QuestionEncoder":
         """The untrained encoder of `cfg.model` (both towers are built, as the encode stage builds them, so that
         a projection head starts from the same random state)."""
         from bprlab.core.encoder import BiEncoder
-        from bprlab.data.collate import Collator
 
-        return cls(BiEncoder.from_model_config(cfg.model).question_tower, Collator.from_config(cfg), cfg, device)
+        return cls(BiEncoder.from_model_config(cfg.model).question_tower, Tokenization.from_config(cfg), cfg, device)
 
     @classmethod
     def from_export(cls, folder: str | Path, device: str | torch.device = "cpu") -> "QuestionEncoder":
         from bprlab.core.encoder import load_tokenizer
-        from bprlab.data.collate import Collator
 
         folder = Path(folder)
         config = export_config(folder)
         tower = export_tower(folder, "question", config)
-        return cls(tower, Collator.from_config(config, load_tokenizer(str(folder / "question_encoder"))), config,
+        return cls(tower, Tokenization.from_config(config, load_tokenizer(str(folder / "question_encoder"))), config,
                    device)
 
     @classmethod
@@ -96,7 +95,7 @@ class QuestionEncoder:
         """e_q (Q, D) float32, in order."""
         out = [np.zeros((0, self.dim), np.float32)]
         for i in range(0, len(questions), batch_size):
-            batch = {k: v.to(self.device) for k, v in self.collator.questions(list(questions[i: i + batch_size])).items()}
+            batch = {k: v.to(self.device) for k, v in self.tokenization.questions(list(questions[i: i + batch_size])).items()}
             out.append(self.tower(**batch).float().cpu().numpy())
         return np.concatenate(out)
 

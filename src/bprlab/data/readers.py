@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from bprlab.artifacts import atomic_path
-from bprlab.data.records import BiencoderRecord, Passage, QARecord
 from bprlab.data.beir import iter_corpus
+from bprlab.data.records import BiencoderRecord, Passage, QARecord
 from bprlab.errors import DataFormatError, bad_utf8
 
 PASSAGE_HEADER = ("id", "text", "title")

@@ -25,11 +25,11 @@ from tqdm import tqdm
 
 from bprlab.artifacts import atomic_dir, file_sha256, fingerprint, read_json, write_json
 from bprlab.config.schema import SquadConfig
+from bprlab.data.answers import has_answer
 from bprlab.data.clusters import PARAGRAPH, write_clusters
 from bprlab.data.readers import write_biencoder, write_passages, write_qa
 from bprlab.data.records import BiencoderRecord, Passage, QARecord
 from bprlab.errors import DataFormatError, StageError
-from bprlab.eval.answers import has_answer
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"

@@ -19,8 +19,15 @@ import numpy as np
 from bprlab.errors import StageError
 from bprlab.eval.outcomes import DIGITS, outcome_clusters, outcome_vector
 from bprlab.eval.stage import LS, PREFIX
-from bprlab.eval.stats import (ALPHA, cluster_bootstrap_interval, combined, holm, paired_t_over_seeds,
-                               seed_interval, sign_flip_test)
+from bprlab.eval.stats import (
+    ALPHA,
+    cluster_bootstrap_interval,
+    combined,
+    holm,
+    paired_t_over_seeds,
+    seed_interval,
+    sign_flip_test,
+)
 
 ANSWER_METRICS = ("top1", "top5", "top20", "top50", "top100")
 RELEVANCE_METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100", "recall@1000")

@@ -9,7 +9,8 @@ VERDICTS = """How to read it (docs/method.md#uncertainty): each claim is tested 
 test whose null holds training noise and the question sample together (questions clustered: squad's paragraphs,
 BEIR queries sharing a judged document): a t test on the variance of a crossed seeds x questions design,
 se² = V_seeds + V_questions - V_interaction, with Satterthwaite df (approximate with three seeds). Holm's
-correction runs over the {family} primary claims. A difference **holds** when the adjusted p < 0.05 and the effect has the claimed sign; it is **contradicted** only when the adjusted p < 0.05, the
+correction runs over the {family} primary claims. A difference **holds** when the adjusted p < 0.05 and the effect has \
+the claimed sign; it is **contradicted** only when the adjusted p < 0.05, the
 interval at the family's level (1 - 0.05/{family}) lies wholly beyond the smallest effect that matters (the
 claim's, else 1 point) on the other side, and the mechanism was exercised; otherwise **not shown**, and the MDE
 column says the smallest effect this design detects with 80% power at α = 0.05/{family} (two-sided). "seeds for

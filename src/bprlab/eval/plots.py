@@ -70,7 +70,8 @@ def frontier(rows: list[dict], title: str, path: Path) -> Path | None:
     memory.set_xscale("log", base=2)
     speed.set_xscale("log")
     speed.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis collide
-    memory.set(xlabel="bytes held per passage, kept floats included (log scale)", ylabel=f"{metric} (%)", title=f"{title}: memory")
+    memory.set(xlabel="bytes held per passage, kept floats included (log scale)", ylabel=f"{metric} (%)",
+               title=f"{title}: memory")
     speed.set(xlabel="ms per query, search only (log scale)", ylabel=f"{metric} (%)", title=f"{title}: speed")
     for ax in (memory, speed):
         ax.grid(alpha=0.3)

@@ -15,21 +15,21 @@ import numpy as np
 from tqdm import tqdm
 
 from bprlab.artifacts import atomic_dir, write_json
+from bprlab.config.index_kinds import kind_of, max_results
 from bprlab.config.schema import RunConfig
 from bprlab.core.question_encoder import QuestionEncoder
-from bprlab.data.passage_store import PassageStore
+from bprlab.data.answers import has_answer
 from bprlab.data.clusters import question_clusters
+from bprlab.data.passage_store import PassageStore
 from bprlab.data.questions import read_test_questions
 from bprlab.data.records import QARecord
 from bprlab.data.registry import data_paths
 from bprlab.errors import StageError
-from bprlab.eval.answers import has_answer
 from bprlab.eval.metrics import top_k_accuracy
 from bprlab.eval.outcomes import CLUSTER, CLUSTER_UNIT, QUERY_PREFIX, STAGE_FIRST, question_digest
-from bprlab.eval.stage import first_found, stage_depth, stage_metrics
 from bprlab.eval.relevance import DEPTH, per_query_relevance, run_entries, summarize_relevance, write_trec_run
+from bprlab.eval.stage import first_found, stage_depth, stage_metrics
 from bprlab.index.base import SearchResult, SearchStats, load_index
-from bprlab.index.registry import kind_of, max_results
 from bprlab.runs import RunPaths, check_index_weights, search_tag
 
 log = logging.getLogger(__name__)

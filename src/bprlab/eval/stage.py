@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bprlab.data.answers import has_answer
 from bprlab.data.records import QARecord
-from bprlab.eval.answers import has_answer
 
 LS = (10, 20, 50, 100, 1000)  # the l at which the stage is read
 PREFIX = "hamming@"

@@ -61,10 +61,9 @@ def table_meta(table, records: dict[str, list[dict]], command: str) -> dict:
 
 
 def write_summary(table, records: dict[str, list[dict]], units, folder: Path, command: str) -> list[dict]:
+    from bprlab.artifacts import read_json
     from bprlab.eval.curves import plot_curves
     from bprlab.eval.plots import table_plots
-
-    from bprlab.artifacts import read_json
 
     recorded = read_json(folder / "summary.json") if (folder / "summary.json").is_file() else None
     rows = summarize(table, records, units, recorded if isinstance(recorded, list) else None)

@@ -14,9 +14,10 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from bprlab.artifacts import atomic_dir, read_json, write_json
+from bprlab.config.index_kinds import kind_of
 from bprlab.config.schema import IndexConfig
 from bprlab.errors import InputError, StageError
-from bprlab.index.registry import kind_of
+from bprlab.index.registry import implementation
 
 META = "index.json"
 
@@ -118,7 +119,7 @@ def empty_result(k: int) -> SearchResult:
 
 
 def create_index(cfg: IndexConfig, dim: int | None) -> RetrievalIndex:
-    return kind_of(cfg).cls().create(cfg, dim)
+    return implementation(cfg).create(cfg, dim)
 
 
 def input_kind(cfg: IndexConfig) -> str:
@@ -147,7 +148,7 @@ def load_index(cfg: IndexConfig, directory: str | Path) -> tuple[RetrievalIndex,
     if meta["kind"] != cfg.kind.value:
         raise StageError(f"{directory}: holds a {meta['kind']} index, config asks for {cfg.kind.value}")
     try:
-        return kind_of(cfg).cls().load_files(cfg, meta, directory), meta
+        return implementation(cfg).load_files(cfg, meta, directory), meta
     except (RuntimeError, ValueError, OSError, EOFError, KeyError) as exc:  # truncated / garbage / missing files
         raise StageError(f"{directory}: the index files are damaged or missing ({str(exc).splitlines()[0][:100]}); "
                          "rebuild them with `bprlab index <experiment.yaml> --force`") from None

@@ -1,146 +1,23 @@
-"""Every index kind and its facts, in one place: what it is built from, whether it searches packed codes, whether
-it can re-score, which `index.*` keys it reads, how its folders are named, and which class implements it.
-
-Code outside `index/` asks this registry (or the index protocol in `base.py`); it never branches on a kind.
-Adding a kind is a class that follows the protocol (build / add / search / save_files / load_files / write_faiss,
-ntotal, bytes_per_passage, rescore_bytes_per_passage, threads, device, describe) and one line in KINDS below
-(plus its name in `config.schema.IndexKind`). This module imports only the schema, so the config loader can ask it
-what each kind reads; implementations are imported when an index is made.
-"""
+"""Which class implements each index kind; what each kind is built from, reads and names is
+`bprlab.config.index_kinds`. Implementations are imported when an index is made (the binary kinds bring numba)."""
 
 from __future__ import annotations
 
 import importlib
-import re
-from dataclasses import dataclass, fields
-from typing import Callable
 
+from bprlab.config.index_kinds import kind_of
 from bprlab.config.schema import IndexConfig, IndexKind
 
-# Keys every kind reads: what it is, where it lives, how many questions a search call takes, how many threads
-COMMON = ("kind", "name", "search_batch_size", "threads")
-BINARY = ("num_candidates", "rerank", "candidate_generation", "backend", "device")
-HASH = ("hash_bits", "hash_tables", "hash_flips")
-RESCORE = ("rescore", "num_candidates")  # num_candidates: the top-l the kept float vectors re-score
-QUANTISER = ("train_size",)  # vectors a trained quantiser learns from
-
-
-@dataclass(frozen=True)
-class Kind:
-    kind: IndexKind
-    implementation: str  # "module:Class", imported on first use
-    input: str  # what it is built from: "emb" (float vectors), "code" (packed sign bits) or "text" (BM25)
-    reads: tuple[str, ...]  # index.* keys besides COMMON
-    build_tag: Callable[[IndexConfig], str]  # names what is built: one index folder per tag
-    search_tag: Callable[[IndexConfig], str] = lambda cfg: ""  # appended for a search setting: one eval folder each
-    binary: bool = False  # Hamming candidates over packed codes, reranked by <e_q, sign(e_p)>
-    rescorable: bool = False  # index.rescore keeps the float vectors to re-score a top-l
-    exportable: bool = True  # `bprlab export` writes it as a faiss file
-
-    def cls(self):
-        module, name = self.implementation.split(":")
-        return getattr(importlib.import_module(module), name)
-
-
-def _rescore(tag: str, cfg: IndexConfig) -> str:
-    return tag + ("-rescore" if cfg.rescore else "")
-
-
-def _factory_tag(cfg: IndexConfig) -> str:
-    return _rescore("factory-" + re.sub(r"[^A-Za-z0-9]+", "_", cfg.factory or ""), cfg)
-
-
-def _binary_search(cfg: IndexConfig) -> str:
-    if not cfg.candidate_generation:
-        return "-exhaustive"
-    return f"-l{cfg.num_candidates}" if cfg.rerank else "-norerank"
-
-
-def _rescore_search(cfg: IndexConfig) -> str:
-    return f"-l{cfg.num_candidates}" if cfg.rescore else ""
-
-
 DENSE = "bprlab.index.dense:FaissIndex"
-KINDS: dict[IndexKind, Kind] = {k.kind: k for k in (
-    Kind(IndexKind.flat, DENSE, "emb", (), lambda cfg: "flat"),
-    Kind(IndexKind.binary_flat, "bprlab.index.binary:BinaryIndex", "code", BINARY, lambda cfg: "binary_flat",
-         _binary_search, binary=True),
-    Kind(IndexKind.binary_hash, "bprlab.index.binary:BinaryIndex", "code", BINARY + HASH,
-         lambda cfg: f"binary_hash-b{cfg.hash_bits}x{cfg.hash_tables}",
-         lambda cfg: f"-flip{cfg.hash_flips}" + _binary_search(cfg), binary=True),
-    Kind(IndexKind.binary_pca, "bprlab.index.reduced:ReducedBinaryIndex", "emb",
-         BINARY + ("code_bits", "rotation", *QUANTISER),
-         lambda cfg: f"binary_pca-{cfg.rotation.value}-{cfg.code_bits or 'd'}bits", _binary_search, binary=True,
-         exportable=False),
-    Kind(IndexKind.lsh, DENSE, "emb", ("code_bits", "rotation", *QUANTISER),
-         lambda cfg: f"lsh-{cfg.rotation.value}-{cfg.code_bits or 'd'}bits"),
-    Kind(IndexKind.pq, DENSE, "emb", ("pq_subquantizers", "pq_bits", *QUANTISER, *RESCORE),
-         lambda cfg: _rescore(f"pq-{cfg.pq_subquantizers or 'd8'}x{cfg.pq_bits}", cfg), _rescore_search,
-         rescorable=True),
-    Kind(IndexKind.int8, DENSE, "emb", (*QUANTISER, *RESCORE), lambda cfg: _rescore("int8", cfg), _rescore_search,
-         rescorable=True),
-    Kind(IndexKind.rabitq, DENSE, "emb", ("rabitq_query_bits", *QUANTISER, *RESCORE),
-         lambda cfg: _rescore("rabitq", cfg),
-         lambda cfg: f"-qb{cfg.rabitq_query_bits}" + _rescore_search(cfg), rescorable=True),
-    Kind(IndexKind.hnsw, DENSE, "emb", ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search"),
-         lambda cfg: f"hnsw-m{cfg.hnsw_m}-efc{cfg.hnsw_ef_construction}", lambda cfg: f"-ef{cfg.hnsw_ef_search}"),
-    Kind(IndexKind.factory, DENSE, "emb", ("factory", *QUANTISER, *RESCORE), _factory_tag, _rescore_search,
-         rescorable=True),
-    Kind(IndexKind.bm25, "bprlab.index.bm25:BM25Index", "text", (), lambda cfg: "bm25", exportable=False),
-)}
+BINARY = "bprlab.index.binary:BinaryIndex"
+IMPLEMENTATIONS = {
+    IndexKind.flat: DENSE, IndexKind.binary_flat: BINARY, IndexKind.binary_hash: BINARY,
+    IndexKind.binary_pca: "bprlab.index.reduced:ReducedBinaryIndex", IndexKind.lsh: DENSE, IndexKind.pq: DENSE,
+    IndexKind.int8: DENSE, IndexKind.rabitq: DENSE, IndexKind.hnsw: DENSE, IndexKind.factory: DENSE,
+    IndexKind.bm25: "bprlab.index.bm25:BM25Index",
+}
 
 
-def kind_of(cfg: IndexConfig | IndexKind) -> Kind:
-    return KINDS[cfg if isinstance(cfg, IndexKind) else cfg.kind]
-
-
-def build_tag(cfg: IndexConfig) -> str:
-    """Names what is built (search-time settings are not part of it): the index folder."""
-    return cfg.name or kind_of(cfg).build_tag(cfg)
-
-
-def search_tag(cfg: IndexConfig) -> str:
-    """Names a search setting over a built index: one evaluation folder per setting."""
-    return build_tag(cfg) + kind_of(cfg).search_tag(cfg)
-
-
-def reads(cfg: IndexConfig) -> set[str]:
-    """The index.* keys this config's kind reads (num_candidates only where candidates are reranked or
-    re-scored)."""
-    kind = kind_of(cfg)
-    keys = set(COMMON) | set(kind.reads)
-    if kind.rescorable and not cfg.rescore:
-        keys.discard("num_candidates")
-    return keys
-
-
-def config_problems(cfg: IndexConfig) -> list[str]:
-    """Index settings that mean nothing for the chosen kind (set away from their default), or that the kind
-    cannot honour: each a line naming the key and why."""
-    defaults = IndexConfig()
-    kind, used = kind_of(cfg), reads(cfg)
-    problems = []
-    for f in fields(IndexConfig):
-        if f.name == "rescore" and cfg.rescore and not kind.rescorable:
-            continue  # said below, with what binary kinds do instead
-        if f.name not in used and getattr(cfg, f.name) != getattr(defaults, f.name):
-            value = getattr(cfg, f.name)
-            own = ", ".join(sorted(used - set(COMMON))) or "none of the kind-specific keys"
-            problems.append(f"index.{f.name}={getattr(value, 'value', value)} means nothing for index.kind="
-                            f"{cfg.kind.value}, which reads {own}; remove it")
-    if cfg.rescore and not kind.rescorable:
-        problems.append(f"index.rescore: re-scores a quantised float index (pq, int8, rabitq, factory), not "
-                        f"index.kind={cfg.kind.value}" + ("; binary kinds rerank from the codes with index.rerank"
-                                                          if kind.binary else ""))
-    return problems
-
-
-def has_candidate_stage(cfg: IndexConfig) -> bool:
-    """Whether the search ranks candidates before it reranks them (its stage is measured: bprlab.eval.stage)."""
-    return kind_of(cfg).binary and cfg.candidate_generation
-
-
-def max_results(cfg: IndexConfig) -> int | None:
-    """The most passages a search returns per question: a binary kind reranks its l candidates only; None: as
-    many as asked."""
-    return cfg.num_candidates if kind_of(cfg).binary and cfg.candidate_generation else None
+def implementation(cfg: IndexConfig | IndexKind) -> type:
+    module, name = IMPLEMENTATIONS[kind_of(cfg).kind].split(":")
+    return getattr(importlib.import_module(module), name)

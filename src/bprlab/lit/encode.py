@@ -19,14 +19,14 @@ import numpy as np
 import pytorch_lightning as pl
 
 from bprlab.artifacts import atomic_dir, read_json, write_json
-from bprlab.core.hashing import pack_codes
 from bprlab.config.loader import encode_part
 from bprlab.config.schema import RunConfig
-from bprlab.errors import StageError
+from bprlab.core.hashing import pack_codes
 from bprlab.data.collate import Collator
 from bprlab.data.ordering import shard_rows
 from bprlab.data.passage_store import PassageStore
 from bprlab.data.registry import data_paths
+from bprlab.errors import StageError
 from bprlab.index.base import input_kind
 from bprlab.index.build import MANIFEST, check_encoded
 from bprlab.lit.callbacks import ShardWriter, shard_file

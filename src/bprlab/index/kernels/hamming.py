@@ -248,7 +248,8 @@ def _rescan_short_chunks(words, width, fixed, ntotal, qwords, nq, num_candidates
     for q in range(nq):
         again = False
         for c in range(nchunks):
-            if num_candidates > 0 and spec[c, q] < bits and counts[c, q] < num_candidates and spec[c, q] < out_dist[q, num_candidates - 1]:
+            if (num_candidates > 0 and spec[c, q] < bits and counts[c, q] < num_candidates
+                    and spec[c, q] < out_dist[q, num_candidates - 1]):
                 counts[c, q], bounds[c, q] = 0, bits
                 _scan_chunk(words, width, fixed, ntotal, qwords[q * width : (q + 1) * width], 1, c * step,
                             min(nblocks, (c + 1) * step), num_candidates, dists[c, q : q + 1], rows[c, q : q + 1],
@@ -265,9 +266,9 @@ def _rescan_short_chunks(words, width, fixed, ntotal, qwords, nq, num_candidates
 
 @numba.njit(**dict(JIT, fastmath=False))  # fast-math would let LLVM assume no NaN, which is not >= 0
 def sign_words(emb, width):
-    """(Q, D) float -> (Q, width) uint64 codes: bit 1 where e >= 0 (docs/method.md#hash-layer's sign, `core.hashing.pack_codes`), laid
-    out as `layout.to_words(pack_codes(emb))`: numpy packbits' bytes (the first dimension the most significant bit)
-    read as little-endian words, zeros past D."""
+    """(Q, D) float -> (Q, width) uint64 codes: bit 1 where e >= 0 (docs/method.md#hash-layer's sign,
+    `core.hashing.pack_codes`), laid out as `layout.to_words(pack_codes(emb))`: numpy packbits' bytes (the first
+    dimension the most significant bit) read as little-endian words, zeros past D."""
     nq, d = emb.shape
     out = np.zeros((nq, width), np.uint64)
     for q in range(nq):

@@ -150,9 +150,9 @@ def use_threads(n):
 
     Set inside the compiled kernel rather than around its call from Python: `numba.get_num_threads` and
     `set_num_threads` called from Python go through ctypes, a fixed cost that a lone question with cold caches
-    feels; here they are two direct calls into the threading layer. (numba's own jitted `set_num_threads` calls through a ctypes pointer,
-    which keeps a kernel out of the on-disk cache; these intrinsics call the threading layer's symbols by name,
-    as numba's parallel loops do.)"""
+    feels; here they are two direct calls into the threading layer. (numba's own jitted `set_num_threads` calls
+    through a ctypes pointer, which keeps a kernel out of the on-disk cache; these intrinsics call the threading
+    layer's symbols by name, as numba's parallel loops do.)"""
     before = _get_num_threads()
     _set_num_threads(n)
     return before

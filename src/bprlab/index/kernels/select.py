@@ -15,6 +15,7 @@ import numpy as np
 # No fast-math here (jit.EXACT): it lets LLVM assume no infinities, and -inf (no candidate) must compare as the
 # lowest score.
 from bprlab.index.kernels.jit import EXACT
+
 CUT_BUCKETS = 1024
 SIGN = np.uint32(0x80000000)
 

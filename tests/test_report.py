@@ -59,14 +59,14 @@ def test_ablations_md_opens_with_the_claims_and_counts_the_time(tmp_path):
              "vs_baseline": {"top20": comparison}, "bytes_per_passage": 48, "index_bytes": 1, "run": "a",
              "search": "t"}]
     claims = [{"claim": "reranking helps", "source": "§4", "row": "bpr-no-rerank", "metric": "top20",
-               "expect": "lower"}]
+               "expect": "lower", "reading": "l = 1000"}]
     _ablation_table(tmp_path / "ablations" / "abl-search", "abl-search", rows, claims, tests=[comparison])
     _ablation_table(tmp_path / "ablations" / "abl-other", "abl-other", rows[:1], seconds=120.0)
     text = write_ablations(tmp_path / "ablations", tmp_path / "experiments").read_text()
     claims_at, first_table = text.index("## The paper's claims"), text.index("## abl-")
     assert claims_at < first_table
-    assert ("| reranking helps | §4 | bpr-no-rerank − bpr, top20 (abl-search) | Δ < 0 | 3 seed pairs; 300 paragraphs "
-            "| -5.0 | [-7.5, -2.5] | 0.0001 | 0.0001 | ") in text and "**holds** |" in text
+    assert ("| reranking helps | §4 | bpr-no-rerank − bpr, top20 (abl-search) | Δ < 0 | 3 seed pairs; 300 paragraphs; "
+            "read at l = 1000 | -5.0 | [-7.5, -2.5] | 0.0001 | 0.0001 | ") in text and "**holds** |" in text
     assert "correction runs over the 1 primary claims" in text
     assert "| **total** | | **3.0** (0.05 h) | 0.0 |" in text
     assert "| bpr-no-rerank | - | 48 | 1 | 85.0 ± 1.0* |" in text and "`bprlab reproduce abl-search.yaml`" in text
@@ -119,13 +119,13 @@ def test_what_changed_lists_the_verdicts_that_moved_and_what_differs(tmp_path):
         return {"claim": claim, "table": "abl-loss", "row": "r", "baseline": baseline, "metric": metric,
                 "primary": True, "test": test, "verdict": verdict, "p_holm": 0.01, **extra}
 
-    now = [reading("kept", "top20", "not shown"), reading("moved metric", "hamming@20", "holds"),
+    now = [reading("kept", "top20", "not shown"), {**reading("moved metric", "hamming@20", "holds"), "reading": "l = 20"},
            reading("retrained", "top20", "not shown", value=88.0), reading("new", "top20", "holds", baseline="g25"),
            {**reading("secondary", "top20", "holds"), "primary": False}]
     text = changes_markdown(previous, now)
     assert "against the first study, commit abc1234" in text and "| kept |" not in text
     assert ("| moved metric | r − b, top20 -1.0 [-1.0, +2.0]: **not shown** | r − b, hamming@20 -3.0 [-5.0, -1.0]: "
-            "**holds** | read on hamming@20 (was top20); mechanism now exercised |") in text
+            "**holds** | read on hamming@20 (was top20); mechanism now exercised: read at l = 20 |") in text
     assert "| retrained |" in text and "the same reading on retrained models (row 90.0 → 88.0)" in text
     assert "| dropped | r − b, top20 -1.0 [-1.0, +2.0]: **holds** | not in the study | no longer read |" in text
     assert "| new | not in the study | r − g25, top20 -3.0 [-5.0, -1.0]: **holds** | a claim this study adds |" in text

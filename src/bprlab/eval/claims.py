@@ -14,6 +14,7 @@ A table states its claims (table files, `claims:`), each naming a row compared w
       exercised: false         # optional: the mechanism the claim is about does not act here ...
       why: "l = 1000 covers 28% of the corpus"   # ... and why
       baseline: gamma=25       # optional: compared with this row instead of the table's baseline
+      reading: "l = k = 20, where the stage binds"   # optional: where the mechanism is read, and why there
 
     - claim: BPR is close to DPR
       row: dpr-flat
@@ -42,7 +43,7 @@ from bprlab.eval.stats import ALPHA, Combined, holm
 
 EXPECTATIONS = ("lower", "higher")
 CLAIM_KEYS = {"claim", "source", "row", "metric", "qrels_metric", "expect", "margin", "smallest_effect",
-              "paper_effect", "exercised", "why", "baseline"}
+              "paper_effect", "exercised", "why", "baseline", "reading"}
 MARGIN_KINDS = ("miss_ratio", "points")
 QRELS_METRIC = "ndcg@10"  # the metric a claim is read on where a table has qrels and no answer strings
 SMALLEST_EFFECT = 1.0  # points: a difference smaller than this is not one a reader would act on

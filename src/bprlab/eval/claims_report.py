@@ -55,6 +55,8 @@ def _where(reading: dict) -> str:
     unit = test["cluster_unit"] + ("s" if test["cluster_unit"] in ("paragraph", "question") else "")
     noise = test["training_noise"].replace("measured", f"{test.get('seed_pairs', '')} seed pairs")
     parts = [noise, f"{test['clusters']:,} {unit}"]
+    if reading.get("reading"):
+        parts.append(f"read at {reading['reading']}")
     if reading.get("exercised") is False:
         parts.append(f"mechanism not exercised: {reading.get('why', '')}".strip())
     return "; ".join(parts)

@@ -26,7 +26,8 @@ def verdict_records(readings: list[dict]) -> list[dict]:
             continue
         test = r["test"]
         out.append({"claim": r["claim"], "table": r["table"], "row": r["row"], "baseline": r["baseline"],
-                    "metric": r["metric"], "exercised": r.get("exercised", True), "effect": test.get("effect"),
+                    "metric": r["metric"], "reading": r.get("reading"), "exercised": r.get("exercised", True),
+                    "effect": test.get("effect"),
                     "ci": test.get("ci"), "p_holm": r.get("p_holm"), "verdict": r["verdict"],
                     "row_value": test.get("value"), "baseline_value": test.get("baseline_value")})
     return out
@@ -72,6 +73,8 @@ def _differs(before: dict | None, now: dict | None) -> str:
         parts.append(f"compares {now['row']} with {now['baseline']} (was {before['row']} with {before['baseline']})")
     if before.get("exercised", True) != now.get("exercised", True):
         parts.append("mechanism now exercised" if now.get("exercised", True) else "mechanism declared not exercised")
+    if parts and now.get("reading"):
+        parts[-1] += f": read at {now['reading']}"
     if not parts:
         moved = [f"{side} {b:.1f} → {a:.1f}" for side, b, a in (
             ("row", before.get("row_value"), now.get("row_value")),

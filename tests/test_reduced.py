@@ -106,3 +106,14 @@ def test_a_trained_model_reduced_after_training_runs_through_the_stages(tiny_ove
         assert "hamming_first" in saved
     with pytest.raises(ConfigError, match="index.hash_bits=8 means nothing for index.kind=binary_pca"):
         load_config(None, [*base, "index.kind=binary_pca", "index.hash_bits=8"])
+
+
+def test_a_reduction_fitted_on_a_sample_is_another_index():
+    """index.train_size names the folder (never a reduction fitted on other passages reused), and only when set."""
+    from bprlab.runs import index_build_tag
+
+    full = IndexConfig(kind=IndexKind.binary_pca, code_bits=128, rotation=Rotation.itq)
+    sampled = dataclasses.replace(full, train_size=1000)
+    assert index_build_tag(full) == "binary_pca-itq-128bits"
+    assert index_build_tag(sampled) == "binary_pca-itq-128bits-train1000"
+    assert index_build_tag(IndexConfig(kind=IndexKind.binary_flat)) == "binary_flat"

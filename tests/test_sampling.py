@@ -35,22 +35,19 @@ def test_records_without_positive_or_negatives_are_dropped():
     assert [r.question for r in usable_records(records, needs_negatives=False, source="x")] == ["a", "c"]
 
 
-def test_the_resumable_shuffle_is_random_samplers_order_and_continues_part_way():
-    """Runs keep the order they always had (RandomSampler's, from the global RNG, drawing as much of it), and a
-    resumed epoch continues its own permutation without drawing."""
+def test_an_epochs_order_comes_from_seed_and_epoch_alone_and_continues_part_way():
+    """The order never draws from the global generator (dropout's), differs between epochs, and a resumed epoch
+    continues its own permutation."""
     import torch
-    from torch.utils.data import RandomSampler
 
-    from bprlab.data.sampling import ResumableShuffle
+    from bprlab.data.sampling import EpochShuffle
 
-    torch.manual_seed(5)
-    theirs, after_theirs = list(RandomSampler(range(50))), torch.rand(3)
-    torch.manual_seed(5)
-    shuffle = ResumableShuffle(50)
-    ours, after_ours = list(shuffle), torch.rand(3)
-    assert ours == theirs and torch.equal(after_ours, after_theirs)
-    again = ResumableShuffle(50)
-    again.resume(shuffle.seed, 20)
     state = torch.get_rng_state()
-    assert list(again) == ours[20:] and torch.equal(torch.get_rng_state(), state)  # no draw from the global RNG
-    assert len(list(again)) == 50  # the resume applies to one pass; the next epoch draws again
+    first = list(EpochShuffle(50, seed=7, epoch=0))
+    assert torch.equal(torch.get_rng_state(), state) and sorted(first) == list(range(50))
+    torch.manual_seed(123)  # whatever ran before
+    assert list(EpochShuffle(50, seed=7, epoch=0)) == first
+    assert list(EpochShuffle(50, seed=7, epoch=1)) != first and list(EpochShuffle(50, seed=8, epoch=0)) != first
+    resumed = EpochShuffle(50, seed=7, epoch=0)
+    resumed.resume(20)
+    assert list(resumed) == first[20:] and list(resumed) == first  # the skip applies to one pass

@@ -67,17 +67,22 @@ def _weights(cfg):
     return torch.load(RunPaths(cfg).last_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
 
 
-def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_one(tiny_overrides):
-    """Killed in the middle of an epoch (dropout on): the resumed run trains on the rest of that epoch's shuffle, with
-    the random state it had, and ends with the uninterrupted run's weights, bit for bit."""
+@pytest.mark.parametrize("crash_at, extra", [
+    (3, []),  # mid-epoch: 2 steps an epoch, step 3 is the second batch of epoch 1
+    (2, []),  # at an epoch's start: the checkpoint is the previous epoch's last step, validation came after it
+    (3, ["train.val_check_interval=1"]),  # a validation after every step, the saved one's included
+])
+def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tiny_overrides, crash_at, extra):
+    """Killed part-way (dropout on): the resumed run trains on the rest of that epoch's order, with the random state
+    it had, and ends with the uninterrupted run's weights, bit for bit."""
     import torch
 
-    base = [*tiny_overrides, "method=bpr", "train.epochs=3", "train.select_from_epoch=0"]
+    base = [*tiny_overrides, "method=bpr", "train.epochs=3", "train.select_from_epoch=0", *extra]
     straight_cfg = load_config(None, [*base, "name=straight"])
     straight = Batches()
     train(straight_cfg, extra_callbacks=[straight])
     resumed_cfg = load_config(None, [*base, "name=resumed"])
-    first = Batches(crash_at=3)  # 2 steps an epoch: step 3 is the second batch of epoch 1
+    first = Batches(crash_at=crash_at)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(resumed_cfg, extra_callbacks=[first])
     second = Batches()

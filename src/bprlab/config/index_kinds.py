@@ -89,8 +89,11 @@ def kind_of(cfg: IndexConfig | IndexKind) -> Kind:
 
 
 def build_tag(cfg: IndexConfig) -> str:
-    """Names what is built (search-time settings are not part of it): the index folder."""
-    return cfg.name or kind_of(cfg).build_tag(cfg)
+    """Names what is built (search-time settings are not part of it): the index folder. A quantiser trained on a
+    sample (index.train_size) is another index: the sample's size joins the name (absent at the default, so the
+    folders of full-corpus quantisers keep their names)."""
+    sample = f"-train{cfg.train_size}" if cfg.train_size and "train_size" in kind_of(cfg).reads else ""
+    return (cfg.name or kind_of(cfg).build_tag(cfg)) + sample
 
 
 def search_tag(cfg: IndexConfig) -> str:

@@ -223,10 +223,11 @@ def validate(cfg: RunConfig) -> None:
         problems.append("model.projection_dim: must be positive")
     from bprlab.config.index_kinds import config_problems, kind_of  # the one place that knows each index kind
 
-    binary = kind_of(cfg.index).binary
+    kind = kind_of(cfg.index)
+    binary, input_kind = kind.binary, kind.input
     problems += config_problems(cfg.index)
     problems += _data_problems(cfg)
-    if binary and (cfg.model.projection_dim or 8) % 8:
+    if binary and input_kind == "code" and (cfg.model.projection_dim or 8) % 8:
         problems.append("model.projection_dim: binary codes are packed in bytes: use a multiple of 8")
     if cfg.index.code_bits is not None and (cfg.index.code_bits <= 0 or cfg.index.code_bits % 8):
         problems.append("index.code_bits: a positive multiple of 8")

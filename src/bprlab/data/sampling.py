@@ -81,27 +81,29 @@ class BiencoderSamples(Dataset):
         return chosen
 
 
-class ResumableShuffle(Sampler[int]):
-    """The order torch's RandomSampler gives (a permutation from a seed drawn from the global RNG when an epoch
-    starts, so runs keep the order they always had), which can also continue an epoch part-way: `resume(seed, skip)`
-    makes the next pass use that permutation without drawing from the global RNG, starting `skip` indices in (the
-    batches a killed run had already trained on)."""
+class EpochShuffle(Sampler[int]):
+    """An epoch's order of the training samples: a permutation drawn from (seed, epoch) alone, never from the global
+    random generator (which then serves dropout only), so a run killed part-way through an epoch and resumed trains
+    on the rest of the same permutation (`resume(skip)`), and validation or a resume in between changes nothing."""
 
-    def __init__(self, size: int):
-        self.size, self.seed = size, None
-        self._resume: tuple[int, int] | None = None
+    def __init__(self, size: int, seed: int, epoch: int):
+        self.size, self.seed, self.epoch = size, seed, epoch
+        self._skip = 0
 
-    def resume(self, seed: int, skip: int) -> None:
-        self._resume = (int(seed), int(skip))
+    def resume(self, skip: int) -> None:
+        """The next pass starts `skip` indices in (the batches already trained); later passes start at 0."""
+        self._skip = int(skip)
 
     def __iter__(self):
-        if self._resume is not None:
-            (self.seed, skip), self._resume = self._resume, None
-        else:  # exactly RandomSampler's draw: one int64 from the global RNG
-            self.seed, skip = int(torch.empty((), dtype=torch.int64).random_().item()), 0
-        generator = torch.Generator()
-        generator.manual_seed(self.seed)
-        yield from torch.randperm(self.size, generator=generator).tolist()[skip:]
+        skip, self._skip = self._skip, 0
+        yield from torch.randperm(self.size, generator=epoch_generator(self.seed, self.epoch)).tolist()[skip:]
 
     def __len__(self) -> int:
         return self.size
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A torch generator for (seed, epoch): the same draws on every machine, whatever ran before."""
+    generator = torch.Generator()
+    generator.manual_seed(int(seed) * 1_000_003 + int(epoch))
+    return generator

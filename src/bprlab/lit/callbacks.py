@@ -36,10 +36,12 @@ TRIM_EVERY = {"workers": 1, "in_process": 16}
 
 class RandomState(pl.Callback):
     """Every random generator's state in the checkpoint (torch, CUDA, numpy, Python), put back on resume just before
-    the first batch trains (after Lightning has made the resumed epoch's loader, which draws from the global RNG
-    where the interrupted run had drawn at its epoch's start): dropout and later epochs' shuffles then draw what they
-    would have drawn, so a killed and resumed run ends with the weights of an uninterrupted one. One process only:
-    under DDP each rank's generator is its own and only rank 0 saves, so ranks resume with fresh draws."""
+    the first batch trains. The data loaders draw from (seed, epoch) only (bprlab.lit.datamodule), so the global
+    generators serve dropout alone and nothing else draws between a saved step and the next batch (validation runs
+    in eval mode): a killed and resumed run ends with the weights of an uninterrupted one. One process only: under
+    DDP each rank's generator is its own and only rank 0 saves, so ranks resume with fresh draws, and a checkpoint
+    made on one device resumes on several without its loader's position (Lightning's distributed sampler has none).
+    """
 
     KEY = "random_state"
 
@@ -60,6 +62,9 @@ class RandomState(pl.Callback):
         state = checkpoint.get(self.KEY)
         if state is not None and state["world_size"] == 1 and trainer.world_size == 1:
             self._pending = state
+        if trainer.world_size > 1:  # called before the loops load: the distributed loader keeps no position
+            fit_loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+            (fit_loop.get("state_dict") or {}).pop("combined_loader", None)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._pending is None:

@@ -13,28 +13,26 @@ from bprlab.data.ordering import ShardBatchSampler, text_lengths
 from bprlab.data.passage_store import IndexedPassages, PassageStore
 from bprlab.data.readers import read_biencoder
 from bprlab.data.registry import data_paths
-from bprlab.data.sampling import BiencoderSamples, ResumableShuffle, usable_records
+from bprlab.data.sampling import BiencoderSamples, EpochShuffle, epoch_generator, usable_records
 
 
 class ResumableLoader(DataLoader):
-    """The training loader as Lightning resumes it part-way through an epoch (it calls `state_dict` when it saves a
-    checkpoint and `load_state_dict` before the resumed epoch's first batch): the epoch's shuffle seed and the
-    batches already trained, so a resumed run trains on the rest of the same permutation, as an uninterrupted one."""
+    """An epoch's training loader as Lightning resumes it part-way (it calls `state_dict` when it saves a checkpoint
+    and `load_state_dict` before the resumed epoch's first batch): the epoch it was made for and the batches already
+    trained, so a resumed run trains on the rest of that epoch's permutation (bprlab.data.sampling.EpochShuffle)."""
 
-    def __init__(self, *args, trainer=None, **kwargs):
+    def __init__(self, *args, epoch: int = 0, trainer=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self._trainer = trainer
+        self.epoch, self._trainer = epoch, trainer
 
     def state_dict(self) -> dict:
         if self._trainer is None:
             return {}
-        return {"seed": self.sampler.seed, "epoch": self._trainer.current_epoch,
-                "batches": self._trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+        return {"epoch": self.epoch, "batches": self._trainer.fit_loop.epoch_loop.batch_progress.current.processed}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("seed") is not None and self._trainer is not None and \
-                state.get("epoch") == self._trainer.current_epoch:  # the epoch the checkpoint stopped in
-            self.sampler.resume(state["seed"], state["batches"] * self.batch_size)
+        if state.get("epoch") == self.epoch and state.get("batches"):  # this loader's epoch stopped part-way
+            self.sampler.resume(state["batches"] * self.batch_size)
 
 
 class RetrieverDataModule(pl.LightningDataModule):
@@ -63,11 +61,13 @@ class RetrieverDataModule(pl.LightningDataModule):
         if stage == "predict" and self.store is None:
             self.store = PassageStore.open(self.paths.passages)
 
-    def _loader(self, dataset, batch_size: int, shuffle: bool, drop_last: bool, collate_fn, sampler=None):
+    def _loader(self, dataset, batch_size: int, shuffle: bool, drop_last: bool, collate_fn, epoch: int = 0):
+        """A loader whose own draws (workers' base seed, a shuffle) come from (seed, epoch), not from the global
+        random generator, which then serves dropout only: what makes a resumed run exact."""
         workers = self.cfg.data.num_workers
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, sampler=sampler,
-                          collate_fn=collate_fn, num_workers=workers, persistent_workers=False,
-                          pin_memory=self.cfg.train.accelerator != "cpu")
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, collate_fn=collate_fn,
+                          num_workers=workers, persistent_workers=False, pin_memory=self.cfg.train.accelerator != "cpu",
+                          generator=epoch_generator(self.cfg.seed, epoch))
 
     def train_dataloader(self) -> DataLoader:
         data = self.cfg.data
@@ -77,12 +77,13 @@ class RetrieverDataModule(pl.LightningDataModule):
                                    strip_question_mark=data.strip_question_mark)
         # drop_last: every step has a full batch, so all ranks gather equal shapes
         if self.trainer is not None and self.trainer.world_size > 1:  # Lightning gives it a DistributedSampler
-            return self._loader(samples, self.cfg.train.batch_size, True, True, self.collator)
+            return self._loader(samples, self.cfg.train.batch_size, True, True, self.collator, epoch=epoch)
         workers = self.cfg.data.num_workers
-        return ResumableLoader(samples, batch_size=self.cfg.train.batch_size, sampler=ResumableShuffle(len(samples)),
-                               drop_last=True, collate_fn=self.collator, num_workers=workers,
-                               persistent_workers=False, pin_memory=self.cfg.train.accelerator != "cpu",
-                               trainer=self.trainer)
+        return ResumableLoader(samples, batch_size=self.cfg.train.batch_size,
+                               sampler=EpochShuffle(len(samples), self.cfg.seed, epoch), drop_last=True,
+                               collate_fn=self.collator, num_workers=workers, persistent_workers=False,
+                               pin_memory=self.cfg.train.accelerator != "cpu",
+                               generator=epoch_generator(self.cfg.seed, epoch), epoch=epoch, trainer=self.trainer)
 
     def val_dataloader(self) -> DataLoader:
         data = self.cfg.data

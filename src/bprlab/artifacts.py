@@ -125,6 +125,27 @@ def read_json(path: str | Path, rebuild: str | None = None) -> Any:
         raise StageError(f"{path}: damaged ({exc.__class__.__name__}: {str(exc)[:80]}); {advice}") from None
 
 
+def read_sound_json(path: str | Path, log=None, then: str = "") -> dict | None:
+    """A JSON object that callers rebuild when it is unusable: None where the file is missing, damaged or not an
+    object (said on `log` with what happens `then`, where given), never an error."""
+    from bprlab.errors import StageError
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = read_json(path)
+    except StageError as exc:
+        if log is not None:
+            log.warning("%s; %s", exc, then)
+        return None
+    if not isinstance(data, dict):
+        if log is not None:
+            log.warning("%s: not a JSON object; %s", path, then)
+        return None
+    return data
+
+
 def fingerprint(*parts: Any) -> str:
     """A short, stable hash of JSON-serialisable parts (used to decide whether a stage's output is current)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()

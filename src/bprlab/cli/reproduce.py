@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bprlab.artifacts import fingerprint, read_json, write_json
+from bprlab.artifacts import fingerprint, read_sound_json, write_json
 from bprlab.config import load_config
 from bprlab.config.loader import to_dict
 from bprlab.config.schema import Checkpoint, RunConfig
@@ -118,15 +118,11 @@ def unit_path(folder: Path, unit: Unit) -> Path:
 def _read_record(path: Path) -> dict | None:
     """A unit's record; None where there is none, or where it is damaged or not a record (an interrupted write, an
     edit): such a unit is unfinished and runs again."""
-    if not path.is_file():
+    record = read_sound_json(path, log, "the unit runs again")
+    if record is None:
         return None
-    try:
-        record = read_json(path)
-    except StageError as exc:
-        log.warning("%s: the unit runs again", exc)
-        return None
-    if not (isinstance(record, dict) and isinstance(record.get("metrics"), dict)
-            and isinstance(record.get("outcomes"), dict) and "fingerprint" in record):
+    if not (isinstance(record.get("metrics"), dict) and isinstance(record.get("outcomes"), dict)
+            and "fingerprint" in record):
         log.warning("%s: not a unit record (expected fingerprint, metrics, outcomes); the unit runs again", path)
         return None
     return record

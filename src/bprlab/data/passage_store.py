@@ -16,10 +16,10 @@ from typing import Iterator, Sequence
 
 from torch.utils.data import Dataset
 
-from bprlab.artifacts import atomic_dir, file_sha256, read_json, write_json
+from bprlab.artifacts import atomic_dir, file_sha256, read_sound_json, write_json
 from bprlab.data.readers import iter_passages
 from bprlab.data.records import Passage
-from bprlab.errors import DataFormatError, StageError
+from bprlab.errors import DataFormatError
 
 log = logging.getLogger(__name__)
 SOURCE = "source.json"
@@ -187,8 +187,4 @@ class IndexedPassages(Dataset):
 
 def _cached(path: Path) -> dict:
     """A cache's record, or {} where it is damaged: a cache is rebuilt, never trusted or fatal."""
-    try:
-        saved = read_json(path)
-    except StageError:
-        return {}
-    return saved if isinstance(saved, dict) else {}
+    return read_sound_json(path) or {}

@@ -23,13 +23,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bprlab.artifacts import atomic_dir, file_sha256, fingerprint, read_json, write_json
+from bprlab.artifacts import atomic_dir, file_sha256, fingerprint, read_sound_json, write_json
 from bprlab.config.schema import SquadConfig
 from bprlab.data.answers import has_answer
 from bprlab.data.clusters import PARAGRAPH, write_clusters
 from bprlab.data.readers import write_biencoder, write_passages, write_qa
 from bprlab.data.records import BiencoderRecord, Passage, QARecord
-from bprlab.errors import DataFormatError, StageError
+from bprlab.errors import DataFormatError
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -106,14 +106,7 @@ def prepare_squad(cfg: SquadConfig, out_dir: str | Path, force: bool = False) ->
 
 def _manifest(path: Path) -> dict | None:
     """The prepared folder's manifest; None where it is missing or damaged (the folder is then prepared again)."""
-    if not path.is_file():
-        return None
-    try:
-        manifest = read_json(path)
-    except StageError as exc:
-        log.warning("%s; preparing the squad files again", exc)
-        return None
-    return manifest if isinstance(manifest, dict) else None
+    return read_sound_json(path, log, "preparing the squad files again")
 
 
 def _find_source(source: str) -> Path:

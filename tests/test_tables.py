@@ -49,6 +49,24 @@ def test_seeds_baseline_and_extends(tmp_path):
     assert plan_units(listed, [])[0].cfg.name == "squad-bpr-seed7"  # not the configured seed (42): a run of its own
 
 
+def test_a_row_runs_its_own_seeds(tmp_path):
+    """The seeds a claim's power analysis asks for, on its rows only; --seeds still wins over every row."""
+    from bprlab.cli.reproduce import in_seed_order, plan_units
+
+    rows = ROWS.replace("    overrides: [index.rerank=false]\n", "    overrides: [index.rerank=false]\n    seeds: 5\n")
+    rows = rows.replace("experiments/squad/bpr.yaml\n  - method: no-rerank",
+                        "experiments/squad/bpr.yaml\n    seeds: [42, 50]\n  - method: no-rerank")
+    table = read_table(_table(tmp_path, f"seeds: 3\n{rows}"))
+    planned = [(u.row.method, u.seed) for u in plan_units(table, [])]
+    assert planned == [("bpr", 42), ("bpr", 50), *[("no-rerank", s) for s in range(42, 47)], ("zero-shot", 42)]
+    assert {u.cfg.name for u in plan_units(table, []) if u.seed == 50} == {"squad-bpr-seed50"}
+    assert [u.seed for u in plan_units(table, [], seeds=2)] == [42, 43, 42, 43, 42]
+    ordered = [(u.row.method, u.seed) for u in in_seed_order(plan_units(table, []))]  # a stopped table is balanced
+    assert ordered[:5] == [("bpr", 42), ("no-rerank", 42), ("zero-shot", 42), ("bpr", 50), ("no-rerank", 43)]
+    with pytest.raises(ConfigError, match=r"rows\[1\].seeds: expected a number of seeds >= 1"):
+        read_table(_table(tmp_path, f"seeds: 3\n{rows.replace('seeds: 5', 'seeds: 0')}", "bad.yaml"))
+
+
 @pytest.mark.parametrize("text, message", [
     ("baseline: nope\n", "baseline: 'nope' is not a row"),
     ("seeds: 0\n", "seeds: expected a number of seeds >= 1"),

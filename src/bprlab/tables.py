@@ -12,6 +12,7 @@
       - method: bpr                    # the row's name in the table
         experiment: ../squad/bpr.yaml  # relative to the table file; {dataset} is replaced by --dataset
         overrides: [index.rerank=false]
+        seeds: 20                      # optional: this row's own seeds (a count or a list), over the table's
         family: ...                    # rows drawn as one line over their budgets
         paper: {nq: {top20: 77.9}}     # the paper's numbers per dataset
 
@@ -30,7 +31,7 @@ import yaml
 from bprlab.config.loader import UniqueKeyLoader
 from bprlab.errors import ConfigError
 
-ROW_KEYS = {"method", "experiment", "overrides", "paper", "family"}
+ROW_KEYS = {"method", "experiment", "overrides", "paper", "family", "seeds"}
 TABLE_KEYS = {"name", "note", "extends", "seeds", "baseline", "overrides", "report", "claims", "budget", "rows"}
 INHERITED = ("note", "seeds", "baseline", "overrides", "report")  # what `extends` passes on (rows never)
 REPORTS = ("results", "ablations")
@@ -44,6 +45,7 @@ class Row:
     overrides: list[str] = field(default_factory=list)
     paper: dict = field(default_factory=dict)  # {metric: value} for the chosen dataset
     family: str | None = None  # rows of one family are one method at several budgets: a line in the plots
+    seeds: int | list[int] | None = None  # the row's own seeds; None: the table's
 
 
 @dataclass
@@ -64,13 +66,15 @@ class Table:
     def run_name(self) -> str:
         return f"{self.name}-{self.dataset}" if self.dataset else self.name
 
-    def seed_list(self, base: int, count: int | None = None) -> list[int]:
-        """The seeds a row runs: `count` (the command line's --seeds) wins over the table's own setting."""
+    def seed_list(self, base: int, count: int | None = None, row: Row | None = None) -> list[int]:
+        """The seeds a row runs: `count` (the command line's --seeds) wins over the row's own setting, which wins
+        over the table's."""
         if count is not None:
             return seed_range(base, count, "--seeds")
-        if isinstance(self.seeds, list):
-            return list(self.seeds)
-        return seed_range(base, self.seeds, f"{self.path}: seeds")
+        seeds = row.seeds if row is not None and row.seeds is not None else self.seeds
+        if isinstance(seeds, list):
+            return list(seeds)
+        return seed_range(base, seeds, f"{self.path}: seeds")
 
 
 def seed_range(base: int, count: int, where: str) -> list[int]:
@@ -142,7 +146,7 @@ def _settings(path: Path, chain: tuple[Path, ...]) -> dict:
 def _row(path: Path, i: int, row, dataset: str | None) -> Row:
     if not isinstance(row, dict) or not {"method", "experiment"} <= set(row) or set(row) - ROW_KEYS:
         raise ConfigError(f"{path}: rows[{i}]: expected keys method, experiment and optionally overrides, paper, "
-                          "family")
+                          "family, seeds")
     experiment = str(row["experiment"])
     if "{dataset}" in experiment:
         if dataset is None:
@@ -152,7 +156,8 @@ def _row(path: Path, i: int, row, dataset: str | None) -> Row:
     family = row.get("family")
     return Row(str(row["method"]), path.parent / experiment, _strings(path, f"rows[{i}].overrides",
                                                                       row.get("overrides", [])),
-               paper, str(family) if family is not None else None)
+               paper, str(family) if family is not None else None,
+               _seeds(path, row["seeds"], f"rows[{i}].seeds") if "seeds" in row else None)
 
 
 def _strings(path: Path, key: str, value) -> list[str]:
@@ -161,16 +166,16 @@ def _strings(path: Path, key: str, value) -> list[str]:
     return list(value)
 
 
-def _seeds(path: Path, value) -> int | list[int]:
+def _seeds(path: Path, value, key: str = "seeds") -> int | list[int]:
     if isinstance(value, list):
         if not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise ConfigError(f"{path}: seeds: expected a number of seeds or a non-empty list of integers, "
+            raise ConfigError(f"{path}: {key}: expected a number of seeds or a non-empty list of integers, "
                               f"got {value!r}")
         repeated = sorted({v for v in value if value.count(v) > 1})
         if repeated:
-            raise ConfigError(f"{path}: seeds: {', '.join(map(str, repeated))} listed more than once")
+            raise ConfigError(f"{path}: {key}: {', '.join(map(str, repeated))} listed more than once")
         return list(value)
-    seed_range(0, value, f"{path}: seeds")
+    seed_range(0, value, f"{path}: {key}")
     return value
 
 

@@ -52,7 +52,7 @@ def plan_units(table: Table, overrides: list[str], seeds: int | None = None) -> 
     for row in table.rows:
         base = load_config(row.experiment, [*table.overrides, *row.overrides, *overrides])
         trained = base.checkpoint != Checkpoint.pretrained.value and input_kind(base.index) != "text"
-        for seed in table.seed_list(base.seed, seeds) if trained else [base.seed]:
+        for seed in table.seed_list(base.seed, seeds, row) if trained else [base.seed]:
             cfg = copy.deepcopy(base)
             cfg.seed, cfg.name = seed, seeded_name(base.name, seed, base.seed)
             # W&B groups a row's seeds (the run without its seed) and tags each with its seed and table
@@ -60,6 +60,18 @@ def plan_units(table: Table, overrides: list[str], seeds: int | None = None) -> 
             cfg.wandb.tags = [*cfg.wandb.tags, f"table-{table.name}"]
             units.append(Unit(row, seed, cfg))
     return units
+
+
+def in_seed_order(units: list[Unit]) -> list[Unit]:
+    """Units run seed by seed (every row's first seed, then every row's second, ...), so a table stopped part way
+    has its rows at comparable numbers of seeds (rows are compared on the seeds both ran); each row's own units
+    keep their order."""
+    position: dict[str, int] = {}
+    keyed = []
+    for unit in units:
+        keyed.append((position.get(unit.row.method, 0), unit))
+        position[unit.row.method] = position.get(unit.row.method, 0) + 1
+    return [unit for _, unit in sorted(keyed, key=lambda pair: pair[0])]
 
 
 def output_folder(table: Table, cfg: RunConfig, out: str | None) -> Path:
@@ -186,7 +198,7 @@ def reproduce(table_path: str, overrides: list[str], dataset: str | None = None,
                         *map(shlex.quote, overrides)])
     records: dict[str, list[dict]] = {row.method: [] for row in table.rows}
     missing = []
-    for unit in units:
+    for unit in in_seed_order(units):
         if rows is not None and unit.row.method not in rows:  # another row's unit: its record as it is, if any
             try:
                 records[unit.row.method].append(run_unit(unit, folder, records_only=True))

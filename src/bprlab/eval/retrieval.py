@@ -30,7 +30,8 @@ from bprlab.eval.outcomes import CLUSTER, CLUSTER_UNIT, QUERY_PREFIX, STAGE_FIRS
 from bprlab.eval.relevance import DEPTH, per_query_relevance, run_entries, summarize_relevance, write_trec_run
 from bprlab.eval.stage import first_found, stage_depth, stage_metrics
 from bprlab.index.base import SearchResult, SearchStats, load_index
-from bprlab.runs import RunPaths, check_index_weights, search_tag
+from bprlab.runs import RunPaths, search_tag
+from bprlab.stamps import check_index_weights
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,8 @@ from bprlab.index.build import MANIFEST, check_encoded
 from bprlab.lit.callbacks import ShardWriter, shard_file
 from bprlab.lit.datamodule import RetrieverDataModule
 from bprlab.lit.train import load_module, make_trainer
-from bprlab.runs import RunPaths, weights_fingerprint
+from bprlab.runs import RunPaths
+from bprlab.stamps import encode_stamp, weights_stamp
 
 log = logging.getLogger(__name__)
 PLAN = "plan.json"
@@ -48,16 +49,16 @@ def encode(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = N
     out = paths.passages(representation)
     checkpoint = paths.checkpoint()
     store = PassageStore.open(data_paths(cfg.data).passages)
-    stamp = {"weights": weights_fingerprint(checkpoint, cfg), "representation": representation,
-             "corpus": store.fingerprint(), "num_passages": len(store), "shard_size": cfg.encode.shard_size,
-             "precision": cfg.encode.precision}
-    if not force and (out / MANIFEST).is_file() and read_json(out / MANIFEST).get("stamp") == stamp:
+    stamp = encode_stamp(cfg, weights_stamp(checkpoint, cfg), representation, store)
+    if not force and (out / MANIFEST).is_file() and read_json(out / MANIFEST).get("stamp") in current_stamps(
+            cfg, checkpoint, representation, store):
         log.info("%s is current", out)
         return out
-    if representation == "code" and not force and codes_from_embeddings(paths.passages("emb"), out, stamp):
+    if representation == "code" and not force and codes_from_embeddings(
+            paths.passages("emb"), out, stamp, current_stamps(cfg, checkpoint, "emb", store)):
         return out
     rows = store.rows_digest()
-    if not force and reuse_same_rows(paths, out, stamp, rows):
+    if not force and reuse_same_rows(paths, out, stamp, rows, current_stamps(cfg, checkpoint, representation, store)):
         return out
     staging = out.with_name(out.name + ".partial")
     part = encode_part(cfg.encode.part) if cfg.encode.part else None
@@ -132,14 +133,25 @@ def missing_shards(staging: Path, shard_size: int, num_rows: int) -> list[int]:
     return todo
 
 
-def codes_from_embeddings(emb_dir: Path, out: Path, stamp: dict) -> bool:
+def current_stamps(cfg: RunConfig, checkpoint: Path | None, representation: str, store) -> list[dict]:
+    """The stamps under which an encoding of `representation` is current: this format's, and format 1's
+    (bprlab.stamps_format1) where the config can be one of then."""
+    from bprlab.stamps_format1 import encode_stamp as format1
+
+    stamps = [encode_stamp(cfg, weights_stamp(checkpoint, cfg), representation, store)]
+    old = format1(cfg, checkpoint, representation, store)
+    return stamps + ([old] if old is not None else [])
+
+
+def codes_from_embeddings(emb_dir: Path, out: Path, stamp: dict, emb_stamps: list[dict]) -> bool:
     """Codes are sign(e) packed (`pack_codes`), so when the same weights have already encoded this corpus as
-    float embeddings, the codes are derived from them, bit for bit what the encoder would give, instead of
-    running it again (a DPR run's binary rows reuse its float encoding). False when there is none to use."""
+    float embeddings (current under one of `emb_stamps`), the codes are derived from them, bit for bit what the
+    encoder would give, instead of running it again (a DPR run's binary rows reuse its float encoding). False
+    when there is none to use."""
     if not (emb_dir / MANIFEST).is_file():
         return False
     manifest = read_json(emb_dir / MANIFEST)
-    if manifest.get("stamp") != {**stamp, "representation": "emb"}:
+    if manifest.get("stamp") not in emb_stamps:
         return False
     with atomic_dir(out) as tmp:
         for shard in sorted(emb_dir.glob("*.npz")):
@@ -150,12 +162,12 @@ def codes_from_embeddings(emb_dir: Path, out: Path, stamp: dict) -> bool:
     return True
 
 
-def reuse_same_rows(paths: RunPaths, out: Path, stamp: dict, rows: str) -> bool:
+def reuse_same_rows(paths: RunPaths, out: Path, stamp: dict, rows: str, stamps: list[dict]) -> bool:
     """Another encoding in this run of the same passages (the same rows, by `PassageStore.rows_digest`) by the same
-    weights, representation, shard size and precision, from another file (a BEIR folder exported from the run's
-    own corpus): its shards are this encoding's too, so they are linked (or copied) instead of encoding again.
-    False when there is none."""
-    wanted = {k: v for k, v in stamp.items() if k != "corpus"}
+    weights, representation, shard size and precision (one of `stamps` but for the corpus file), from another
+    file (a BEIR folder exported from the run's own corpus): its shards are this encoding's too, so they are
+    linked (or copied) instead of encoding again. False when there is none."""
+    wanted = [{k: v for k, v in s.items() if k != "corpus"} for s in stamps]
     manifests = [*paths.root.glob(f"passages/*/{MANIFEST}"), *paths.root.glob(f"datasets/*/passages/*/{MANIFEST}")]
     for manifest_path in sorted(manifests):
         source = manifest_path.parent
@@ -163,7 +175,7 @@ def reuse_same_rows(paths: RunPaths, out: Path, stamp: dict, rows: str) -> bool:
             continue
         manifest = read_json(manifest_path)
         if manifest.get("rows_sha256") != rows or {k: v for k, v in manifest.get("stamp", {}).items()
-                                                   if k != "corpus"} != wanted:
+                                                   if k != "corpus"} not in wanted:
             continue
         with atomic_dir(out) as tmp:
             for shard in sorted(source.glob("*.npz")):

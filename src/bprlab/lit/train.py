@@ -10,7 +10,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
-from bprlab.artifacts import fingerprint, read_json, write_json, write_text
+from bprlab.artifacts import read_json, write_json, write_text
 from bprlab.config.loader import to_dict
 from bprlab.config.schema import Method, RunConfig
 from bprlab.data.collate import Collator
@@ -20,6 +20,7 @@ from bprlab.lit.datamodule import RetrieverDataModule
 from bprlab.lit.loggers import make_logger
 from bprlab.lit.modules import RetrieverModule, module_class
 from bprlab.runs import RunPaths
+from bprlab.stamps import train_stamp
 
 log = logging.getLogger(__name__)
 
@@ -61,69 +62,24 @@ def checkpoint_callbacks(cfg: RunConfig, paths: RunPaths) -> tuple[pl.Callback, 
     return last, best
 
 
-NOT_TRAINING_KEYS = ("name", "runs_root", "checkpoint", "logger", "encode", "index", "eval", "wandb")
-# How training samples are drawn and validated: the data keys training reads besides its files' contents.
-TRAINING_DATA_KEYS = ("num_hard_negatives", "num_other_negatives", "shuffle_negatives", "strip_question_mark",
-                      "max_question_length", "max_passage_length", "val_hard_negatives", "val_other_negatives",
-                      "max_val_questions")
-# Keys added after runs existed: left out of the fingerprint while at their default, so those runs stay current.
-LATER_KEYS = {("model", "pooling"): "cls", ("model", "normalize"): False, ("optim", "projection_lr"): None,
-              ("model", "same_projection_init"): False}
 FINGERPRINT_FILE = "fingerprint.txt"
 
 
-def train_fingerprint(cfg: RunConfig) -> str:
-    """What decides the trained weights: method, seed, model, hashing, losses, optimiser and training settings,
-    how samples are drawn (TRAINING_DATA_KEYS), and the training and dev files by content (wherever they are).
-    Evaluation inputs (test file, corpus, a BEIR folder), search, encoding and logging are not part of it, so
-    evaluating a run on other data never retrains it."""
-    from bprlab.artifacts import file_sha256
-    from bprlab.data.registry import data_paths
+def _format1_stamp(cfg: RunConfig) -> str | None:
+    from bprlab.stamps import training_files
+    from bprlab.stamps_format1 import train_stamp as format1
 
-    config = to_dict(cfg)
-    for key in NOT_TRAINING_KEYS:
-        config.pop(key)
-    config["train"].pop("resume")
-    config["data"] = {key: config["data"][key] for key in TRAINING_DATA_KEYS}
-    for (section, key), default in LATER_KEYS.items():
-        if config[section].get(key, default) == default:
-            config[section].pop(key, None)
-    try:
-        paths = data_paths(cfg.data)
-        files = {name: file_sha256(path) for name, path in (("train", paths.train), ("dev", paths.dev))
-                 if path is not None and Path(path).is_file()}
-    except ConfigError:  # a dataset without training files configured (an evaluation-only folder)
-        files = {}
-    return fingerprint(config, files)
-
-
-def legacy_train_fingerprint(cfg: RunConfig) -> str:
-    """The fingerprint train.json recorded before it held training inputs only (the whole config but search,
-    encoding and logging; data files by path): a run trained then is current when this matches."""
-    config = to_dict(cfg)
-    for key in NOT_TRAINING_KEYS:
-        config.pop(key)
-    config["train"].pop("resume")
-    base = Path(cfg.runs_root).resolve().parent
-    for key in ("root", "path", "train_file", "dev_file", "test_file", "passages_file"):
-        value = config["data"].get(key)
-        if value and Path(value).is_absolute() and Path(value).is_relative_to(base):
-            config["data"][key] = str(Path(value).relative_to(base))
-    later = {**LATER_KEYS, ("data", "path"): None, ("data", "split"): "test", ("data", "ignore_identical_ids"): True}
-    for (section, key), default in later.items():
-        if config[section].get(key, default) == default:
-            config[section].pop(key, None)
-    return fingerprint(config)
+    return format1(cfg, training_files(cfg))
 
 
 def _trained_with(paths: RunPaths, stamp: str, cfg: RunConfig) -> dict | None:
-    """train.json when it records this training config (upgraded in place from the legacy fingerprint)."""
+    """train.json when it records this training config (a stamp of format 1 is upgraded in place)."""
     if not paths.train_summary.is_file():
         return None
     summary = read_json(paths.train_summary)
     if summary.get("fingerprint") == stamp:
         return summary
-    if summary.get("fingerprint") == legacy_train_fingerprint(cfg):
+    if summary.get("fingerprint") == _format1_stamp(cfg):
         if rank_zero_only.rank == 0:
             write_json(paths.train_summary, {**summary, "fingerprint": stamp})
             if (paths.checkpoints / FINGERPRINT_FILE).is_file():
@@ -140,7 +96,7 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     written under the same training config; checkpoints of a different config are moved aside, never mixed.
     """
     paths = RunPaths(cfg)
-    stamp = train_fingerprint(cfg)
+    stamp = train_stamp(cfg)
     trained = None if force else _trained_with(paths, stamp, cfg)
     if trained is not None:
         log.info("%s is already trained with this config (use --force to retrain)", paths.root)
@@ -150,7 +106,7 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     datamodule = RetrieverDataModule(cfg, Collator.from_config(cfg))
     datamodule.setup("fit")  # every training input read and checked before anything of the run is touched
     if rank_zero_only.rank == 0:  # every DDP/SLURM rank runs this script; one of them tidies up
-        _set_aside_stale(paths, stamp, force, legacy_train_fingerprint(cfg))
+        _set_aside_stale(paths, stamp, force, _format1_stamp(cfg))
     last, best = checkpoint_callbacks(cfg, paths)
     logger = make_logger(cfg, paths.root)
     callbacks = [last, best, RandomState(), *([pl.callbacks.LearningRateMonitor("step")] if logger else []),
@@ -207,10 +163,10 @@ def load_module(cfg: RunConfig, checkpoint: Path | None) -> RetrieverModule:
     return module
 
 
-def _set_aside_stale(paths: RunPaths, stamp: str, force: bool, legacy: str | None = None) -> None:
+def _set_aside_stale(paths: RunPaths, stamp: str, force: bool, format1: str | None = None) -> None:
     """Move checkpoints written under another training config (or all, with force) out of the way."""
     stamp_file = paths.checkpoints / FINGERPRINT_FILE
-    current = stamp_file.is_file() and stamp_file.read_text() in (stamp, legacy)
+    current = stamp_file.is_file() and stamp_file.read_text() in (stamp, format1)
     stale = paths.checkpoints.is_dir() and (force or not current)
     if stale and any(paths.checkpoints.iterdir()):
         aside = paths.root / f"checkpoints.stale-{time.strftime('%Y%m%d-%H%M%S')}"

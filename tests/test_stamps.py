@@ -138,7 +138,7 @@ STAGE_CODE = {  # where each stage's code lives (module paths under src/bprlab)
     "eval": ("eval/", "data/"),
     "none": ("",),
 }
-NOT_READERS = ("config/schema.py", "config/keys.py", "stamps_format1.py")  # declare or hash keys, read none
+NOT_READERS = ("config/schema.py", "config/keys.py", "stamps.py")  # declare or hash keys, read none
 
 
 def _sections(node=RunConfig, prefix="") -> dict[str, str]:
@@ -212,8 +212,8 @@ FORMAT1_UNIT = "95d514a08667a1c6"
 
 def test_format1_stamps_are_the_ones_format1_made(tiny_data):
     from bprlab.stamps import evaluation_files, training_files
-    from bprlab.stamps_format1 import train_stamp as format1_train
-    from bprlab.stamps_format1 import unit_stamp as format1_unit
+    from bprlab.stamps import format1_train_stamp as format1_train
+    from bprlab.stamps import format1_unit_stamp as format1_unit
 
     cfg = _format1_config(tiny_data)
     assert format1_train(cfg, training_files(cfg)) == FORMAT1_TRAIN
@@ -222,12 +222,12 @@ def test_format1_stamps_are_the_ones_format1_made(tiny_data):
 
 
 def test_a_key_added_after_format1_is_in_no_format1_stamp_unless_at_its_default(tiny_data, monkeypatch):
-    from bprlab import stamps_format1
+    from bprlab import stamps
     from bprlab.stamps import training_files
 
     cfg = _format1_config(tiny_data)
-    frozen = dict(stamps_format1._KEYS)
+    frozen = dict(stamps._KEYS)
     frozen["optim"] = frozen["optim"].replace(" projection_lr", "")  # as if optim.projection_lr were new
-    monkeypatch.setattr(stamps_format1, "_KEYS", frozen)
-    assert stamps_format1.train_stamp(cfg, training_files(cfg)) is not None  # at its default: left out
-    assert stamps_format1.train_stamp(_set(cfg, "optim.projection_lr", 1e-3), training_files(cfg)) is None
+    monkeypatch.setattr(stamps, "_KEYS", frozen)
+    assert stamps.format1_train_stamp(cfg, training_files(cfg)) is not None  # at its default: left out
+    assert stamps.format1_train_stamp(_set(cfg, "optim.projection_lr", 1e-3), training_files(cfg)) is None

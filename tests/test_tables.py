@@ -233,7 +233,7 @@ def test_a_unit_recorded_under_stamp_format1_is_current_and_upgraded(tiny_overri
     from bprlab.cli import reproduce as rep
     from bprlab.cli import stages
     from bprlab.stamps import FORMAT, evaluation_files, training_files
-    from bprlab.stamps_format1 import unit_stamp as format1
+    from bprlab.stamps import format1_unit_stamp as format1
 
     path = _table(tmp_path, f"rows:\n  - method: zero-shot\n    experiment: {REPO}/experiments/squad/zero_shot.yaml\n")
     out = tmp_path / "table"

@@ -194,9 +194,10 @@ def test_a_run_trained_under_stamp_format1_stays_trained_and_its_encodings_and_i
     """train.json's stamp is upgraded in place; the encoding and the index keep their format-1 stamps and are
     current as they are (nothing is encoded or built again)."""
     from bprlab.data.passage_store import PassageStore
+    from bprlab.stamps import format1_encode_stamp as encode_stamp
+    from bprlab.stamps import format1_index_stamp as index_stamp
+    from bprlab.stamps import format1_train_stamp as format1_train
     from bprlab.stamps import train_stamp, training_files, weights_stamp
-    from bprlab.stamps_format1 import encode_stamp, index_stamp
-    from bprlab.stamps_format1 import train_stamp as format1_train
 
     cfg = _trained(tiny_overrides)
     stages.encode(cfg)

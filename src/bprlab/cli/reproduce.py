@@ -83,7 +83,7 @@ def unit_stamps(cfg: RunConfig) -> tuple[str, str | None]:
     """A unit's stamp (bprlab.stamps.unit_stamp: every stage's keys and every data file, by content), and the one
     format 1 gave the same unit (None where the config could not have been one of then)."""
     from bprlab.stamps import evaluation_files, training_files, unit_stamp
-    from bprlab.stamps_format1 import unit_stamp as format1
+    from bprlab.stamps import format1_unit_stamp as format1
 
     return unit_stamp(cfg), format1(cfg, evaluation_files(cfg), training_files(cfg))
 

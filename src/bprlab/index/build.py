@@ -13,8 +13,7 @@ from bprlab.config.schema import RunConfig
 from bprlab.errors import StageError
 from bprlab.index.base import META, create_index, input_kind, save_index
 from bprlab.runs import RunPaths
-from bprlab.stamps import index_stamp
-from bprlab.stamps_format1 import index_stamp as format1_index_stamp
+from bprlab.stamps import format1_index_stamp, index_stamp
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -66,7 +65,7 @@ def _build_text_index(cfg: RunConfig, paths: RunPaths, force: bool) -> Path:
 
 def _current(out: Path, cfg: RunConfig, source: dict, stamp: str) -> bool:
     """The index in `out` was built from `source` (the encoding's manifest, or BM25's corpus) with these index
-    keys: its recorded stamp is this one, or format 1's for the same inputs (bprlab.stamps_format1)."""
+    keys: its recorded stamp is this one, or format 1's for the same inputs (bprlab.stamps)."""
     if not (out / META).is_file():
         return False
     recorded = read_json(out / META).get("source")

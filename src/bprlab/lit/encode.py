@@ -135,8 +135,8 @@ def missing_shards(staging: Path, shard_size: int, num_rows: int) -> list[int]:
 
 def current_stamps(cfg: RunConfig, checkpoint: Path | None, representation: str, store) -> list[dict]:
     """The stamps under which an encoding of `representation` is current: this format's, and format 1's
-    (bprlab.stamps_format1) where the config can be one of then."""
-    from bprlab.stamps_format1 import encode_stamp as format1
+    (bprlab.stamps) where the config can be one of then."""
+    from bprlab.stamps import format1_encode_stamp as format1
 
     stamps = [encode_stamp(cfg, weights_stamp(checkpoint, cfg), representation, store)]
     old = format1(cfg, checkpoint, representation, store)

@@ -66,8 +66,8 @@ FINGERPRINT_FILE = "fingerprint.txt"
 
 
 def _format1_stamp(cfg: RunConfig) -> str | None:
+    from bprlab.stamps import format1_train_stamp as format1
     from bprlab.stamps import training_files
-    from bprlab.stamps_format1 import train_stamp as format1
 
     return format1(cfg, training_files(cfg))
 

@@ -113,7 +113,7 @@ def test_new_model_keys_at_their_defaults_keep_existing_runs_current(tiny_overri
 
 
 def test_frontier_joins_only_a_familys_budgets_and_bars_for_categories(tmp_path):
-    from bprlab.eval import plots
+    from bprlab.report import plots
 
     rows = [{"method": "dpr-flat", "bytes_per_passage": 1536, "top20": 92.0, "ms_per_query": 0.2},
             {"method": "bpr-linear", "bytes_per_passage": 48, "top20": 90.0, "ms_per_query": 0.08},

@@ -60,7 +60,7 @@ def export_run(cfg: RunConfig, out: str | Path, force: bool = False) -> Path:
     from bprlab.config.loader import from_dict
     from bprlab.core.encoder import BiEncoder, load_biencoder, load_tokenizer
     from bprlab.data.passage_store import PassageStore
-    from bprlab.data.registry import data_paths
+    from bprlab.data.paths import data_paths
     from bprlab.index.base import load_index
     from bprlab.runs import RunPaths
     from bprlab.stamps import check_index_weights

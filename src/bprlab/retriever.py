@@ -61,7 +61,7 @@ class Retriever:
         from bprlab.config.loader import from_dict
         from bprlab.core.encoder import load_biencoder
         from bprlab.core.question_encoder import QuestionEncoder
-        from bprlab.data.registry import data_paths
+        from bprlab.data.paths import data_paths
         from bprlab.index.base import load_index
         from bprlab.runs import RunPaths
         from bprlab.stamps import check_index_weights

@@ -79,7 +79,7 @@ def stage_stamp(cfg: RunConfig, stage: str, files: dict | None = None, upstream:
 
 def training_files(cfg: RunConfig) -> dict[str, str]:
     """The training and dev files by content (none for an evaluation-only dataset)."""
-    from bprlab.data.registry import data_paths
+    from bprlab.data.paths import data_paths
 
     try:
         paths = data_paths(cfg.data)
@@ -92,7 +92,7 @@ def training_files(cfg: RunConfig) -> dict[str, str]:
 def evaluation_files(cfg: RunConfig) -> dict[str, str]:
     """The questions (and qrels) scored and the corpus searched, by content."""
     from bprlab.data.passage_store import PassageStore
-    from bprlab.data.registry import data_paths
+    from bprlab.data.paths import data_paths
 
     paths = data_paths(cfg.data)
     files = {name: file_sha256(path) for name, path in (("test", paths.test), ("qrels", paths.qrels))

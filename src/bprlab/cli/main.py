@@ -187,8 +187,8 @@ def _count(value: str | None, option: str) -> int | None:
 
 def _report(args: argparse.Namespace) -> int:
     """One sweep's report, or both documents; one with nothing to report is left as it is (and said so)."""
-    from bprlab.eval.ablations import write_ablations
-    from bprlab.eval.results import NothingToReport, write_results
+    from bprlab.report.ablations import write_ablations
+    from bprlab.report.results import NothingToReport, write_results
     from bprlab.sweep_report import write_sweep_report
 
     if args.sweep:

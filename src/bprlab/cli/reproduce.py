@@ -6,7 +6,7 @@ directory, so each (model, seed) is trained and its corpus encoded once and only
 finished unit is recorded in <out>/units/ with a fingerprint of everything it depends on (the resolved config
 and the data files by content); a rerun skips recorded units, so a killed table resumes at the unit it was in
 (whose training resumes from its last.ckpt). The table's rows are then aggregated from the records
-(bprlab.eval.aggregate): metrics over seeds with intervals, and tests against the table's baseline row.
+(bprlab.report.aggregate): metrics over seeds with intervals, and tests against the table's baseline row.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def reproduce(table_path: str, overrides: list[str], dataset: str | None = None,
         print(f"the rows asked for are recorded; the summary waits for {len(missing)} unit(s) of other rows: "
               f"{', '.join(missing)}", file=sys.stdout)
         return []
-    from bprlab.eval.summary import write_summary
+    from bprlab.report.summary import write_summary
 
     rows = write_summary(table, records, units, folder, command)
     print(f"\n{(folder / 'summary.md').read_text()}\nwritten: {folder / 'summary.json'}, {folder / 'summary.md'}",

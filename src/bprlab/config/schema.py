@@ -154,7 +154,7 @@ class DataConfig:
     ignore_identical_ids: bool = key(True, stage="eval", help="dataset=beir|jsonl: a query's own id never counts "
                                                              "among its results (BEIR's default); false keeps them")
     train_file: Optional[str] = key(None, stage="train", help="biencoder training JSON; null: the dataset's own "
-                                                              "file under root/<dataset>/ (bprlab.data.registry)", content=True)
+                                                              "file under root/<dataset>/ (bprlab.data.paths)", content=True)
     dev_file: Optional[str] = key(None, stage="train", help="biencoder JSON for validation (model selection); null: "
                                                             "the dataset's own", content=True)
     test_file: Optional[str] = key(None, stage="eval", help="questions and answers (qa TSV) evaluated; null: the "

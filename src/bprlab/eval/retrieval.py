@@ -21,9 +21,9 @@ from bprlab.core.question_encoder import QuestionEncoder
 from bprlab.data.answers import has_answer
 from bprlab.data.clusters import question_clusters
 from bprlab.data.passage_store import PassageStore
+from bprlab.data.paths import data_paths
 from bprlab.data.questions import read_test_questions
 from bprlab.data.records import QARecord
-from bprlab.data.registry import data_paths
 from bprlab.errors import StageError
 from bprlab.eval.metrics import top_k_accuracy
 from bprlab.eval.outcomes import CLUSTER, CLUSTER_UNIT, QUERY_PREFIX, STAGE_FIRST, question_digest

@@ -48,7 +48,7 @@ def build_index(cfg: RunConfig, force: bool = False) -> Path:
 def _build_text_index(cfg: RunConfig, paths: RunPaths, force: bool) -> Path:
     """BM25: built from the passage store's titles and texts; current while the corpus is the same."""
     from bprlab.data.passage_store import PassageStore
-    from bprlab.data.registry import data_paths
+    from bprlab.data.paths import data_paths
 
     store = PassageStore.open(data_paths(cfg.data).passages)
     corpus = {"corpus": store.fingerprint(), "num_passages": len(store)}

@@ -11,8 +11,8 @@ from bprlab.config.schema import RunConfig
 from bprlab.data.collate import Collator
 from bprlab.data.ordering import ShardBatchSampler, text_lengths
 from bprlab.data.passage_store import IndexedPassages, PassageStore
+from bprlab.data.paths import data_paths
 from bprlab.data.readers import read_biencoder
-from bprlab.data.registry import data_paths
 from bprlab.data.sampling import BiencoderSamples, EpochShuffle, epoch_generator, usable_records
 
 

@@ -25,7 +25,7 @@ from bprlab.core.hashing import pack_codes
 from bprlab.data.collate import Collator
 from bprlab.data.ordering import shard_rows
 from bprlab.data.passage_store import PassageStore
-from bprlab.data.registry import data_paths
+from bprlab.data.paths import data_paths
 from bprlab.errors import StageError
 from bprlab.index.base import input_kind
 from bprlab.index.build import MANIFEST, check_encoded

@@ -20,15 +20,9 @@ from bprlab.artifacts import EXPORT_META
 from bprlab.config.keys import encoding_keys, value_of
 from bprlab.config.loader import from_dict
 from bprlab.config.schema import RunConfig
+from bprlab.core.devices import resolve_device
 from bprlab.core.inputs import Tokenization
 from bprlab.errors import ConfigError, StageError
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`auto` (or None): the GPU when torch sees one, else the CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class QuestionEncoder:

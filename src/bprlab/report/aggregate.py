@@ -31,7 +31,7 @@ from bprlab.report.stats import (
 
 ANSWER_METRICS = ("top1", "top5", "top20", "top50", "top100")
 RELEVANCE_METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100", "recall@1000")
-STAGE_METRICS = tuple(f"{PREFIX}{depth}" for depth in LS)  # the candidate stage, where the search has one
+STAGE_METRICS = tuple(f"{PREFIX}{n}" for n in LS)  # the candidate stage, where the search has one
 TESTED = ("top1", "top5", "top20", "top100", "ndcg@10", "recall@100")  # a table's exploratory family: rows x these
 SAME_ACROSS_SEEDS = ("code_bits", "bytes_per_passage", "rescore_bytes_per_passage", "index_bytes", "num_passages",
                      "num_questions", "search", "dataset", "data_path", "checkpoint", "pooling", "search_batch_size")

@@ -231,3 +231,5 @@ def test_a_key_added_after_format1_is_in_no_format1_stamp_unless_at_its_default(
     monkeypatch.setattr(stamps, "_KEYS", frozen)
     assert stamps.format1_train_stamp(cfg, training_files(cfg)) is not None  # at its default: left out
     assert stamps.format1_train_stamp(_set(cfg, "optim.projection_lr", 1e-3), training_files(cfg)) is None
+    frozen["train"] = frozen["train"].replace(" log_every_n_steps", "")  # a new key of no stage moves no number
+    assert stamps.format1_train_stamp(_set(cfg, "train.log_every_n_steps", 3), training_files(cfg)) is not None

@@ -190,14 +190,14 @@ _REMOVED = {"train.part": None}
 
 
 def _config(cfg: RunConfig) -> dict | None:
-    """The config as format 1 saw it; None where a key added since is set away from its default (no format-1
-    artifact was made with it)."""
+    """The config as format 1 saw it, keys added since left out; None where one of those that moves a number (a
+    stamped stage's) is set away from its default: no format-1 artifact was made with it."""
     frozen = {f"{section}.{leaf}".lstrip(".") for section, leaves in _KEYS.items() for leaf in leaves.split()}
     config = to_dict(cfg)
     for key in keys():
         if key.name not in frozen:
-            value = value_of(cfg, key.name)
-            if value != getattr(key.default, "value", key.default):
+            moved = value_of(cfg, key.name) != getattr(key.default, "value", key.default)
+            if moved and key.stage in STAGES and not key.content:
                 return None
             *path, leaf = key.name.split(".")
             node = config

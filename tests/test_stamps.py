@@ -18,7 +18,7 @@ from bprlab.config import load_config
 from bprlab.config.index_kinds import reads
 from bprlab.config.keys import keys
 from bprlab.config.schema import IndexKind, RunConfig
-from bprlab.stamps import STAGES, stage_stamp, train_stamp, unit_stamp
+from bprlab.stamps import STAGES, encode_stamp, stage_stamp, train_stamp, unit_stamp, weights_stamp
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "bprlab"
 
@@ -233,3 +233,65 @@ def test_a_key_added_after_format1_is_in_no_format1_stamp_unless_at_its_default(
     assert stamps.format1_train_stamp(_set(cfg, "optim.projection_lr", 1e-3), training_files(cfg)) is None
     frozen["train"] = frozen["train"].replace(" log_every_n_steps", "")  # a new key of no stage moves no number
     assert stamps.format1_train_stamp(_set(cfg, "train.log_every_n_steps", 3), training_files(cfg)) is not None
+
+
+def test_format1_index_stamps_are_the_ones_format1_made():
+    """Pinned to format 1's own formula (fingerprint(manifest, the kind's folder tag, layout 2), at 4487844)."""
+    from bprlab.stamps import format1_index_stamp
+
+    manifest = {"stamp": {"x": 1}, "dim": 8}
+    assert format1_index_stamp(_set(RunConfig(), "index.kind", IndexKind.binary_flat), manifest) == "b61ee236fa40ce2a"
+    assert format1_index_stamp(_set(RunConfig(), "index.kind", IndexKind.pq), manifest) == "09ace13a3e81c8fe"
+
+
+def test_no_format1_stamp_is_a_match_where_format1_cannot_describe_the_config(tiny_data, monkeypatch):
+    """A config format 1 never saw (a key added since, set; a content key included) has no format-1 stamp, and a
+    record without a stamp is never taken for one."""
+    from bprlab import stamps
+    from bprlab.stamps import format1_encode_stamp, format1_index_stamp, training_files
+
+    cfg = _format1_config(tiny_data)
+    frozen = dict(stamps._KEYS)
+    frozen["data"] = frozen["data"].replace(" dev_file", "")  # as if data.dev_file (a content key) were new
+    monkeypatch.setattr(stamps, "_KEYS", frozen)
+    assert stamps.format1_train_stamp(cfg, training_files(cfg)) is None  # set: a file format 1 never read
+    assert format1_index_stamp(cfg, {"stamp": {}}) is None
+    weights = {"checkpoint": "last.ckpt", "bytes": 1, "sha256": "0"}
+    assert format1_encode_stamp(cfg, weights, "emb", _Store()) is None
+
+
+class _Store:
+    def fingerprint(self) -> str:
+        return "corpus"
+
+    def __len__(self) -> int:
+        return 8
+
+
+def test_format1_encodings_of_the_untrained_encoder_are_not_taken_as_current():
+    """Format 1 named the untrained encoder by model name and projection size alone: its encodings are made again."""
+    from bprlab.stamps import format1_encode_stamp
+
+    cfg = RunConfig()
+    assert format1_encode_stamp(cfg, weights_stamp(None, cfg), "emb", _Store()) is None
+    trained = {"checkpoint": "best.ckpt", "bytes": 10, "sha256": "ab"}
+    assert format1_encode_stamp(cfg, trained, "emb", _Store())["weights"] == trained
+
+
+def test_the_untrained_encoders_passages_are_stamped_by_what_encodes_them():
+    """Method (it decides the passage token type where the key is null), passage length and token type move the
+    untrained encoder's weights stamp; the question length does not (passages never read it); a checkpoint named by
+    a path enters by content only."""
+    from bprlab.core.inputs import passage_token_type
+
+    cfg = RunConfig()
+    base = weights_stamp(None, cfg)
+    assert weights_stamp(None, _set(cfg, "method", next(m for m in type(cfg.method) if m != cfg.method))) != base
+    assert weights_stamp(None, _set(cfg, "data.max_passage_length", 99)) != base
+    assert weights_stamp(None, _set(cfg, "model.passage_text_token_type", 1 - passage_token_type(cfg))) != base
+    assert weights_stamp(None, _set(cfg, "data.max_question_length", 99)) == base
+    trained = {"checkpoint": "best.ckpt", "bytes": 10, "sha256": "ab"}
+    assert encode_stamp(_set(cfg, "checkpoint", "/a/x.ckpt"), trained, "emb", _Store()) == \
+        encode_stamp(_set(cfg, "checkpoint", "/b/x.ckpt"), trained, "emb", _Store())
+    assert encode_stamp(_set(cfg, "encode.shard_size", 7), trained, "emb", _Store()) != \
+        encode_stamp(cfg, trained, "emb", _Store())

@@ -208,8 +208,11 @@ def test_a_run_trained_under_stamp_format1_stays_trained_and_its_encodings_and_i
     manifest_path = paths.passages("emb") / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     store = PassageStore.open(Path(cfg.data.passages_file))
-    manifest["stamp"] = encode_stamp(cfg, paths.checkpoint(), "emb", store)
-    assert manifest["stamp"]["weights"] == weights_stamp(paths.checkpoint(), cfg)  # a checkpoint: by content alike
+    weights = weights_stamp(paths.checkpoint(), cfg)  # a checkpoint's: the same in both formats
+    manifest["stamp"] = encode_stamp(cfg, weights, "emb", store)
+    assert manifest["stamp"] == {"weights": weights, "representation": "emb", "corpus": store.fingerprint(),
+                                 "num_passages": 8, "shard_size": cfg.encode.shard_size,
+                                 "precision": cfg.encode.precision}  # format 1's layout, as its manifests hold it
     manifest_path.write_text(json.dumps(manifest))
     meta_path = paths.index / "index.json"
     meta = json.loads(meta_path.read_text())

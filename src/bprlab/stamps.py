@@ -109,17 +109,23 @@ def train_stamp(cfg: RunConfig) -> str:
 
 def weights_stamp(checkpoint: Path | None, cfg: RunConfig) -> dict:
     """The weights by content: a checkpoint's name, size and hash (a moved or copied run keeps its encodings, a
-    retrained one does not), or the untrained encoder's encoding keys."""
+    retrained one does not), or, for the untrained encoder, what decides how it encodes passages: the encoding
+    keys but the question length, and the passage text's token type they resolve to (the method decides it where
+    model.passage_text_token_type is null)."""
     if checkpoint is None:
-        return {"format": FORMAT, "pretrained": {name: _plain(value_of(cfg, name)) for name in encoding_keys()}}
+        from bprlab.core.inputs import passage_token_type
+
+        keys = {name: _plain(value_of(cfg, name)) for name in encoding_keys() if name != "data.max_question_length"}
+        return {"format": FORMAT, "pretrained": {**keys, "passage_token_type": passage_token_type(cfg)}}
     return {"checkpoint": checkpoint.name, "bytes": checkpoint.stat().st_size, "sha256": file_sha256(checkpoint)}
 
 
 def encode_stamp(cfg: RunConfig, weights: dict, representation: str, store) -> dict:
-    """An encoding's stamp (kept readable in its manifest): the weights, what is written (emb | code), the
-    corpus by content, and the encode keys."""
+    """An encoding's stamp (kept readable in its manifest): the weights (by content: `checkpoint`, which names
+    them, is not needed beside them), what is written (emb | code), the corpus by content, and the encode keys."""
+    keys = {name: value for name, value in stage_values(cfg, "encode").items() if name != "checkpoint"}
     return {"format": FORMAT, "weights": weights, "representation": representation,
-            "corpus": store.fingerprint(), "num_passages": len(store), "keys": stage_values(cfg, "encode")}
+            "corpus": store.fingerprint(), "num_passages": len(store), "keys": keys}
 
 
 def index_stamp(cfg: RunConfig, manifest: dict, layout: int) -> str:
@@ -128,11 +134,14 @@ def index_stamp(cfg: RunConfig, manifest: dict, layout: int) -> str:
     return stage_stamp(cfg, "index", {"layout": str(layout)}, upstream=manifest)
 
 
-def unit_stamp(cfg: RunConfig) -> str:
+def unit_stamp(cfg: RunConfig, evaluation: dict[str, str] | None = None,
+               training: dict[str, str] | None = None) -> str:
     """What a table unit's numbers depend on: every stage's keys from the config, and every data file read, by
-    content. Computed after `prepare`, which builds the squad files."""
-    return stage_stamp(cfg, "eval", {**evaluation_files(cfg), **{f"training.{k}": v for k, v in
-                                                                  training_files(cfg).items()}})
+    content (`evaluation_files`, `training_files`: computed here unless given). Computed after `prepare`, which
+    builds the squad files."""
+    evaluation = evaluation_files(cfg) if evaluation is None else evaluation
+    training = training_files(cfg) if training is None else training
+    return stage_stamp(cfg, "eval", {**evaluation, **{f"training.{k}": v for k, v in training.items()}})
 
 
 def check_index_weights(index_dir: Path, checkpoint: Path | None, cfg: RunConfig) -> None:
@@ -142,7 +151,7 @@ def check_index_weights(index_dir: Path, checkpoint: Path | None, cfg: RunConfig
     if not meta_path.is_file():
         return  # no index yet: loading it says so
     weights = read_json(meta_path).get("weights")
-    if weights and weights not in (weights_stamp(checkpoint, cfg), format1_weights_stamp(checkpoint, cfg)):
+    if weights and weights != weights_stamp(checkpoint, cfg):  # a checkpoint's stamp is the same in format 1
         raise StageError(f"{index_dir}: built from passages encoded with other weights than "
                          f"{checkpoint or 'the pretrained encoder'} (retrained since?): run `bprlab encode` and "
                          "`bprlab index` again, or `bprlab run`, which does both")
@@ -197,7 +206,7 @@ def _config(cfg: RunConfig) -> dict | None:
     for key in keys():
         if key.name not in frozen:
             moved = value_of(cfg, key.name) != getattr(key.default, "value", key.default)
-            if moved and key.stage in STAGES and not key.content:
+            if moved and key.stage in STAGES:  # a content key too: a file format 1 never read
                 return None
             *path, leaf = key.name.split(".")
             node = config
@@ -227,20 +236,11 @@ def format1_train_stamp(cfg: RunConfig, files: dict[str, str]) -> str | None:
     return fingerprint(config, files)
 
 
-def format1_weights_stamp(checkpoint: Path | None, cfg: RunConfig) -> dict | None:
-    if _config(cfg) is None:
-        return None
-    if checkpoint is None:
-        stamp = {"pretrained": cfg.model.name, "projection_dim": cfg.model.projection_dim}
-        if cfg.model.pooling.value != "cls" or cfg.model.normalize:
-            stamp.update(pooling=cfg.model.pooling.value, normalize=cfg.model.normalize)
-        return stamp
-    return {"checkpoint": checkpoint.name, "bytes": checkpoint.stat().st_size, "sha256": file_sha256(checkpoint)}
-
-
-def format1_encode_stamp(cfg: RunConfig, checkpoint: Path | None, representation: str, store) -> dict | None:
-    weights = format1_weights_stamp(checkpoint, cfg)
-    if weights is None:
+def format1_encode_stamp(cfg: RunConfig, weights: dict, representation: str, store) -> dict | None:
+    """For trained weights only (a checkpoint's stamp is the same in both formats): format 1 named the untrained
+    encoder by model name and projection size alone, missing the passage length and token type that also decide
+    its passages, so its encodings of the untrained encoder are made again (cheaply: no training)."""
+    if "checkpoint" not in weights or _config(cfg) is None:
         return None
     return {"weights": weights, "representation": representation, "corpus": store.fingerprint(),
             "num_passages": len(store), "shard_size": cfg.encode.shard_size, "precision": cfg.encode.precision}

@@ -85,7 +85,8 @@ def unit_stamps(cfg: RunConfig) -> tuple[str, str | None]:
     from bprlab.stamps import evaluation_files, training_files, unit_stamp
     from bprlab.stamps import format1_unit_stamp as format1
 
-    return unit_stamp(cfg), format1(cfg, evaluation_files(cfg), training_files(cfg))
+    evaluation, training = evaluation_files(cfg), training_files(cfg)  # each file hashed once
+    return unit_stamp(cfg, evaluation, training), format1(cfg, evaluation, training)
 
 
 def _lacks_stage(cfg: RunConfig, record: dict) -> bool:
@@ -126,11 +127,12 @@ def run_unit(unit: Unit, folder: Path, records_only: bool = False) -> dict | Non
     stamp, format1 = unit_stamps(unit.cfg)
     path = unit_path(folder, unit)
     record = _read_record(path)
-    if record is not None and record.get("fingerprint") == format1 and "format" not in record:
+    if record is not None and format1 is not None and record.get("fingerprint") == format1 and "format" not in record:
         log.info("=== %s seed %d: %s recorded under stamp format 1; its stamp is upgraded", unit.row.method, unit.seed,
                  path)
         record = {**record, "format": FORMAT, "fingerprint": stamp}
-        write_json(path, record)
+        if stages._is_rank_zero():  # the same record on every rank; one writes it (also under --records-only)
+            write_json(path, record)
     if record is not None:
         if record.get("fingerprint") == stamp and records_only:
             return record

@@ -69,7 +69,10 @@ def _current(out: Path, cfg: RunConfig, source: dict, stamp: str) -> bool:
     if not (out / META).is_file():
         return False
     recorded = read_json(out / META).get("source")
-    return recorded == stamp or (FORMAT == 2 and recorded == format1_index_stamp(cfg, source))  # format 1: layout 2
+    if recorded is None:
+        return False
+    format1 = format1_index_stamp(cfg, source) if FORMAT == 2 else None  # format 1 stamped layout 2
+    return recorded in (stamp, format1)
 
 
 def _shards(directory: Path) -> list[Path]:

@@ -49,23 +49,24 @@ def encode(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = N
     out = paths.passages(representation)
     checkpoint = paths.checkpoint()
     store = PassageStore.open(data_paths(cfg.data).passages)
-    stamp = encode_stamp(cfg, weights_stamp(checkpoint, cfg), representation, store)
-    if not force and (out / MANIFEST).is_file() and read_json(out / MANIFEST).get("stamp") in current_stamps(
-            cfg, checkpoint, representation, store):
+    weights = weights_stamp(checkpoint, cfg)  # a checkpoint is hashed once
+    stamp = encode_stamp(cfg, weights, representation, store)
+    accepted = current_stamps(cfg, weights, representation, store)
+    if not force and (out / MANIFEST).is_file() and read_json(out / MANIFEST).get("stamp") in accepted:
         log.info("%s is current", out)
         return out
     if representation == "code" and not force and codes_from_embeddings(
-            paths.passages("emb"), out, stamp, current_stamps(cfg, checkpoint, "emb", store)):
+            paths.passages("emb"), out, stamp, current_stamps(cfg, weights, "emb", store)):
         return out
     rows = store.rows_digest()
-    if not force and reuse_same_rows(paths, out, stamp, rows, current_stamps(cfg, checkpoint, representation, store)):
+    if not force and reuse_same_rows(paths, out, stamp, rows, accepted):
         return out
     staging = out.with_name(out.name + ".partial")
     part = encode_part(cfg.encode.part) if cfg.encode.part else None
     module = load_module(cfg, checkpoint)
     module.predict_representation = representation
     datamodule = RetrieverDataModule(cfg, Collator.from_config(module.cfg))  # the weights' own lengths
-    plan = EncodePlan(staging, stamp, force, part)
+    plan = EncodePlan(staging, stamp, accepted, cfg.encode.shard_size, len(store), force, part)
     writer = ShardWriter(staging, cfg.encode.shard_size, len(store), workers=cfg.data.num_workers > 0)
     trainer = make_trainer(cfg, [plan, writer, *(extra_callbacks or [])], enable_checkpointing=False, inference_mode=True,
                            precision=cfg.encode.precision, use_distributed_sampler=False)
@@ -94,24 +95,27 @@ class EncodePlan(pl.Callback):
     run's (or with --force); then every rank lists the shards still missing, in the same order. An array task
     (`encode.part`) never deletes: parts run at the same time, so a different plan there is an error."""
 
-    def __init__(self, staging: Path, stamp: dict, force: bool, part: tuple[int, int] | None = None):
-        self.staging, self.stamp, self.force, self.part = staging, stamp, force, part
+    def __init__(self, staging: Path, stamp: dict, accepted: list[dict], shard_size: int, num_passages: int,
+                 force: bool, part: tuple[int, int] | None = None):
+        self.staging, self.stamp, self.accepted, self.force, self.part = staging, stamp, accepted, force, part
+        self.shard_size, self.num_passages = shard_size, num_passages
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if trainer.is_global_zero:
-            current = (self.staging / PLAN).is_file() and read_json(self.staging / PLAN) == self.stamp
+            current = (self.staging / PLAN).is_file() and read_json(self.staging / PLAN) in self.accepted
             if self.part is not None and (self.staging / PLAN).is_file() and not current:
                 raise StageError(f"{self.staging}: holds shards of another encoding (plan.json differs); remove the "
                                  "folder, or run `bprlab encode` once without encode.part, before the array job")
             if (self.force and self.part is None) or not current:
                 shutil.rmtree(self.staging, ignore_errors=True)
             self.staging.mkdir(parents=True, exist_ok=True)
-            write_json(self.staging / PLAN, self.stamp)
+            if not (self.staging / PLAN).is_file() or not current:  # a plan of format 1 stays: parts share it
+                write_json(self.staging / PLAN, self.stamp)
         trainer.strategy.barrier()
-        todo = missing_shards(self.staging, self.stamp["shard_size"], self.stamp["num_passages"])
+        todo = missing_shards(self.staging, self.shard_size, self.num_passages)
         if self.part is not None:
             todo = [shard for shard in todo if shard % self.part[1] == self.part[0]]  # by shard number: stable
-        done = -(-self.stamp["num_passages"] // self.stamp["shard_size"]) - len(todo)
+        done = -(-self.num_passages // self.shard_size) - len(todo)
         if done and trainer.is_global_zero:
             log.info("resuming the encoding: %d shards done, %d to go", done, len(todo))
         trainer.datamodule.encode_shards = todo
@@ -133,13 +137,13 @@ def missing_shards(staging: Path, shard_size: int, num_rows: int) -> list[int]:
     return todo
 
 
-def current_stamps(cfg: RunConfig, checkpoint: Path | None, representation: str, store) -> list[dict]:
-    """The stamps under which an encoding of `representation` is current: this format's, and format 1's
-    (bprlab.stamps) where the config can be one of then."""
+def current_stamps(cfg: RunConfig, weights: dict, representation: str, store) -> list[dict]:
+    """The stamps under which an encoding of `representation` by `weights` is current: this format's, and
+    format 1's (bprlab.stamps) where the weights and config can be one of then."""
     from bprlab.stamps import format1_encode_stamp as format1
 
-    stamps = [encode_stamp(cfg, weights_stamp(checkpoint, cfg), representation, store)]
-    old = format1(cfg, checkpoint, representation, store)
+    stamps = [encode_stamp(cfg, weights, representation, store)]
+    old = format1(cfg, weights, representation, store)
     return stamps + ([old] if old is not None else [])
 
 

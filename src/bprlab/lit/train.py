@@ -79,7 +79,8 @@ def _trained_with(paths: RunPaths, stamp: str, cfg: RunConfig) -> dict | None:
     summary = read_json(paths.train_summary)
     if summary.get("fingerprint") == stamp:
         return summary
-    if summary.get("fingerprint") == _format1_stamp(cfg):
+    format1 = _format1_stamp(cfg)
+    if format1 is not None and summary.get("fingerprint") == format1:
         if rank_zero_only.rank == 0:
             write_json(paths.train_summary, {**summary, "fingerprint": stamp})
             if (paths.checkpoints / FINGERPRINT_FILE).is_file():

@@ -42,7 +42,9 @@ def make_trainer(cfg: RunConfig, callbacks: list, logger=False, **overrides) -> 
         accumulate_grad_batches=train.accumulate_grad_batches, check_val_every_n_epoch=train.val_every_n_epochs,
         val_check_interval=train.val_check_interval, log_every_n_steps=train.log_every_n_steps,
         reload_dataloaders_every_n_epochs=1, deterministic=train.deterministic, callbacks=callbacks, logger=logger,
-        default_root_dir=str(RunPaths(cfg).root), num_sanity_val_steps=0,
+        # Lightning's own saves (hpc_ckpt_<n>.ckpt when SLURM signals the job) go beside our checkpoints, under the
+        # training fingerprint that sets them aside when the config changes
+        default_root_dir=str(RunPaths(cfg).checkpoints), num_sanity_val_steps=0,
         # one epoch cut short by max_steps: the progress bar counts to max_steps, not to the epoch's length
         limit_train_batches=train.max_steps * train.accumulate_grad_batches
         if train.max_steps > 0 and train.epochs == 1 else None,
@@ -113,7 +115,7 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     callbacks = [last, best, RandomState(), *([pl.callbacks.LearningRateMonitor("step")] if logger else []),
                  *(extra_callbacks or [])]
     trainer = make_trainer(cfg, callbacks, logger=logger, **(trainer_options or {}))  # options: tests' plugins
-    resume = paths.last_checkpoint if cfg.train.resume and paths.last_checkpoint.is_file() else None
+    resume = resume_point(paths) if cfg.train.resume else None
     if resume and not zipfile.is_zipfile(resume):  # torch writes zip archives: a truncated or zero-byte file is not
         raise StageError(f"{resume}: damaged (truncated or empty), so training cannot resume from it; move it aside "
                          "to resume from nothing, or start over with `bprlab train <experiment.yaml> --force`")
@@ -147,6 +149,25 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
         write_json(paths.train_summary, summary)
     trainer.strategy.barrier()  # later stages on every rank read train.json
     return summary
+
+
+def resume_point(paths: RunPaths) -> Path | None:
+    """What a rerun continues from: last.ckpt, or the checkpoint Lightning saved when SLURM signalled the job before
+    its time limit (checkpoints/hpc_ckpt_<n>.ckpt, then requeued) where that one is further on."""
+    candidates = [paths.last_checkpoint] if paths.last_checkpoint.is_file() else []
+    candidates += sorted(paths.checkpoints.glob("hpc_ckpt_*.ckpt"))
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else None
+    return max(candidates, key=_global_step)
+
+
+def _global_step(path: Path) -> int:
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("global_step", -1))
+    except Exception:  # noqa: BLE001 - a damaged file is never the one to resume from
+        return -1
 
 
 def load_module(cfg: RunConfig, checkpoint: Path | None) -> RetrieverModule:

@@ -75,3 +75,24 @@ def test_encode_with_more_ranks_than_shards(tiny_overrides, tmp_path, ranks):
     cfg = load_config(exp, [a for a in args[2:]])
     values, manifest = read_encoded(RunPaths(cfg).passages("emb"))
     assert values.shape == (8, 32) and manifest["num_passages"] == 8
+
+
+@pytest.mark.parametrize("devices, nodes, env, message", [
+    (8, 1, {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_NAME": "sweep"},
+     "train.devices=8 x train.num_nodes=1 ranks, but SLURM started 1 tasks"),
+    (2, 2, {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_JOB_NAME": "train"}, "SLURM started 2 tasks"),
+    (8, 2, {"SLURM_NTASKS": "16", "SLURM_NTASKS_PER_NODE": "8(x2)", "SLURM_JOB_NAME": "train"}, None),
+    (8, 1, {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "interactive"}, None),  # salloc + a launcher: not srun's tasks
+    (8, 1, {}, None),
+])
+def test_a_trial_asking_for_other_ranks_than_slurm_started_is_one_line(devices, nodes, env, message):
+    from bprlab.config import load_config
+    from bprlab.errors import ConfigError
+    from bprlab.lit.train import check_allocation
+
+    cfg = load_config(None, [f"train.devices={devices}", f"train.num_nodes={nodes}"])
+    if message is None:
+        check_allocation(cfg, env)
+    else:
+        with pytest.raises(ConfigError, match=message):
+            check_allocation(cfg, env)

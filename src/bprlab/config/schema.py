@@ -245,6 +245,9 @@ class TrainConfig:
                                                    "batch_size it sets the global batch")
     num_nodes: int = key(1, stage="train", help="nodes (SLURM); with devices and batch_size, the global batch")
     strategy: str = key("auto", stage="none", help="Lightning strategy: auto, or ddp on clusters")
+    timeout_minutes: Optional[int] = key(None, stage="none", help="strategy=ddp: how long a rank waits in a "
+                                                                  "collective for a rank that died before failing "
+                                                                  "(null: torch's default, 30 minutes)")
     precision: str = key("32-true", stage="train", help="Lightning precision: 32-true, bf16-mixed, 16-mixed")
     accumulate_grad_batches: int = key(1, stage="train", help="gradient accumulation; NOT a larger contrastive "
                                                               "batch: each micro-batch sees only its own negatives")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import zipfile
 from pathlib import Path
@@ -25,6 +26,24 @@ from bprlab.stamps import train_stamp
 log = logging.getLogger(__name__)
 
 
+def check_allocation(cfg: RunConfig, env=None) -> None:
+    """Under SLURM (tasks started by srun), the ranks Lightning expects (train.devices per node x train.num_nodes)
+    must be the tasks SLURM started: a sweep trial asking for 8 devices in a 1-task allocation is one line here,
+    before any work, instead of Lightning's error (or a hang) on every rank."""
+    env = os.environ if env is None else env
+    if not env.get("SLURM_NTASKS") or env.get("SLURM_JOB_NAME") in ("bash", "interactive"):
+        return  # not under srun: Lightning's own launcher starts the ranks
+    devices = cfg.train.devices
+    per_node = env.get("SLURM_NTASKS_PER_NODE", "").split("(")[0]
+    count = len(devices) if isinstance(devices, list) else devices
+    if count == "auto" or not per_node.isdigit():
+        return
+    if int(count) != int(per_node) or int(count) * cfg.train.num_nodes != int(env["SLURM_NTASKS"]):
+        raise ConfigError(f"config: train.devices={devices} x train.num_nodes={cfg.train.num_nodes} ranks, but SLURM "
+                          f"started {env['SLURM_NTASKS']} tasks ({per_node} per node): ask sbatch for "
+                          "--ntasks-per-node=train.devices and --nodes=train.num_nodes, or set them to match")
+
+
 def make_trainer(cfg: RunConfig, callbacks: list, logger=False, **overrides) -> pl.Trainer:
     train = cfg.train
     if train.accelerator in ("gpu", "cuda"):  # a config asks for hardware this machine lacks: say it in one line
@@ -33,8 +52,15 @@ def make_trainer(cfg: RunConfig, callbacks: list, logger=False, **overrides) -> 
         if not torch.cuda.is_available():
             raise ConfigError(f"config: train.accelerator={train.accelerator} but no CUDA device is visible here; "
                               "use train.accelerator=cpu (or auto)")
+    strategy = train.strategy
+    if strategy == "ddp" and train.timeout_minutes:  # a rank that died makes the others fail after this, not hang
+        from datetime import timedelta
+
+        from pytorch_lightning.strategies import DDPStrategy
+
+        strategy = DDPStrategy(timeout=timedelta(minutes=train.timeout_minutes))
     options = dict(
-        accelerator=train.accelerator, devices=train.devices, num_nodes=train.num_nodes, strategy=train.strategy,
+        accelerator=train.accelerator, devices=train.devices, num_nodes=train.num_nodes, strategy=strategy,
         precision=train.precision, max_epochs=train.epochs, max_steps=train.max_steps,
         # with gradient caching the module clips and steps itself (manual optimisation)
         gradient_clip_val=None if train.grad_cache_chunk_size else cfg.optim.max_grad_norm,
@@ -104,6 +130,7 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     if trained is not None:
         log.info("%s is already trained with this config (use --force to retrain)", paths.root)
         return trained
+    check_allocation(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     module = module_class(cfg.method)(to_dict(cfg))
     datamodule = RetrieverDataModule(cfg, Collator.from_config(cfg))

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
+from bprlab.artifacts import fingerprint
 from bprlab.config.loader import to_dict
 from bprlab.config.schema import LoggerKind, RunConfig
 from bprlab.eval.metrics import LOGGED_NAMES
@@ -83,7 +84,8 @@ def init_kwargs(cfg: RunConfig, run_dir: Path) -> dict:
         # the seed as a tag and job type: W&B's grouped view (group = the run without its seed) shows mean and spread
         tags=[cfg.data.dataset.value, cfg.method.value, Path(cfg.model.name).name, f"seed-{cfg.seed}", *cfg.wandb.tags],
         job_type=f"seed-{cfg.seed}",
-        config=to_dict(cfg),
+        # the config's hash beside it: runs of one config group on the dashboard, and train.json records the same
+        config={**to_dict(cfg), "config_hash": fingerprint(to_dict(cfg))},
     )
 
 

@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from bprlab.errors import BprlabError, ConfigError, StageError
+from bprlab.errors import BprlabError, ConfigError, Requeued, StageError
 
 STAGES = {
     "prepare": "build the dataset's derived files (squad: corpus, splits, BM25 negatives) and the passage store",
@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     try:
         return _dispatch(args)
+    except Requeued as exc:  # SLURM runs the job again, and it resumes: not an error
+        print(f"bprlab: {exc}", file=sys.stderr)
+        return 0
     except BprlabError as exc:
         print(f"bprlab: error: {exc}", file=sys.stderr)
         return 2

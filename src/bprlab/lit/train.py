@@ -15,11 +15,12 @@ from bprlab.artifacts import read_json, write_json, write_text
 from bprlab.config.loader import to_dict
 from bprlab.config.schema import Method, RunConfig
 from bprlab.data.collate import Collator
-from bprlab.errors import ConfigError, StageError
-from bprlab.lit.callbacks import RandomState, SelectionCheckpoint
+from bprlab.errors import ConfigError, Requeued, StageError
+from bprlab.lit.callbacks import RandomState, SameConfigOnEveryRank, SelectionCheckpoint
 from bprlab.lit.datamodule import RetrieverDataModule
 from bprlab.lit.loggers import make_logger
 from bprlab.lit.modules import RetrieverModule, module_class
+from bprlab.lit.requeue import RequeueOnSignal
 from bprlab.runs import RunPaths
 from bprlab.stamps import train_stamp
 
@@ -68,15 +69,23 @@ def make_trainer(cfg: RunConfig, callbacks: list, logger=False, **overrides) -> 
         accumulate_grad_batches=train.accumulate_grad_batches, check_val_every_n_epoch=train.val_every_n_epochs,
         val_check_interval=train.val_check_interval, log_every_n_steps=train.log_every_n_steps,
         reload_dataloaders_every_n_epochs=1, deterministic=train.deterministic, callbacks=callbacks, logger=logger,
-        # Lightning's own saves (hpc_ckpt_<n>.ckpt when SLURM signals the job) go beside our checkpoints, under the
-        # training fingerprint that sets them aside when the config changes
-        default_root_dir=str(RunPaths(cfg).checkpoints), num_sanity_val_steps=0,
+        default_root_dir=str(RunPaths(cfg).root), num_sanity_val_steps=0,
         # one epoch cut short by max_steps: the progress bar counts to max_steps, not to the epoch's length
         limit_train_batches=train.max_steps * train.accumulate_grad_batches
         if train.max_steps > 0 and train.epochs == 1 else None,
     )
+    if _under_srun():  # SLURM started the ranks: its warning before the time limit is ours (bprlab.lit.requeue)
+        from lightning_fabric.plugins.environments import SLURMEnvironment
+
+        options["plugins"] = [SLURMEnvironment(auto_requeue=False)]
     options.update(overrides)
     return pl.Trainer(**options)
+
+
+def _under_srun() -> bool:
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    return SLURMEnvironment.detect()
 
 
 def checkpoint_callbacks(cfg: RunConfig, paths: RunPaths) -> tuple[pl.Callback, SelectionCheckpoint]:
@@ -139,10 +148,12 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
         _set_aside_stale(paths, stamp, force, _format1_stamp(cfg))
     last, best = checkpoint_callbacks(cfg, paths)
     logger = make_logger(cfg, paths.root)
-    callbacks = [last, best, RandomState(), *([pl.callbacks.LearningRateMonitor("step")] if logger else []),
-                 *(extra_callbacks or [])]
+    requeue = RequeueOnSignal(paths.last_checkpoint) if _under_srun() else None
+    same_config = SameConfigOnEveryRank(to_dict(cfg))
+    callbacks = [last, best, RandomState(), same_config, *([pl.callbacks.LearningRateMonitor("step")] if logger else []),
+                 *([requeue] if requeue else []), *(extra_callbacks or [])]
     trainer = make_trainer(cfg, callbacks, logger=logger, **(trainer_options or {}))  # options: tests' plugins
-    resume = resume_point(paths) if cfg.train.resume else None
+    resume = paths.last_checkpoint if cfg.train.resume and paths.last_checkpoint.is_file() else None
     if resume and not zipfile.is_zipfile(resume):  # torch writes zip archives: a truncated or zero-byte file is not
         raise StageError(f"{resume}: damaged (truncated or empty), so training cannot resume from it; move it aside "
                          "to resume from nothing, or start over with `bprlab train <experiment.yaml> --force`")
@@ -157,6 +168,9 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
                 raise
             raise ConfigError(f"config: train.val_check_interval={cfg.train.val_check_interval}: "
                               f"{str(exc).splitlines()[0]}") from None
+        if requeue is not None and requeue.requeued:  # not finished: no train.json, the requeued job resumes
+            raise Requeued(f"{paths.root}: stopped at step {trainer.global_step} for a requeue (SLURM's warning "
+                           f"before the time limit); the job resumes from {paths.last_checkpoint}")
         # last.ckpt is the final state whatever the step-based saving cadence was (all ranks call; rank 0 writes)
         trainer.save_checkpoint(paths.last_checkpoint, weights_only=False)  # full state: resumable
     finally:
@@ -170,31 +184,13 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
         "global_batch_size": cfg.train.batch_size * trainer.world_size,  # questions per optimizer step
         "epochs": trainer.current_epoch,
         "resumed_from": str(resume) if resume else None,
+        "config_hash": same_config.hash,  # the same on every rank (checked when the process group formed)
         "fingerprint": stamp,
     }
     if trainer.is_global_zero:
         write_json(paths.train_summary, summary)
     trainer.strategy.barrier()  # later stages on every rank read train.json
     return summary
-
-
-def resume_point(paths: RunPaths) -> Path | None:
-    """What a rerun continues from: last.ckpt, or the checkpoint Lightning saved when SLURM signalled the job before
-    its time limit (checkpoints/hpc_ckpt_<n>.ckpt, then requeued) where that one is further on."""
-    candidates = [paths.last_checkpoint] if paths.last_checkpoint.is_file() else []
-    candidates += sorted(paths.checkpoints.glob("hpc_ckpt_*.ckpt"))
-    if len(candidates) <= 1:
-        return candidates[0] if candidates else None
-    return max(candidates, key=_global_step)
-
-
-def _global_step(path: Path) -> int:
-    import torch
-
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("global_step", -1))
-    except Exception:  # noqa: BLE001 - a damaged file is never the one to resume from
-        return -1
 
 
 def load_module(cfg: RunConfig, checkpoint: Path | None) -> RetrieverModule:

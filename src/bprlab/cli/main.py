@@ -13,6 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from bprlab import slurm
 from bprlab.errors import BprlabError, ConfigError, Requeued, StageError
 
 STAGES = {
@@ -130,10 +131,12 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _quiet_libraries()
+    slurm.install()  # under SLURM: its warning before the time limit requeues the job (bprlab.slurm)
     try:
         return _dispatch(args)
-    except Requeued as exc:  # SLURM runs the job again, and it resumes: not an error
+    except Requeued as exc:  # training stopped and saved: SLURM runs the job again, and it resumes
         print(f"bprlab: {exc}", file=sys.stderr)
+        slurm.requeue()
         return 0
     except BprlabError as exc:
         print(f"bprlab: error: {exc}", file=sys.stderr)

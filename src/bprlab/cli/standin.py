@@ -36,7 +36,7 @@ def slurm_environment(rank: int, ntasks: int, job_id: int, nodes: int = 1, job_n
     env = {
         "SLURM_JOB_ID": str(job_id), "SLURM_JOBID": str(job_id), "SLURM_JOB_NAME": job_name,
         "SLURM_NTASKS": str(ntasks), "SLURM_NPROCS": str(ntasks),
-        "SLURM_NTASKS_PER_NODE": str(per_node) if nodes == 1 else f"{per_node}(x{nodes})",
+        "SLURM_NTASKS_PER_NODE": str(per_node),  # set where sbatch was given --ntasks-per-node: a plain number
         "SLURM_TASKS_PER_NODE": str(per_node) if nodes == 1 else f"{per_node}(x{nodes})",
         "SLURM_NNODES": str(nodes), "SLURM_JOB_NUM_NODES": str(nodes), "SLURM_NODEID": str(rank // per_node),
         "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank % per_node), "SLURM_NODELIST": "localhost",

@@ -95,7 +95,8 @@ class SameConfigOnEveryRank(pl.Callback):
             return
         theirs = trainer.strategy.broadcast(self.config, src=0)
         differ = _differences(self.config, theirs)
-        flag = trainer.strategy.reduce(torch.tensor(float(bool(differ))), reduce_op="max")
+        flag = torch.tensor(float(bool(differ)), device=trainer.strategy.root_device)  # NCCL reduces GPU tensors
+        flag = trainer.strategy.reduce(flag, reduce_op="max")
         if float(flag) > 0:
             from bprlab.errors import ConfigError
 

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
+from bprlab import slurm
 from bprlab.artifacts import read_json, write_json, write_text
 from bprlab.config.loader import to_dict
 from bprlab.config.schema import Method, RunConfig
 from bprlab.data.collate import Collator
-from bprlab.errors import ConfigError, Requeued, StageError
+from bprlab.errors import ConfigError, StageError
 from bprlab.lit.callbacks import RandomState, SameConfigOnEveryRank, SelectionCheckpoint
 from bprlab.lit.datamodule import RetrieverDataModule
 from bprlab.lit.loggers import make_logger
@@ -30,18 +31,22 @@ log = logging.getLogger(__name__)
 def check_allocation(cfg: RunConfig, env=None) -> None:
     """Under SLURM (tasks started by srun), the ranks Lightning expects (train.devices per node x train.num_nodes)
     must be the tasks SLURM started: a sweep trial asking for 8 devices in a 1-task allocation is one line here,
-    before any work, instead of Lightning's error (or a hang) on every rank."""
+    before any work, instead of Lightning's error (or a hang) on every rank. SLURM_NTASKS is always there;
+    SLURM_NNODES too; SLURM_NTASKS_PER_NODE only where sbatch was given --ntasks-per-node."""
     env = os.environ if env is None else env
     if not env.get("SLURM_NTASKS") or env.get("SLURM_JOB_NAME") in ("bash", "interactive"):
         return  # not under srun: Lightning's own launcher starts the ranks
     devices = cfg.train.devices
-    per_node = env.get("SLURM_NTASKS_PER_NODE", "").split("(")[0]
     count = len(devices) if isinstance(devices, list) else devices
-    if count == "auto" or not per_node.isdigit():
+    if count == "auto" or not str(count).isdigit():
         return
-    if int(count) != int(per_node) or int(count) * cfg.train.num_nodes != int(env["SLURM_NTASKS"]):
-        raise ConfigError(f"config: train.devices={devices} x train.num_nodes={cfg.train.num_nodes} ranks, but SLURM "
-                          f"started {env['SLURM_NTASKS']} tasks ({per_node} per node): ask sbatch for "
+    count, nodes, tasks = int(count), cfg.train.num_nodes, int(env["SLURM_NTASKS"])
+    per_node = env.get("SLURM_NTASKS_PER_NODE", "")
+    wrong = count * nodes != tasks or (env.get("SLURM_NNODES", "").isdigit() and int(env["SLURM_NNODES"]) != nodes) \
+        or (per_node.isdigit() and int(per_node) != count)
+    if wrong:
+        raise ConfigError(f"config: train.devices={devices} x train.num_nodes={nodes} ranks, but SLURM started "
+                          f"{tasks} tasks on {env.get('SLURM_NNODES', '?')} node(s): ask sbatch for "
                           "--ntasks-per-node=train.devices and --nodes=train.num_nodes, or set them to match")
 
 
@@ -168,9 +173,6 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
                 raise
             raise ConfigError(f"config: train.val_check_interval={cfg.train.val_check_interval}: "
                               f"{str(exc).splitlines()[0]}") from None
-        if requeue is not None and requeue.requeued:  # not finished: no train.json, the requeued job resumes
-            raise Requeued(f"{paths.root}: stopped at step {trainer.global_step} for a requeue (SLURM's warning "
-                           f"before the time limit); the job resumes from {paths.last_checkpoint}")
         # last.ckpt is the final state whatever the step-based saving cadence was (all ranks call; rank 0 writes)
         trainer.save_checkpoint(paths.last_checkpoint, weights_only=False)  # full state: resumable
     finally:
@@ -190,6 +192,8 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     if trainer.is_global_zero:
         write_json(paths.train_summary, summary)
     trainer.strategy.barrier()  # later stages on every rank read train.json
+    if slurm.signalled():  # SLURM's warning came after the last step: training is done, the rest resumes
+        slurm.requeue()
     return summary
 
 

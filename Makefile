@@ -17,7 +17,7 @@ export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow prepare run reproduce ablations report sweep bench gpu-check beir-fixture data clean
+.PHONY: help install demo test test-slow cluster-check prepare run reproduce ablations report sweep bench gpu-check beir-fixture data clean
 
 help: ## List the targets
 	@if [ -t 1 ]; then on='\033[36m'; off='\033[0m'; else on=''; off=''; fi; \
@@ -45,8 +45,11 @@ test: $(STAMP) ## Lint (ruff), the layering contract (import-linter), then the f
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
-test-slow: $(STAMP) ## The slow tier as well (end-to-end CLI runs)
+test-slow: $(STAMP) ## The slow tier as well (end-to-end CLI runs, the cluster rehearsal)
 	$(BIN)/python -m pytest -q -m "not gpu"
+
+cluster-check: $(STAMP) ## The SLURM path rehearsed on this CPU: srun-started ranks, requeue, a dead rank, the sbatch scripts (~5 min)
+	$(BIN)/python -m pytest -v -m cluster tests/test_cluster.py
 
 prepare: $(STAMP) ## Build a dataset's derived files (DATASET=squad builds the embedded default)
 	$(BIN)/bprlab prepare experiments/$(DATASET)/dpr.yaml $(ARGS)

@@ -108,7 +108,7 @@ def test_a_folder_is_scored_against_its_own_corpus_whatever_the_experiment_names
                                                                                   beir_folder):
     """An experiment with data.passages_file / test_file (custom data) evaluated on a BEIR folder reads the folder's
     corpus.jsonl and queries, not those files."""
-    from bprlab.data.registry import data_paths
+    from bprlab.data.paths import data_paths
 
     cfg = load_config(None, [*_eval_overrides(tiny_overrides, beir_folder), f"data.passages_file={tiny_data['passages']}",
                              f"data.test_file={tiny_data['test']}"])

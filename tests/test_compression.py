@@ -105,15 +105,15 @@ def test_the_own_pooling_experiment_matches_what_the_packaged_encoder_declares()
 
 
 def test_new_model_keys_at_their_defaults_keep_existing_runs_current(tiny_overrides):
-    from bprlab.lit.train import train_fingerprint
+    from bprlab.stamps import train_stamp
 
     base = load_config(None, tiny_overrides)
-    assert train_fingerprint(base) == train_fingerprint(load_config(None, [*tiny_overrides, "model.pooling=cls"]))
-    assert train_fingerprint(base) != train_fingerprint(load_config(None, [*tiny_overrides, "model.pooling=mean"]))
+    assert train_stamp(base) == train_stamp(load_config(None, [*tiny_overrides, "model.pooling=cls"]))
+    assert train_stamp(base) != train_stamp(load_config(None, [*tiny_overrides, "model.pooling=mean"]))
 
 
 def test_frontier_joins_only_a_familys_budgets_and_bars_for_categories(tmp_path):
-    from bprlab.eval import plots
+    from bprlab.report import plots
 
     rows = [{"method": "dpr-flat", "bytes_per_passage": 1536, "top20": 92.0, "ms_per_query": 0.2},
             {"method": "bpr-linear", "bytes_per_passage": 48, "top20": 90.0, "ms_per_query": 0.08},

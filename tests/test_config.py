@@ -92,16 +92,16 @@ def test_every_table_row_validates(path, dataset):
 
 def test_search_only_ablations_share_the_trained_model():
     """Rows that change only the search reuse the bpr run; training ablations get their own run."""
-    from bprlab.lit.train import train_fingerprint
+    from bprlab.stamps import train_stamp
 
     for dataset in ("squad", "nq", "trivia"):
         base = load_config(REPO / "experiments" / dataset / "bpr.yaml")
         for name in ("no_rerank", "no_candidates", "candidates_100", "gamma_0.1", "margin_0.1"):
             cfg = load_config(REPO / "experiments" / dataset / "ablations" / f"{name}.yaml")
-            assert cfg.name == base.name and train_fingerprint(cfg) == train_fingerprint(base)
+            assert cfg.name == base.name and train_stamp(cfg) == train_stamp(base)
         for name in ("ste", "no_rerank_loss", "code_64", "margin_2"):
             cfg = load_config(REPO / "experiments" / dataset / "ablations" / f"{name}.yaml")
-            assert cfg.name != base.name and train_fingerprint(cfg) != train_fingerprint(base)
+            assert cfg.name != base.name and train_stamp(cfg) != train_stamp(base)
 
 
 def test_a_rows_seeds_share_a_wandb_group_and_carry_their_seed(tmp_path):

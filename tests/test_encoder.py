@@ -34,3 +34,18 @@ def test_a_tokenizer_that_knows_no_words_is_refused(tiny_bert, tmp_path):
     Path(stub / "vocab.txt").write_text("\n".join(SPECIALS) + "\n")
     with pytest.raises(ConfigError, match="maps every word of an English sentence to '\\[UNK\\]' \\(a vocabulary of 5"):
         load_tokenizer(str(stub))
+
+
+def test_one_device_rule_for_the_encoder_and_the_search_kernels():
+    import torch
+
+    from bprlab.config.schema import SearchDevice
+    from bprlab.core.devices import resolve_device
+    from bprlab.errors import ConfigError
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device(None).type == resolve_device("auto").type == resolve_device(SearchDevice.auto).type == expected
+    assert resolve_device(SearchDevice.cpu) == resolve_device(torch.device("cpu")) == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="index.device=cuda but no CUDA device is visible"):
+            resolve_device(SearchDevice.cuda, "index.device")

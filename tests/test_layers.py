@@ -9,6 +9,7 @@ PURE = ["bprlab.core.encoder", "bprlab.core.hashing", "bprlab.core.losses", "bpr
         "bprlab.index.build", "bprlab.index.binary_search", "bprlab.index.kernels.hamming",
         "bprlab.index.kernels.lut", "bprlab.index.kernels.buckets", "bprlab.index.kernels.torch_search",
         "bprlab.bench.search", "bprlab.data.answers", "bprlab.eval.metrics", "bprlab.eval.retrieval",
+        "bprlab.report.aggregate", "bprlab.stamps",
         "bprlab.config", "bprlab.runs"]
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from bprlab.eval.results import write_results
+from bprlab.report.results import write_results
 
 
 def test_results_md_puts_paper_ours_and_delta_beside_the_command(tmp_path):
@@ -45,7 +45,7 @@ def _ablation_table(folder, name, rows, claims=None, baseline="bpr", seconds=60.
 
 
 def test_ablations_md_opens_with_the_claims_and_counts_the_time(tmp_path):
-    from bprlab.eval.ablations import write_ablations
+    from bprlab.report.ablations import write_ablations
 
     comparison = {"baseline_value": 90.0, "value": 85.0, "effect": -5.0, "ci_questions": [-7.0, -3.0],
                   "ci_seeds": [-6.5, -3.5], "ci": [-7.5, -2.5], "p": 0.0001, "p_holm": 0.0003, "significant": True,
@@ -73,7 +73,7 @@ def test_ablations_md_opens_with_the_claims_and_counts_the_time(tmp_path):
 
 
 def test_learning_curves_come_from_the_csv_log_in_step_order(tmp_path):
-    from bprlab.eval.curves import plot_curves, read_curve
+    from bprlab.report.curves import plot_curves, read_curve
 
     logs = tmp_path / "run" / "logs"
     logs.mkdir(parents=True)
@@ -102,7 +102,7 @@ def test_validation_logs_the_gold_ranks_as_top_k_in_the_pool():
 
 
 def test_what_changed_lists_the_verdicts_that_moved_and_what_differs(tmp_path):
-    from bprlab.eval.study_diff import PREVIOUS, VERDICTS, changes_markdown
+    from bprlab.report.study_diff import PREVIOUS, VERDICTS, changes_markdown
 
     base = {"table": "abl-loss", "exercised": True, "ci": [-1.0, 2.0], "p_holm": 0.5, "row_value": 90.0,
             "baseline_value": 91.0, "effect": -1.0}
@@ -133,7 +133,7 @@ def test_what_changed_lists_the_verdicts_that_moved_and_what_differs(tmp_path):
     assert changes_markdown({"readings": []}, []).endswith("No verdict moved.")
     # the report writes its own verdicts, reads a previous study's, and refuses a damaged one
     from bprlab.errors import StageError
-    from bprlab.eval.study_diff import read_previous, write_verdicts
+    from bprlab.report.study_diff import read_previous, write_verdicts
 
     assert read_previous(tmp_path) is None
     written = json.loads(write_verdicts(tmp_path, now).read_text())["readings"]

@@ -1,15 +1,15 @@
-"""Intervals, paired randomization tests and Holm's correction (bprlab.eval.stats), the aggregation of a table's
-seeds and rows (bprlab.eval.aggregate), and the claims' verdicts (bprlab.eval.claims)."""
+"""Intervals, paired randomization tests and Holm's correction (bprlab.report.stats), the aggregation of a table's
+seeds and rows (bprlab.report.aggregate), and the claims' verdicts (bprlab.report.claims)."""
 
 import numpy as np
 import pytest
 
 from bprlab.errors import StageError
-from bprlab.eval.aggregate import aggregate_row, compare_rows
-from bprlab.eval.claims import verdict
 from bprlab.eval.outcomes import first_hits, outcome_vector
-from bprlab.eval.power import design_power, mde
-from bprlab.eval.stats import (
+from bprlab.report.aggregate import aggregate_row, compare_rows
+from bprlab.report.claims import verdict
+from bprlab.report.power import design_power, mde
+from bprlab.report.stats import (
     RESAMPLES,
     Combined,
     cluster_bootstrap_interval,
@@ -174,7 +174,7 @@ def test_seeds_needed_shrink_the_training_and_interaction_terms_only():
 
 
 def test_drawn_sign_flips_agree_with_the_exact_count():
-    from bprlab.eval import stats as module
+    from bprlab.report import stats as module
 
     d = np.array([3, -1, 2, 2, -3, 1, 1, 2, -1, 1] * 8, dtype=float)
     exact = sign_flip_test(d)
@@ -318,7 +318,7 @@ def _claim_table(name, claims, tests):
 
 
 def test_holm_runs_over_the_declared_family_of_primary_claims():
-    from bprlab.eval.claims import claim_rows
+    from bprlab.report.claims import claim_rows
 
     claims = [{"claim": "a", "row": "r", "metric": "top20", "expect": "lower"},
               {"claim": "b", "row": "r", "metric": "top1", "qrels_metric": "mrr@10", "expect": "lower"}]
@@ -340,8 +340,8 @@ def test_holm_runs_over_the_declared_family_of_primary_claims():
 
 
 def test_a_claim_may_name_its_own_baseline_row():
-    from bprlab.eval.claims import claim_rows
-    from bprlab.eval.summary import claim_tests
+    from bprlab.report.claims import claim_rows
+    from bprlab.report.summary import claim_tests
     from bprlab.tables import Table
 
     claims = [{"claim": "a", "row": "r", "metric": "top1", "expect": "lower"},
@@ -361,7 +361,7 @@ def test_a_claim_may_name_its_own_baseline_row():
 
 
 def test_a_closeness_claim_is_a_noninferiority_test_of_its_miss_ratio():
-    from bprlab.eval.claims import claim_test
+    from bprlab.report.claims import claim_test
 
     rng = np.random.default_rng(11)
     dpr = [_unit(s, np.where(rng.random(600) < 0.8, 0, -1)) for s in (42, 43, 44)]  # ~20% misses

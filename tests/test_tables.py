@@ -211,11 +211,11 @@ def test_a_damaged_unit_record_runs_again_and_a_file_as_out_stops_first(tiny_ove
 
 
 def test_a_units_fingerprint_holds_what_moves_its_numbers_only(tiny_overrides):
-    from bprlab.cli.reproduce import unit_fingerprint
     from bprlab.config import load_config
+    from bprlab.stamps import unit_stamp
 
     def stamp(*extra):
-        return unit_fingerprint(load_config(None, [*tiny_overrides, *extra]))
+        return unit_stamp(load_config(None, [*tiny_overrides, *extra]))
 
     flat = stamp("index.kind=flat")
     assert stamp("index.kind=flat", "index.threads=1", "index.search_batch_size=7", "eval.question_batch_size=3",
@@ -225,3 +225,30 @@ def test_a_units_fingerprint_holds_what_moves_its_numbers_only(tiny_overrides):
     binary = stamp("index.kind=binary_flat")
     assert binary != flat and stamp("index.kind=binary_flat", "index.num_candidates=4", "eval.top_k=[1,2]") != binary
     assert stamp("index.kind=flat", "seed=7") != flat and stamp("index.kind=flat", "optim.lr=0.1") != flat
+
+
+def test_a_unit_recorded_under_stamp_format1_is_current_and_upgraded(tiny_overrides, tmp_path, monkeypatch):
+    """A committed record of format 1 (no "format", the format-1 stamp) is the unit's record: nothing runs; its
+    stamp is upgraded in place, numbers untouched."""
+    from bprlab.cli import reproduce as rep
+    from bprlab.cli import stages
+    from bprlab.stamps import FORMAT, evaluation_files, training_files
+    from bprlab.stamps import format1_unit_stamp as format1
+
+    path = _table(tmp_path, f"rows:\n  - method: zero-shot\n    experiment: {REPO}/experiments/squad/zero_shot.yaml\n")
+    out = tmp_path / "table"
+    first = rep.reproduce(str(path), tiny_overrides, out=str(out))
+    record_path = out / "units" / "zero-shot" / "seed42.json"
+    record = json.loads(record_path.read_text())
+    assert record["format"] == FORMAT
+    cfg = rep.plan_units(read_table(path), tiny_overrides)[0].cfg
+    old = {k: v for k, v in record.items() if k != "format"}
+    old["fingerprint"] = format1(cfg, evaluation_files(cfg), training_files(cfg))
+    record_path.write_text(json.dumps(old))
+    monkeypatch.setattr(stages, "run", lambda cfg, **kw: pytest.fail("ran again"))
+    assert rep.reproduce(str(path), tiny_overrides, out=str(out)) == first
+    assert json.loads(record_path.read_text()) == record  # the same record, stamped as this format stamps it
+    old["fingerprint"] = "0123456789abcdef"  # a format-1 record of other inputs is not current
+    record_path.write_text(json.dumps(old))
+    with pytest.raises(StageError, match="made from other inputs"):
+        rep.reproduce(str(path), tiny_overrides, out=str(out), records_only=True)

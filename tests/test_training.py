@@ -1,6 +1,7 @@
 """The Lightning path on a tiny BERT: train -> encode -> index -> evaluate, resume, and CLI errors."""
 
 import json
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -188,16 +189,42 @@ def test_evaluation_inputs_never_retrain_a_finished_run(tiny_overrides, tiny_dat
     assert (RunPaths(cfg).root / "train.json").is_file()
 
 
-def test_a_run_trained_under_the_legacy_fingerprint_stays_trained(tiny_overrides, monkeypatch):
-    from bprlab.lit.train import legacy_train_fingerprint, train_fingerprint
+def test_a_run_trained_under_stamp_format1_stays_trained_and_its_encodings_and_index_current(tiny_overrides,
+                                                                                              monkeypatch):
+    """train.json's stamp is upgraded in place; the encoding and the index keep their format-1 stamps and are
+    current as they are (nothing is encoded or built again)."""
+    from bprlab.data.passage_store import PassageStore
+    from bprlab.stamps import format1_encode_stamp as encode_stamp
+    from bprlab.stamps import format1_index_stamp as index_stamp
+    from bprlab.stamps import format1_train_stamp as format1_train
+    from bprlab.stamps import train_stamp, training_files, weights_stamp
 
     cfg = _trained(tiny_overrides)
-    summary_path = RunPaths(cfg).train_summary
-    summary = json.loads(summary_path.read_text())
-    summary_path.write_text(json.dumps({**summary, "fingerprint": legacy_train_fingerprint(cfg)}))
+    stages.encode(cfg)
+    stages.index(cfg)
+    paths = RunPaths(cfg)
+    summary = json.loads(paths.train_summary.read_text())
+    paths.train_summary.write_text(json.dumps({**summary, "fingerprint": format1_train(cfg, training_files(cfg))}))
+    manifest_path = paths.passages("emb") / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    store = PassageStore.open(Path(cfg.data.passages_file))
+    weights = weights_stamp(paths.checkpoint(), cfg)  # a checkpoint's: the same in both formats
+    manifest["stamp"] = encode_stamp(cfg, weights, "emb", store)
+    assert manifest["stamp"] == {"weights": weights, "representation": "emb", "corpus": store.fingerprint(),
+                                 "num_passages": 8, "shard_size": cfg.encode.shard_size,
+                                 "precision": cfg.encode.precision}  # format 1's layout, as its manifests hold it
+    manifest_path.write_text(json.dumps(manifest))
+    meta_path = paths.index / "index.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "source": index_stamp(cfg, manifest)}))
+    before = {p: p.stat().st_mtime_ns for p in (manifest_path, meta_path)}
     monkeypatch.setattr("bprlab.lit.train.pl.Trainer.fit", lambda *a, **k: pytest.fail("retrained"))
-    assert train(cfg)["fingerprint"] == train_fingerprint(cfg)
-    assert json.loads(summary_path.read_text())["fingerprint"] == train_fingerprint(cfg)  # upgraded in place
+    monkeypatch.setattr("bprlab.lit.encode.pl.Trainer.predict", lambda *a, **k: pytest.fail("encoded again"))
+    assert train(cfg)["fingerprint"] == train_stamp(cfg)
+    assert json.loads(paths.train_summary.read_text())["fingerprint"] == train_stamp(cfg)  # upgraded in place
+    stages.encode(cfg)
+    stages.index(cfg)
+    assert {p: p.stat().st_mtime_ns for p in (manifest_path, meta_path)} == before
 
 
 def test_a_bad_training_file_on_a_finished_run_touches_nothing(tiny_overrides, tiny_data, tmp_path, capsys):

@@ -98,6 +98,8 @@ def write_json(path: str | Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
+EXPORT_META = "bprlab.json"  # an export's record (bprlab.export): config keys, corpus, metrics
+
 # The command that writes each artifact again, by file name: what a damaged one's error advises
 REBUILD = {
     "train.json": "train again: `bprlab train <experiment.yaml> --force`",
@@ -109,7 +111,7 @@ REBUILD = {
     "table.json": "write it again from the unit records: `bprlab reproduce <table.yaml> --out <its folder> "
                   "--records-only`",
     "bench.json": "run the bench again (its command is at the top of bench.md)",
-    "bprlab.json": "export the run again: `bprlab export <experiment.yaml> --to <folder>`",
+    EXPORT_META: "export the run again: `bprlab export <experiment.yaml> --to <folder>`",
 }
 
 

@@ -29,6 +29,11 @@ class StageError(BprlabError):
     """A stage's inputs are missing (e.g. evaluate before index); the message says which stage to run."""
 
 
+class Requeued(BprlabError):
+    """Training stopped for a SLURM requeue (bprlab.lit.requeue): the job runs again and resumes, so the CLI says
+    so and exits 0."""
+
+
 def bad_utf8(path) -> DataFormatError:
     """The first line of `path` that is not UTF-8, named with the offending byte (an error path: reads again)."""
     with open(path, "rb") as handle:

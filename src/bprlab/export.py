@@ -22,22 +22,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bprlab.artifacts import atomic_dir, read_json, write_json, write_text
+from bprlab.artifacts import EXPORT_META, atomic_dir, read_json, write_json, write_text
+from bprlab.config.keys import encoding_keys, value_of
 from bprlab.config.schema import RunConfig
 from bprlab.errors import ConfigError, StageError
-
-META = "bprlab.json"
-TRAINED = ("method", "model.", "data.")  # keys the towers were trained with: from the checkpoint's saved config
-CONFIG_KEYS = ("method", "model.name", "model.projection_dim", "model.pooling", "model.normalize",
-               "model.passage_text_token_type", "data.max_question_length", "data.max_passage_length", "index.kind",
-               "index.num_candidates", "index.rerank", "index.candidate_generation", "index.rescore", "eval.top_k")
+from bprlab.stamps import stage_values
 
 
-def _get(cfg: RunConfig, dotted: str):
-    value = cfg
-    for part in dotted.split("."):
-        value = getattr(value, part)
-    return getattr(value, "value", value)
+def export_keys(cfg: RunConfig, trained: RunConfig) -> dict:
+    """The config keys `Retriever.from_export` needs, by dotted name: how the towers encode (the schema's
+    `encoding` keys, from the config they were trained with), and the index and search keys the index kind reads
+    with the run's top-k (from the run's config)."""
+    return {"method": trained.method.value, **{name: value_of(trained, name) for name in encoding_keys()},
+            **stage_values(cfg, "index"), **stage_values(cfg, "search"), "eval.top_k": list(cfg.eval.top_k)}
 
 
 def check_destination(out: Path, force: bool, protected: list[Path]) -> None:
@@ -51,7 +48,7 @@ def check_destination(out: Path, force: bool, protected: list[Path]) -> None:
         if resolved == path.resolve() or resolved in path.resolve().parents:
             raise ConfigError(f"--to {out}: holds {path}; name a new folder")
     if out.is_dir():
-        if not (out / META).is_file():
+        if not (out / EXPORT_META).is_file():
             raise ConfigError(f"--to {out}: the folder exists and is not a bprlab export; name a new folder "
                               "(an export never replaces anything else)")
         if not force:
@@ -63,9 +60,10 @@ def export_run(cfg: RunConfig, out: str | Path, force: bool = False) -> Path:
     from bprlab.config.loader import from_dict
     from bprlab.core.encoder import BiEncoder, load_biencoder, load_tokenizer
     from bprlab.data.passage_store import PassageStore
-    from bprlab.data.registry import data_paths
+    from bprlab.data.paths import data_paths
     from bprlab.index.base import load_index
-    from bprlab.runs import RunPaths, check_index_weights
+    from bprlab.runs import RunPaths
+    from bprlab.stamps import check_index_weights
 
     if not kind_of(cfg.index).exportable:
         raise StageError(f"index.kind={cfg.index.kind.value} has no encoder and faiss form to export; export a dense "
@@ -91,7 +89,7 @@ def export_run(cfg: RunConfig, out: str | Path, force: bool = False) -> Path:
             for start in range(0, len(store), 100_000):
                 handle.write("\n".join(store.table[start: start + 100_000]["id"]) + "\n")
         metrics_file = paths.eval / "metrics.json"
-        config = {key: _get(trained if key.startswith(TRAINED) else cfg, key) for key in CONFIG_KEYS}
+        config = export_keys(cfg, trained)
         meta = {"config": config, "run": str(paths.root),
                 "checkpoint": str(checkpoint) if checkpoint else "pretrained",
                 "code_bits": index_meta["dim"] if index.input_kind == "code" else None,
@@ -99,7 +97,7 @@ def export_run(cfg: RunConfig, out: str | Path, force: bool = False) -> Path:
                            "num_passages": len(store)},
                 "train": read_json(paths.train_summary) if paths.train_summary.is_file() else None,
                 "metrics": read_json(metrics_file) if metrics_file.is_file() else None}
-        write_json(tmp / META, meta)
+        write_json(tmp / EXPORT_META, meta)
         write_text(tmp / "README.md", model_card(trained, cfg, meta))
     return out
 

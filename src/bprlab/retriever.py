@@ -22,12 +22,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from bprlab.artifacts import EXPORT_META
 from bprlab.config import load_config
 from bprlab.config.schema import RunConfig
 from bprlab.data.records import Passage
 from bprlab.errors import InputError, StageError
-
-EXPORT_META = "bprlab.json"
 
 
 @dataclass
@@ -62,9 +61,10 @@ class Retriever:
         from bprlab.config.loader import from_dict
         from bprlab.core.encoder import load_biencoder
         from bprlab.core.question_encoder import QuestionEncoder
-        from bprlab.data.registry import data_paths
+        from bprlab.data.paths import data_paths
         from bprlab.index.base import load_index
-        from bprlab.runs import RunPaths, check_index_weights
+        from bprlab.runs import RunPaths
+        from bprlab.stamps import check_index_weights
 
         cfg = load_config(experiment, list(overrides))
         paths = RunPaths(cfg)

@@ -29,32 +29,6 @@ log = logging.getLogger(__name__)
 NAMED_CHECKPOINTS = tuple(c.value for c in Checkpoint)
 
 
-def weights_fingerprint(checkpoint: Path | None, cfg: RunConfig) -> dict:
-    """What the weights are, by content: the pretrained name, or the checkpoint's name, size and hash (so a
-    moved or copied run keeps its encodings, and a retrained one does not)."""
-    from bprlab.artifacts import file_sha256
-
-    if checkpoint is None:
-        stamp = {"pretrained": cfg.model.name, "projection_dim": cfg.model.projection_dim}
-        if cfg.model.pooling.value != "cls" or cfg.model.normalize:  # keys absent at the defaults: older stamps hold
-            stamp.update(pooling=cfg.model.pooling.value, normalize=cfg.model.normalize)
-        return stamp
-    return {"checkpoint": checkpoint.name, "bytes": checkpoint.stat().st_size, "sha256": file_sha256(checkpoint)}
-
-
-def check_index_weights(index_dir: Path, checkpoint: Path | None, cfg: RunConfig) -> None:
-    """An index records the weights that encoded its passages; searching it with other question weights (a run
-    retrained since) would pair vectors of two models. Refused, naming the commands that rebuild it."""
-    meta_path = Path(index_dir) / "index.json"
-    if not meta_path.is_file():
-        return  # no index yet: loading it says so
-    weights = read_json(meta_path).get("weights")
-    if weights and weights != weights_fingerprint(checkpoint, cfg):
-        raise StageError(f"{index_dir}: built from passages encoded with other weights than "
-                         f"{checkpoint or 'the pretrained encoder'} (retrained since?): run `bprlab encode` and "
-                         "`bprlab index` again, or `bprlab run`, which does both")
-
-
 @contextmanager
 def run_lock(root: Path) -> Iterator[None]:
     """One bprlab process per run folder: a second one (same run name) is refused at once instead of resuming

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from bprlab.artifacts import read_json, write_text
 from bprlab.errors import StageError
-from bprlab.eval.plots import pyplot, save
-from bprlab.eval.stats import seed_interval
+from bprlab.report.plots import pyplot, save
+from bprlab.report.stats import seed_interval
 from bprlab.sweeps import ResultsTable, seed_groups
 
 
@@ -31,7 +31,7 @@ def write_sweep_report(folder: str | Path, metric: str | None = None) -> Path:
 
 def over_seeds(rows: list[dict], metric: str) -> str:
     """Where the sweep varies `seed`: each setting's metrics as mean ± half-width of the 95% t-interval over its
-    seeds (the intervals tables use: bprlab.eval.stats)."""
+    seeds (the intervals tables use: bprlab.report.stats)."""
     if not any("seed" in row["params"] for row in rows):
         return ""
     metrics = list(dict.fromkeys([metric, "top1", "top20", "top100"]))

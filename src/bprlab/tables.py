@@ -7,7 +7,7 @@
     baseline: bpr                      # the row every other row is tested against (a method name below)
     overrides: [train.max_steps=100]   # every row, before the row's own overrides and the command line's
     report: ablations                  # which document `bprlab report` puts it in: results (default) | ablations
-    claims: [...]                      # ablations only: the paper's claims this table answers (bprlab.eval.claims)
+    claims: [...]                      # ablations only: the paper's claims this table answers (bprlab.report.claims)
     rows:
       - method: bpr                    # the row's name in the table
         experiment: ../squad/bpr.yaml  # relative to the table file; {dataset} is replaced by --dataset
@@ -89,7 +89,7 @@ def seeded_name(name: str, seed: int, base: int) -> str:
 
 
 def _budget(path: Path, raw) -> dict:
-    """`budget: {step: N, rows: {curve row: <table>/<row>}}` (bprlab.eval.curve_note)."""
+    """`budget: {step: N, rows: {curve row: <table>/<row>}}` (bprlab.report.curve_note)."""
     if raw is None:
         return {}
     rows = raw.get("rows") if isinstance(raw, dict) else None
@@ -192,7 +192,7 @@ def _check_table(table: Table) -> None:
         raise ConfigError(f"{table.path}: report: expected one of {', '.join(REPORTS)}, got {table.report!r}")
     if table.claims and table.report != "ablations":
         raise ConfigError(f"{table.path}: claims: only a table with `report: ablations` states claims")
-    from bprlab.eval.claims import check_claims
+    from bprlab.report.claims import check_claims
 
     seeds = len(table.seeds) if isinstance(table.seeds, list) else table.seeds
     check_claims(table.path, table.claims, methods, table.baseline, seeds if isinstance(seeds, int) else 1)

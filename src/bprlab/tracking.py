@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Iterator
 
+from bprlab.artifacts import fingerprint
 from bprlab.config.loader import to_dict
 from bprlab.config.schema import LoggerKind, RunConfig
 from bprlab.eval.metrics import LOGGED_NAMES
@@ -30,17 +32,48 @@ def wandb_mode() -> str:
     return "online" if has_key else "offline"
 
 
-def run_id(run_dir: Path) -> str:
-    """One W&B run per run directory; a W&B sweep agent's own id (WANDB_RUN_ID) wins."""
-    path = Path(run_dir) / RUN_ID_FILE
+def run_id(run_dir: Path, timeout: float = 300.0) -> str:
+    """One W&B run per run directory, whatever the number of ranks: a W&B sweep agent's own id (WANDB_RUN_ID) wins;
+    otherwise rank 0 draws the id once and writes it atomically (never over an existing one), and every other rank
+    reads it, waiting for the file on a shared filesystem that shows it late (up to `timeout` seconds)."""
     if os.environ.get("WANDB_RUN_ID"):
         return os.environ["WANDB_RUN_ID"]
-    if path.is_file():
-        return path.read_text().strip()
-    new = uuid.uuid4().hex[:12]  # W&B run ids are short lowercase alphanumerics
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new)
-    return new
+    path = Path(run_dir) / RUN_ID_FILE
+    if _rank() != 0:
+        return _wait_for(path, timeout)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(uuid.uuid4().hex[:12])  # W&B run ids are short lowercase alphanumerics
+        try:
+            os.link(tmp, path)  # atomic, and fails where another process has written one first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
+def _rank() -> int:
+    """This process's global rank as the launcher sets it (Lightning's launcher, srun, torchrun), before any process
+    group exists: the id is chosen before the trainer starts."""
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+def _wait_for(path: Path, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        if path.is_file() and path.read_text().strip():
+            return path.read_text().strip()
+        if time.monotonic() > deadline:
+            from bprlab.errors import StageError
+
+            raise StageError(f"{path}: rank 0 has not written the run's W&B id after {timeout:.0f} s (is rank 0 "
+                             "running, and the run directory on a filesystem every node sees?)")
+        time.sleep(0.5)
 
 
 def init_kwargs(cfg: RunConfig, run_dir: Path) -> dict:
@@ -51,7 +84,8 @@ def init_kwargs(cfg: RunConfig, run_dir: Path) -> dict:
         # the seed as a tag and job type: W&B's grouped view (group = the run without its seed) shows mean and spread
         tags=[cfg.data.dataset.value, cfg.method.value, Path(cfg.model.name).name, f"seed-{cfg.seed}", *cfg.wandb.tags],
         job_type=f"seed-{cfg.seed}",
-        config=to_dict(cfg),
+        # the config's hash beside it: runs of one config group on the dashboard, and train.json records the same
+        config={**to_dict(cfg), "config_hash": fingerprint(to_dict(cfg))},
     )
 
 

@@ -41,7 +41,7 @@ def bare_forward(cfg) -> float:
     from bprlab.data.collate import Collator
     from bprlab.data.ordering import ShardBatchSampler, text_lengths
     from bprlab.data.passage_store import PassageStore
-    from bprlab.data.registry import data_paths
+    from bprlab.data.paths import data_paths
     from bprlab.lit.modules import module_class
 
     store = PassageStore.open(data_paths(cfg.data).passages)

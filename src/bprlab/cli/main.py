@@ -13,7 +13,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from bprlab.errors import BprlabError, ConfigError, StageError
+from bprlab import slurm
+from bprlab.errors import BprlabError, ConfigError, Requeued, StageError
 
 STAGES = {
     "prepare": "build the dataset's derived files (squad: corpus, splits, BM25 negatives) and the passage store",
@@ -130,8 +131,13 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _quiet_libraries()
+    slurm.install()  # under SLURM: its warning before the time limit requeues the job (bprlab.slurm)
     try:
         return _dispatch(args)
+    except Requeued as exc:  # training stopped and saved: SLURM runs the job again, and it resumes
+        print(f"bprlab: {exc}", file=sys.stderr)
+        slurm.requeue()
+        return 0
     except BprlabError as exc:
         print(f"bprlab: error: {exc}", file=sys.stderr)
         return 2
@@ -187,8 +193,8 @@ def _count(value: str | None, option: str) -> int | None:
 
 def _report(args: argparse.Namespace) -> int:
     """One sweep's report, or both documents; one with nothing to report is left as it is (and said so)."""
-    from bprlab.eval.ablations import write_ablations
-    from bprlab.eval.results import NothingToReport, write_results
+    from bprlab.report.ablations import write_ablations
+    from bprlab.report.results import NothingToReport, write_results
     from bprlab.sweep_report import write_sweep_report
 
     if args.sweep:

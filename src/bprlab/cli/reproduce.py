@@ -6,7 +6,7 @@ directory, so each (model, seed) is trained and its corpus encoded once and only
 finished unit is recorded in <out>/units/ with a fingerprint of everything it depends on (the resolved config
 and the data files by content); a rerun skips recorded units, so a killed table resumes at the unit it was in
 (whose training resumes from its last.ckpt). The table's rows are then aggregated from the records
-(bprlab.eval.aggregate): metrics over seeds with intervals, and tests against the table's baseline row.
+(bprlab.report.aggregate): metrics over seeds with intervals, and tests against the table's baseline row.
 """
 
 from __future__ import annotations
@@ -20,22 +20,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bprlab.artifacts import fingerprint, read_sound_json, write_json
+from bprlab.artifacts import read_sound_json, write_json
 from bprlab.config import load_config
-from bprlab.config.loader import to_dict
 from bprlab.config.schema import Checkpoint, RunConfig
 from bprlab.errors import ConfigError, StageError
 from bprlab.index.base import input_kind
 from bprlab.runs import RunPaths, run_lock
+from bprlab.stamps import FORMAT
 from bprlab.tables import Row, Table, read_table, seeded_name
 
 log = logging.getLogger("bprlab")
-
-
-# Config keys (outside index, encode and eval, which enter by name) added after unit records were first committed:
-# left out of a unit's fingerprint while at their default, so that recorded units stay current (a new key at its
-# default changes no number). Add every new key of the other sections here.
-UNIT_LATER_KEYS: dict[tuple[str, str], object] = {}
 
 
 @dataclass
@@ -85,33 +79,14 @@ def output_folder(table: Table, cfg: RunConfig, out: str | None) -> Path:
     return Path(cfg.runs_root) / name
 
 
-def unit_fingerprint(cfg: RunConfig) -> str:
-    """What a unit's numbers depend on: the config that decides the weights, the index built and the search run
-    (by the names `runs` gives them), what is evaluated, and every data file read, by content. Paths, logging,
-    thread counts and batch sizes of search are left out: they move no number. Computed after `prepare`, which
-    builds the squad files."""
-    from bprlab.artifacts import file_sha256
-    from bprlab.data.passage_store import PassageStore
-    from bprlab.data.registry import data_paths
-    from bprlab.runs import search_tag
+def unit_stamps(cfg: RunConfig) -> tuple[str, str | None]:
+    """A unit's stamp (bprlab.stamps.unit_stamp: every stage's keys and every data file, by content), and the one
+    format 1 gave the same unit (None where the config could not have been one of then)."""
+    from bprlab.stamps import evaluation_files, training_files, unit_stamp
+    from bprlab.stamps import format1_unit_stamp as format1
 
-    config = to_dict(cfg)
-    for key in ("logger", "wandb", "runs_root"):
-        config.pop(key)
-    config["index"] = {"search": search_tag(cfg.index), "train_size": cfg.index.train_size}
-    config["encode"] = {"precision": cfg.encode.precision}
-    config["eval"] = {"top_k": cfg.eval.top_k, "max_questions": cfg.eval.max_questions}
-    for key in ("root", "path", "train_file", "dev_file", "test_file", "passages_file", "num_workers"):
-        config["data"].pop(key)
-    for (section, key), default in UNIT_LATER_KEYS.items():  # keys added after unit records existed
-        if config[section].get(key, default) == default:
-            config[section].pop(key, None)
-    paths = data_paths(cfg.data)
-    files = {name: file_sha256(path) for name, path in
-             (("test", paths.test), ("qrels", paths.qrels), ("train", paths.train), ("dev", paths.dev))
-             if path is not None and Path(path).is_file()}
-    files["passages"] = PassageStore.open(paths.passages).fingerprint()
-    return fingerprint(config, files)
+    evaluation, training = evaluation_files(cfg), training_files(cfg)  # each file hashed once
+    return unit_stamp(cfg, evaluation, training), format1(cfg, evaluation, training)
 
 
 def _lacks_stage(cfg: RunConfig, record: dict) -> bool:
@@ -149,9 +124,15 @@ def run_unit(unit: Unit, folder: Path, records_only: bool = False) -> dict | Non
 
     if stages._is_rank_zero():
         stages.prepare(unit.cfg)
-    stamp = unit_fingerprint(unit.cfg)
+    stamp, format1 = unit_stamps(unit.cfg)
     path = unit_path(folder, unit)
     record = _read_record(path)
+    if record is not None and format1 is not None and record.get("fingerprint") == format1 and "format" not in record:
+        log.info("=== %s seed %d: %s recorded under stamp format 1; its stamp is upgraded", unit.row.method, unit.seed,
+                 path)
+        record = {**record, "format": FORMAT, "fingerprint": stamp}
+        if stages._is_rank_zero():  # the same record on every rank; one writes it (also under --records-only)
+            write_json(path, record)
     if record is not None:
         if record.get("fingerprint") == stamp and records_only:
             return record
@@ -174,7 +155,7 @@ def run_unit(unit: Unit, folder: Path, records_only: bool = False) -> dict | Non
         metrics = stages.run(unit.cfg)
     if metrics is None:
         return None
-    record = {"method": unit.row.method, "seed": unit.seed, "run": unit.cfg.name, "fingerprint": stamp,
+    record = {"method": unit.row.method, "seed": unit.seed, "run": unit.cfg.name, "format": FORMAT, "fingerprint": stamp,
               # wall time, and the CPU time of this process's threads (less sensitive to other work beside it)
               "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu, "metrics": metrics,
               "outcomes": read_outcomes(RunPaths(unit.cfg).eval)}
@@ -213,7 +194,7 @@ def reproduce(table_path: str, overrides: list[str], dataset: str | None = None,
         print(f"the rows asked for are recorded; the summary waits for {len(missing)} unit(s) of other rows: "
               f"{', '.join(missing)}", file=sys.stdout)
         return []
-    from bprlab.eval.summary import write_summary
+    from bprlab.report.summary import write_summary
 
     rows = write_summary(table, records, units, folder, command)
     print(f"\n{(folder / 'summary.md').read_text()}\nwritten: {folder / 'summary.json'}, {folder / 'summary.md'}",

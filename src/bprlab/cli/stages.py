@@ -19,7 +19,7 @@ log = logging.getLogger("bprlab")
 
 def prepare(cfg: RunConfig, force: bool = False) -> None:
     from bprlab.data.passage_store import PassageStore
-    from bprlab.data.registry import data_paths
+    from bprlab.data.paths import data_paths
     from bprlab.data.squad import prepare_squad
 
     paths = data_paths(cfg.data)
@@ -48,7 +48,7 @@ def train(cfg: RunConfig, force: bool = False) -> None:
         log.info("data.dataset=%s is evaluated, not trained on: using the weights already trained in %s",
                  cfg.data.dataset.value, RunPaths(cfg).root)
         return
-    from bprlab.data.registry import data_paths
+    from bprlab.data.paths import data_paths
 
     data_paths(cfg.data).training()  # before any weights load: a dataset without training files says so at once
     paths = RunPaths(cfg)

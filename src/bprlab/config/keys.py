@@ -19,6 +19,8 @@ class Key:
     help: str
     default: Any
     type: str
+    content: bool = False  # a path: its file's content, not its name, enters a stamp
+    encoding: bool = False  # fixed by the trained weights (a trained run encodes with its trained value)
 
 
 def keys(node=RunConfig, prefix: str = "") -> Iterator[Key]:
@@ -29,7 +31,7 @@ def keys(node=RunConfig, prefix: str = "") -> Iterator[Key]:
             continue
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         yield Key(f"{prefix}{f.name}", f.metadata.get("stage", ""), f.metadata.get("help", ""), default,
-                  _type_name(f.type))
+                  _type_name(f.type), f.metadata.get("content", False), f.metadata.get("encoding", False))
 
 
 def _type_name(annotation) -> str:
@@ -57,6 +59,11 @@ def value_of(cfg: RunConfig, name: str):
 def stage_keys(stage: str) -> list[str]:
     """The keys a stage reads (bprlab.config.schema.STAGES)."""
     return [k.name for k in keys() if k.stage == stage]
+
+
+def encoding_keys() -> list[str]:
+    """The keys a trained run's weights fix for encoding (its saved config decides them)."""
+    return [k.name for k in keys() if k.encoding]
 
 
 def describe(cfg: RunConfig) -> list[tuple[str, Any, str, str]]:

@@ -6,6 +6,7 @@ the file (or the command-line argument) and the dotted key named.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bprlab.config.schema import CandidateLoss, DataConfig, DatasetName, Estimator, Method, RunConfig
+from bprlab.config.schema import REMOVED_KEYS, CandidateLoss, DataConfig, DatasetName, Estimator, Method, RunConfig
 from bprlab.errors import ConfigError
 
 EXTENDS = "extends"
@@ -47,8 +48,24 @@ def to_yaml(cfg: RunConfig) -> str:
 
 
 def from_dict(data: dict, source: str = "saved config") -> RunConfig:
-    cfg = _merge(OmegaConf.structured(RunConfig), OmegaConf.create(data), source=source)
+    """A saved config (a checkpoint's) as a RunConfig."""
+    cfg = _merge(OmegaConf.structured(RunConfig), OmegaConf.create(without_removed(data)), source=source)
     return OmegaConf.to_object(cfg)
+
+
+def without_removed(data: dict) -> dict:
+    """`data` without the keys the schema has since dropped (schema.REMOVED_KEYS) where they hold the only value
+    they ever had, so that configs saved before (checkpoints, a run's config.yaml) still load; any other value of
+    such a key stays, and is refused as unknown."""
+    data = copy.deepcopy(data)
+    for name, value in REMOVED_KEYS.items():
+        *path, leaf = name.split(".")
+        node = data
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node and node[leaf] == value:
+            del node[leaf]
+    return data
 
 
 def parse_overrides(overrides: Iterable[str]) -> DictConfig:
@@ -119,7 +136,7 @@ def _layers(path: Path, chain: tuple[Path, ...]) -> list[tuple[Path, DictConfig]
     layers: list[tuple[Path, DictConfig]] = []
     for parent in parents:
         layers += _layers(path.parent / parent, chain=(*chain, path))
-    layers.append((path, OmegaConf.create(raw)))
+    layers.append((path, OmegaConf.create(without_removed(raw))))
     return layers
 
 

@@ -20,13 +20,19 @@ from dataclasses import MISSING, dataclass, field
 from enum import Enum
 from typing import Any, List, Optional
 
+# Keys the schema no longer has, with the one value they ever held in saved configs (a run's checkpoint and
+# config.yaml): a saved config holding them so loads without them (bprlab.config.loader.from_dict)
+REMOVED_KEYS = {"train.part": None}
 STAGES = ("prepare", "train", "encode", "index", "search", "eval", "none")
 
 
-def key(default=MISSING, *, stage: str, help: str, factory=MISSING):
-    """A config key: its default (or `factory` for a list), the stage that reads it, and one line of help."""
+def key(default=MISSING, *, stage: str, help: str, factory=MISSING, content: bool = False, encoding: bool = False):
+    """A config key: its default (or `factory` for a list), the stage that reads it, and one line of help.
+    `content`: a path whose file's content, not its name, enters the stage's stamp (bprlab.stamps). `encoding`: a
+    key the trained weights fix: a trained run encodes questions and passages with the value it was trained with."""
     assert stage in STAGES, stage
-    return field(default=default, default_factory=factory, metadata={"stage": stage, "help": help})
+    return field(default=default, default_factory=factory,
+                 metadata={"stage": stage, "help": help, "content": content, "encoding": encoding})
 
 
 def section(cls):
@@ -126,7 +132,7 @@ class SquadConfig:
     """How `bprlab prepare` builds the embedded `squad` task from SQuAD v1.1 (docs/method.md#the-squad-task)."""
 
     source: str = key("../shared/data/squad/dev-v1.1.json", stage="prepare",
-                      help="the SQuAD v1.1 dev JSON (fetched once and checked by sha256 where it is absent)")
+                      help="the SQuAD v1.1 dev JSON (fetched once and checked by sha256 where it is absent)", content=True)
     words_per_passage: int = key(100, stage="prepare", help="passages are cut into chunks of this many words")
     dev_articles: int = key(4, stage="prepare", help="articles held out for validation (model selection)")
     test_articles: int = key(8, stage="prepare", help="articles held out for the test questions")
@@ -143,18 +149,18 @@ class DataConfig:
                                help="squad | nq | trivia | custom | beir | jsonl: which dataset's files are read")
     root: str = key("data", stage="none", help="prepared and downloaded files live under root/<dataset>/")
     path: Optional[str] = key(None, stage="eval", help="dataset=beir|jsonl: the folder holding corpus.jsonl, "
-                                                        "queries.jsonl (and qrels/)")
+                                                        "queries.jsonl (and qrels/)", content=True)
     split: str = key("test", stage="eval", help="dataset=beir: which qrels/<split>.tsv the evaluation reads")
     ignore_identical_ids: bool = key(True, stage="eval", help="dataset=beir|jsonl: a query's own id never counts "
                                                              "among its results (BEIR's default); false keeps them")
     train_file: Optional[str] = key(None, stage="train", help="biencoder training JSON; null: the dataset's own "
-                                                              "file under root/<dataset>/ (bprlab.data.registry)")
+                                                              "file under root/<dataset>/ (bprlab.data.paths)", content=True)
     dev_file: Optional[str] = key(None, stage="train", help="biencoder JSON for validation (model selection); null: "
-                                                            "the dataset's own")
+                                                            "the dataset's own", content=True)
     test_file: Optional[str] = key(None, stage="eval", help="questions and answers (qa TSV) evaluated; null: the "
-                                                            "dataset's own")
+                                                            "dataset's own", content=True)
     passages_file: Optional[str] = key(None, stage="encode", help="the corpus (passages TSV) encoded and searched; "
-                                                                  "null: the dataset's own")
+                                                                  "null: the dataset's own", content=True)
     answer_match: AnswerMatch = key(AnswerMatch.string, stage="eval",
                                     help="string (DPR's has_answer) | regex (CuratedTREC's answers)")
     num_hard_negatives: int = key(1, stage="train", help="hard negatives per question per step; re-sampled every "
@@ -165,9 +171,9 @@ class DataConfig:
     strip_question_mark: bool = key(True, stage="train", help="drop a trailing '?' from training questions "
                                                               "(docs/method.md#training-recipe)")
     max_question_length: int = key(256, stage="train", help="tokens of a question (truncated); the trained value "
-                                                            "also encodes questions at evaluation")
+                                                            "also encodes questions at evaluation", encoding=True)
     max_passage_length: int = key(256, stage="train", help="tokens of [CLS] title [SEP] text [SEP] (truncated); the "
-                                                           "trained value also encodes the corpus")
+                                                           "trained value also encodes the corpus", encoding=True)
     num_workers: int = key(0, stage="none", help="DataLoader worker processes for tokenising")
     val_hard_negatives: int = key(30, stage="train", help="validation: hard negatives each dev question brings "
                                                           "into the pool ranked for val/avg_rank")
@@ -181,19 +187,21 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = key("minilm", stage="train", help="`minilm` = the packaged all-MiniLM-L6-v2 (offline); the paper "
-                                                  "uses bert-base-uncased; any Hugging Face name or local folder")
+                                                  "uses bert-base-uncased; any Hugging Face name or local folder",
+                    encoding=True)
     projection_dim: Optional[int] = key(None, stage="train", help="a linear layer (+ LayerNorm) on the pooled "
-                                                                   "vector sets the code length; null: hidden size")
+                                                                   "vector sets the code length; null: hidden size",
+                                        encoding=True)
     pooling: Pooling = key(Pooling.cls, stage="train", help="cls (the paper) | mean: how a tower turns token states "
-                                                            "into e (MiniLM's own is mean + normalize)")
+                                                            "into e (MiniLM's own is mean + normalize)", encoding=True)
     same_projection_init: bool = key(False, stage="train", help="with a projection: both towers' projections start "
                                                                 "from the same random weights (a short run cannot "
                                                                 "align two unrelated ones)")
     normalize: bool = key(False, stage="train", help="L2-normalise e (inner product = cosine), as "
-                                                     "sentence-transformers' Normalize module")
+                                                     "sentence-transformers' Normalize module", encoding=True)
     passage_text_token_type: Optional[int] = key(None, stage="train", help="token type of the passage text segment "
                                                                             "in [CLS] title [SEP] text [SEP]; null: 1 "
-                                                                            "for bpr, 0 for dpr")
+                                                                            "for bpr, 0 for dpr", encoding=True)
 
 
 @dataclass
@@ -237,9 +245,10 @@ class TrainConfig:
                                                    "batch_size it sets the global batch")
     num_nodes: int = key(1, stage="train", help="nodes (SLURM); with devices and batch_size, the global batch")
     strategy: str = key("auto", stage="none", help="Lightning strategy: auto, or ddp on clusters")
+    timeout_minutes: Optional[int] = key(None, stage="none", help="strategy=ddp: how long a rank waits in a "
+                                                                  "collective for a rank that died before failing "
+                                                                  "(null: torch's default, 30 minutes)")
     precision: str = key("32-true", stage="train", help="Lightning precision: 32-true, bf16-mixed, 16-mixed")
-    part: Optional[str] = key(None, stage="none", help="unused (see encode.part); kept so that runs trained under "
-                                                       "it keep their fingerprints")
     accumulate_grad_batches: int = key(1, stage="train", help="gradient accumulation; NOT a larger contrastive "
                                                               "batch: each micro-batch sees only its own negatives")
     grad_cache_chunk_size: Optional[int] = key(None, stage="train", help="gradient caching: the whole batch in the "

@@ -14,6 +14,14 @@ from typing import Sequence
 import torch
 
 
+def passage_token_type(cfg) -> int:
+    """The passage text segment's token type a run config resolves to: model.passage_text_token_type, else BPR's 1
+    and DPR's 0 (docs/method.md#model)."""
+    if cfg.model.passage_text_token_type is not None:
+        return cfg.model.passage_text_token_type
+    return 1 if cfg.method.value == "bpr" else 0
+
+
 class Tokenization:
     def __init__(self, tokenizer, max_question_length: int, max_passage_length: int, passage_text_token_type: int):
         self.tokenizer = tokenizer
@@ -27,11 +35,8 @@ class Tokenization:
         trained run), the tokenizer of its model unless one is given."""
         from bprlab.core.encoder import load_tokenizer
 
-        token_type = cfg.model.passage_text_token_type
-        if token_type is None:  # docs/method.md#model: BPR gives the passage text token type 1, DPR 0 everywhere
-            token_type = 1 if cfg.method.value == "bpr" else 0
         return cls(tokenizer or load_tokenizer(cfg.model.name), cfg.data.max_question_length,
-                   cfg.data.max_passage_length, token_type)
+                   cfg.data.max_passage_length, passage_token_type(cfg))
 
     def questions(self, questions: Sequence[str]) -> dict[str, torch.Tensor]:
         return dict(

@@ -16,24 +16,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from bprlab.artifacts import EXPORT_META
+from bprlab.config.keys import encoding_keys, value_of
 from bprlab.config.loader import from_dict
 from bprlab.config.schema import RunConfig
+from bprlab.core.devices import resolve_device
 from bprlab.core.inputs import Tokenization
 from bprlab.errors import ConfigError, StageError
-
-# What a trained run's saved config decides about encoding: a current config that differs here cannot apply to
-# the run's weights (its towers and passages were made with the saved values)
-TRAINED_KEYS = (("model", "name"), ("model", "pooling"), ("model", "normalize"), ("model", "projection_dim"),
-                ("model", "passage_text_token_type"), ("data", "max_question_length"),
-                ("data", "max_passage_length"))
-EXPORT_META = "bprlab.json"
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`auto` (or None): the GPU when torch sees one, else the CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class QuestionEncoder:
@@ -100,18 +89,16 @@ class QuestionEncoder:
         return np.concatenate(out)
 
 
-def _value(cfg: RunConfig, section: str, key: str):
-    value = getattr(getattr(cfg, section), key)
-    return getattr(value, "value", value)
-
-
 def check_trained_keys(current: RunConfig, trained: RunConfig, checkpoint: Path) -> None:
-    for section, key in TRAINED_KEYS:
-        now, then = _value(current, section, key), _value(trained, section, key)
+    """What a trained run's saved config decides about encoding (the schema's `encoding` keys): a current config
+    that differs there cannot apply to the run's weights (its towers and passages were made with the saved
+    values)."""
+    for name in encoding_keys():
+        now, then = value_of(current, name), value_of(trained, name)
         if now != then:
-            raise ConfigError(f"{section}.{key}={now}: {checkpoint} was trained with {section}.{key}={then}, and a "
-                              "trained run encodes as it was trained; train a run with the new value, or evaluate "
-                              "the untrained encoder with checkpoint=pretrained")
+            raise ConfigError(f"{name}={now}: {checkpoint} was trained with {name}={then}, and a trained run encodes "
+                              "as it was trained; train a run with the new value, or evaluate the untrained encoder "
+                              "with checkpoint=pretrained")
 
 
 def export_config(folder: Path) -> RunConfig:

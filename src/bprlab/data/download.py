@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bprlab.artifacts import atomic_path
-from bprlab.data.registry import DOWNLOADS
+from bprlab.data.paths import DOWNLOADS
 from bprlab.errors import StageError
 
 log = logging.getLogger(__name__)

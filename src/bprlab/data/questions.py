@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bprlab.config.schema import DataConfig, DatasetName
+from bprlab.data.paths import DataPaths
 from bprlab.data.records import QARecord
-from bprlab.data.registry import DataPaths
 from bprlab.errors import StageError
 
 

@@ -57,7 +57,7 @@ def summarize_relevance(per_query: dict[str, np.ndarray]) -> dict[str, float]:
 
 def per_query_relevance(questions: Sequence[QARecord], entries: list[tuple]) -> dict[str, np.ndarray]:
     """{metric key: (Q,) float} in [0, 1], one value per question in order, NaN where a question has no
-    judgements: the per-question outcomes paired tests compare (bprlab.eval.stats)."""
+    judgements: the per-question outcomes paired tests compare (bprlab.report.stats)."""
     import ir_measures
 
     ids = query_ids(questions)

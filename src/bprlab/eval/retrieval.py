@@ -21,16 +21,17 @@ from bprlab.core.question_encoder import QuestionEncoder
 from bprlab.data.answers import has_answer
 from bprlab.data.clusters import question_clusters
 from bprlab.data.passage_store import PassageStore
+from bprlab.data.paths import data_paths
 from bprlab.data.questions import read_test_questions
 from bprlab.data.records import QARecord
-from bprlab.data.registry import data_paths
 from bprlab.errors import StageError
 from bprlab.eval.metrics import top_k_accuracy
 from bprlab.eval.outcomes import CLUSTER, CLUSTER_UNIT, QUERY_PREFIX, STAGE_FIRST, question_digest
 from bprlab.eval.relevance import DEPTH, per_query_relevance, run_entries, summarize_relevance, write_trec_run
 from bprlab.eval.stage import first_found, stage_depth, stage_metrics
 from bprlab.index.base import SearchResult, SearchStats, load_index
-from bprlab.runs import RunPaths, check_index_weights, search_tag
+from bprlab.runs import RunPaths, search_tag
+from bprlab.stamps import check_index_weights
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bprlab.config.schema import IndexConfig, IndexKind, SearchBackend, SearchDevice
+from bprlab.config.schema import IndexConfig, IndexKind, SearchBackend
 from bprlab.core.scoring import inner_product_from_hamming
 from bprlab.errors import ConfigError, StageError
 from bprlab.index.base import SearchResult, SearchStats, checked_vectors, empty_result, top_k
@@ -40,12 +40,15 @@ class BinaryIndex:
 
     def __init__(self, cfg: IndexConfig, dim: int, codes: np.ndarray | None = None,
                  tables: list[BucketTable] | None = None):
+        from bprlab.core.devices import resolve_device  # torch, loaded only when an index is made
+
         self.dim = dim
         self.hashing = HashSettings(cfg.hash_bits, cfg.hash_tables, cfg.hash_flips) \
             if cfg.kind is IndexKind.binary_hash else None
         self.num_candidates, self.rerank = cfg.num_candidates, cfg.rerank
         self.candidate_generation = cfg.candidate_generation
-        self.backend, self.device, self.n_threads = cfg.backend, resolve_device(cfg.device), cfg.threads
+        self.backend, self.n_threads = cfg.backend, cfg.threads
+        self.device = resolve_device(cfg.device, "index.device").type
         self._codes = np.zeros((0, dim // 8), np.uint8) if codes is None else codes  # row-major, until searched
         self._tables = tables
         self._search: Search | None = None
@@ -257,13 +260,3 @@ class BinaryIndex:
                 tables = [BucketTable(saved[f"keys{t}"], saved[f"offsets{t}"], saved[f"rows{t}"])
                           for t in range(cfg.hash_tables)]
         return cls(cfg, dim, codes=codes, tables=tables)
-
-
-def resolve_device(device: SearchDevice) -> str:
-    """`auto`: cuda when torch sees a GPU, else cpu; `cuda` without one is a config error."""
-    import torch
-
-    available = torch.cuda.is_available()
-    if device is SearchDevice.cuda and not available:
-        raise ConfigError("config: index.device=cuda but no CUDA device is visible")
-    return "cuda" if device is SearchDevice.cuda or (device is SearchDevice.auto and available) else "cpu"

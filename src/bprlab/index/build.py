@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bprlab.artifacts import fingerprint, read_json
+from bprlab.artifacts import read_json
 from bprlab.config.schema import RunConfig
 from bprlab.errors import StageError
 from bprlab.index.base import META, create_index, input_kind, save_index
-from bprlab.runs import RunPaths, index_build_tag
+from bprlab.runs import RunPaths
+from bprlab.stamps import format1_index_stamp, index_stamp
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -27,9 +28,9 @@ def build_index(cfg: RunConfig, force: bool = False) -> Path:
     if not (encoded / MANIFEST).is_file():
         raise StageError(f"{encoded}: no encoded passages; run `bprlab encode` first")
     manifest = read_json(encoded / MANIFEST)
-    stamp = fingerprint(manifest, index_build_tag(cfg.index), FORMAT)
+    stamp = index_stamp(cfg, manifest, FORMAT)
     out = paths.index
-    if not force and (out / META).is_file() and read_json(out / META).get("source") == stamp:
+    if not force and _current(out, cfg, manifest, stamp):
         log.info("%s is current", out)
         return out
     values, manifest = read_encoded(encoded)
@@ -47,18 +48,31 @@ def build_index(cfg: RunConfig, force: bool = False) -> Path:
 def _build_text_index(cfg: RunConfig, paths: RunPaths, force: bool) -> Path:
     """BM25: built from the passage store's titles and texts; current while the corpus is the same."""
     from bprlab.data.passage_store import PassageStore
-    from bprlab.data.registry import data_paths
+    from bprlab.data.paths import data_paths
 
     store = PassageStore.open(data_paths(cfg.data).passages)
-    stamp = fingerprint({"corpus": store.fingerprint(), "num_passages": len(store)}, index_build_tag(cfg.index), FORMAT)
+    corpus = {"corpus": store.fingerprint(), "num_passages": len(store)}
+    stamp = index_stamp(cfg, corpus, FORMAT)
     out = paths.index
-    if not force and (out / META).is_file() and read_json(out / META).get("source") == stamp:
+    if not force and _current(out, cfg, corpus, stamp):
         log.info("%s is current", out)
         return out
     index = create_index(cfg.index, None)
     index.build(store.title_texts())
     save_index(index, cfg.index, 0, out, source=stamp)
     return out
+
+
+def _current(out: Path, cfg: RunConfig, source: dict, stamp: str) -> bool:
+    """The index in `out` was built from `source` (the encoding's manifest, or BM25's corpus) with these index
+    keys: its recorded stamp is this one, or format 1's for the same inputs (bprlab.stamps)."""
+    if not (out / META).is_file():
+        return False
+    recorded = read_json(out / META).get("source")
+    if recorded is None:
+        return False
+    format1 = format1_index_stamp(cfg, source) if FORMAT == 2 else None  # format 1 stamped layout 2
+    return recorded in (stamp, format1)
 
 
 def _shards(directory: Path) -> list[Path]:

@@ -1,5 +1,5 @@
-"""Callbacks: model selection from an epoch on, random state across a resume, and sharded, atomic writing of
-encoded passages."""
+"""Callbacks: model selection from an epoch on, random state across a resume, one config on every rank, and
+sharded, atomic writing of encoded passages."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
 
-from bprlab.artifacts import atomic_path
+from bprlab.artifacts import atomic_path, fingerprint
 from bprlab.data.ordering import shard_rows
 
 
@@ -77,6 +77,46 @@ class RandomState(pl.Callback):
         random.setstate((version, tuple(words), gauss_next))
         if state["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class SameConfigOnEveryRank(pl.Callback):
+    """Every rank trains the config rank 0 trains. Ranks started by srun each read the command line and the
+    environment themselves, so a config that reaches rank 0 only (a sweep's parameters passed to one task) would
+    train a different model on each rank and average their gradients. Once the process group exists, rank 0's
+    config is sent to every rank; where any rank's differs, every rank stops with the keys that differ (all of them
+    together: a rank that stopped alone would leave the others waiting in the next collective)."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.hash = fingerprint(config)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if trainer.world_size < 2:
+            return
+        theirs = trainer.strategy.broadcast(self.config, src=0)
+        differ = _differences(self.config, theirs)
+        flag = torch.tensor(float(bool(differ)), device=trainer.strategy.root_device)  # NCCL reduces GPU tensors
+        flag = trainer.strategy.reduce(flag, reduce_op="max")
+        if float(flag) > 0:
+            from bprlab.errors import ConfigError
+
+            what = f"its config differs from rank 0's at {', '.join(differ[:8])}" if differ else \
+                "another rank's config differs from rank 0's (see that rank's error)"
+            raise ConfigError(f"rank {trainer.global_rank}: {what}: every rank must be started with the same "
+                              "experiment and overrides")
+
+
+def _differences(mine: dict, theirs: dict, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two nested config dicts."""
+    keys = sorted(set(mine) | set(theirs))
+    out = []
+    for key in keys:
+        a, b = mine.get(key), theirs.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} ({b!r} on rank 0, {a!r} here)")
+    return out
 
 
 def release_freed_memory() -> None:

@@ -11,8 +11,8 @@ from bprlab.config.schema import RunConfig
 from bprlab.data.collate import Collator
 from bprlab.data.ordering import ShardBatchSampler, text_lengths
 from bprlab.data.passage_store import IndexedPassages, PassageStore
+from bprlab.data.paths import data_paths
 from bprlab.data.readers import read_biencoder
-from bprlab.data.registry import data_paths
 from bprlab.data.sampling import BiencoderSamples, EpochShuffle, epoch_generator, usable_records
 
 
@@ -46,6 +46,9 @@ class RetrieverDataModule(pl.LightningDataModule):
         self.train_records = self.dev_records = None
         self.store = None
         self.encode_shards: list[int] | None = None  # shards still to encode (the encode stage sets them)
+        # encode: ranks can outnumber the shards still to encode (a small corpus on 8 GPUs); a rank with none has
+        # an empty loader, predicts nothing and waits for the others at the stage's barrier
+        self.allow_zero_length_dataloader_with_multiple_devices = True
 
     def setup(self, stage: str | None = None) -> None:
         data = self.cfg.data

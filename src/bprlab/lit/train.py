@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import zipfile
 from pathlib import Path
@@ -10,18 +11,43 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
-from bprlab.artifacts import fingerprint, read_json, write_json, write_text
+from bprlab import slurm
+from bprlab.artifacts import read_json, write_json, write_text
 from bprlab.config.loader import to_dict
 from bprlab.config.schema import Method, RunConfig
 from bprlab.data.collate import Collator
 from bprlab.errors import ConfigError, StageError
-from bprlab.lit.callbacks import RandomState, SelectionCheckpoint
+from bprlab.lit.callbacks import RandomState, SameConfigOnEveryRank, SelectionCheckpoint
 from bprlab.lit.datamodule import RetrieverDataModule
 from bprlab.lit.loggers import make_logger
 from bprlab.lit.modules import RetrieverModule, module_class
+from bprlab.lit.requeue import RequeueOnSignal
 from bprlab.runs import RunPaths
+from bprlab.stamps import train_stamp
 
 log = logging.getLogger(__name__)
+
+
+def check_allocation(cfg: RunConfig, env=None) -> None:
+    """Under SLURM (tasks started by srun), the ranks Lightning expects (train.devices per node x train.num_nodes)
+    must be the tasks SLURM started: a sweep trial asking for 8 devices in a 1-task allocation is one line here,
+    before any work, instead of Lightning's error (or a hang) on every rank. SLURM_NTASKS is always there;
+    SLURM_NNODES too; SLURM_NTASKS_PER_NODE only where sbatch was given --ntasks-per-node."""
+    env = os.environ if env is None else env
+    if not env.get("SLURM_NTASKS") or env.get("SLURM_JOB_NAME") in ("bash", "interactive"):
+        return  # not under srun: Lightning's own launcher starts the ranks
+    devices = cfg.train.devices
+    count = len(devices) if isinstance(devices, list) else devices
+    if count == "auto" or not str(count).isdigit():
+        return
+    count, nodes, tasks = int(count), cfg.train.num_nodes, int(env["SLURM_NTASKS"])
+    per_node = env.get("SLURM_NTASKS_PER_NODE", "")
+    wrong = count * nodes != tasks or (env.get("SLURM_NNODES", "").isdigit() and int(env["SLURM_NNODES"]) != nodes) \
+        or (per_node.isdigit() and int(per_node) != count)
+    if wrong:
+        raise ConfigError(f"config: train.devices={devices} x train.num_nodes={nodes} ranks, but SLURM started "
+                          f"{tasks} tasks on {env.get('SLURM_NNODES', '?')} node(s): ask sbatch for "
+                          "--ntasks-per-node=train.devices and --nodes=train.num_nodes, or set them to match")
 
 
 def make_trainer(cfg: RunConfig, callbacks: list, logger=False, **overrides) -> pl.Trainer:
@@ -32,8 +58,15 @@ def make_trainer(cfg: RunConfig, callbacks: list, logger=False, **overrides) -> 
         if not torch.cuda.is_available():
             raise ConfigError(f"config: train.accelerator={train.accelerator} but no CUDA device is visible here; "
                               "use train.accelerator=cpu (or auto)")
+    strategy = train.strategy
+    if strategy == "ddp" and train.timeout_minutes:  # a rank that died makes the others fail after this, not hang
+        from datetime import timedelta
+
+        from pytorch_lightning.strategies import DDPStrategy
+
+        strategy = DDPStrategy(timeout=timedelta(minutes=train.timeout_minutes))
     options = dict(
-        accelerator=train.accelerator, devices=train.devices, num_nodes=train.num_nodes, strategy=train.strategy,
+        accelerator=train.accelerator, devices=train.devices, num_nodes=train.num_nodes, strategy=strategy,
         precision=train.precision, max_epochs=train.epochs, max_steps=train.max_steps,
         # with gradient caching the module clips and steps itself (manual optimisation)
         gradient_clip_val=None if train.grad_cache_chunk_size else cfg.optim.max_grad_norm,
@@ -46,8 +79,18 @@ def make_trainer(cfg: RunConfig, callbacks: list, logger=False, **overrides) -> 
         limit_train_batches=train.max_steps * train.accumulate_grad_batches
         if train.max_steps > 0 and train.epochs == 1 else None,
     )
+    if _under_srun():  # SLURM started the ranks: its warning before the time limit is ours (bprlab.lit.requeue)
+        from lightning_fabric.plugins.environments import SLURMEnvironment
+
+        options["plugins"] = [SLURMEnvironment(auto_requeue=False)]
     options.update(overrides)
     return pl.Trainer(**options)
+
+
+def _under_srun() -> bool:
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    return SLURMEnvironment.detect()
 
 
 def checkpoint_callbacks(cfg: RunConfig, paths: RunPaths) -> tuple[pl.Callback, SelectionCheckpoint]:
@@ -61,69 +104,25 @@ def checkpoint_callbacks(cfg: RunConfig, paths: RunPaths) -> tuple[pl.Callback, 
     return last, best
 
 
-NOT_TRAINING_KEYS = ("name", "runs_root", "checkpoint", "logger", "encode", "index", "eval", "wandb")
-# How training samples are drawn and validated: the data keys training reads besides its files' contents.
-TRAINING_DATA_KEYS = ("num_hard_negatives", "num_other_negatives", "shuffle_negatives", "strip_question_mark",
-                      "max_question_length", "max_passage_length", "val_hard_negatives", "val_other_negatives",
-                      "max_val_questions")
-# Keys added after runs existed: left out of the fingerprint while at their default, so those runs stay current.
-LATER_KEYS = {("model", "pooling"): "cls", ("model", "normalize"): False, ("optim", "projection_lr"): None,
-              ("model", "same_projection_init"): False}
 FINGERPRINT_FILE = "fingerprint.txt"
 
 
-def train_fingerprint(cfg: RunConfig) -> str:
-    """What decides the trained weights: method, seed, model, hashing, losses, optimiser and training settings,
-    how samples are drawn (TRAINING_DATA_KEYS), and the training and dev files by content (wherever they are).
-    Evaluation inputs (test file, corpus, a BEIR folder), search, encoding and logging are not part of it, so
-    evaluating a run on other data never retrains it."""
-    from bprlab.artifacts import file_sha256
-    from bprlab.data.registry import data_paths
+def _format1_stamp(cfg: RunConfig) -> str | None:
+    from bprlab.stamps import format1_train_stamp as format1
+    from bprlab.stamps import training_files
 
-    config = to_dict(cfg)
-    for key in NOT_TRAINING_KEYS:
-        config.pop(key)
-    config["train"].pop("resume")
-    config["data"] = {key: config["data"][key] for key in TRAINING_DATA_KEYS}
-    for (section, key), default in LATER_KEYS.items():
-        if config[section].get(key, default) == default:
-            config[section].pop(key, None)
-    try:
-        paths = data_paths(cfg.data)
-        files = {name: file_sha256(path) for name, path in (("train", paths.train), ("dev", paths.dev))
-                 if path is not None and Path(path).is_file()}
-    except ConfigError:  # a dataset without training files configured (an evaluation-only folder)
-        files = {}
-    return fingerprint(config, files)
-
-
-def legacy_train_fingerprint(cfg: RunConfig) -> str:
-    """The fingerprint train.json recorded before it held training inputs only (the whole config but search,
-    encoding and logging; data files by path): a run trained then is current when this matches."""
-    config = to_dict(cfg)
-    for key in NOT_TRAINING_KEYS:
-        config.pop(key)
-    config["train"].pop("resume")
-    base = Path(cfg.runs_root).resolve().parent
-    for key in ("root", "path", "train_file", "dev_file", "test_file", "passages_file"):
-        value = config["data"].get(key)
-        if value and Path(value).is_absolute() and Path(value).is_relative_to(base):
-            config["data"][key] = str(Path(value).relative_to(base))
-    later = {**LATER_KEYS, ("data", "path"): None, ("data", "split"): "test", ("data", "ignore_identical_ids"): True}
-    for (section, key), default in later.items():
-        if config[section].get(key, default) == default:
-            config[section].pop(key, None)
-    return fingerprint(config)
+    return format1(cfg, training_files(cfg))
 
 
 def _trained_with(paths: RunPaths, stamp: str, cfg: RunConfig) -> dict | None:
-    """train.json when it records this training config (upgraded in place from the legacy fingerprint)."""
+    """train.json when it records this training config (a stamp of format 1 is upgraded in place)."""
     if not paths.train_summary.is_file():
         return None
     summary = read_json(paths.train_summary)
     if summary.get("fingerprint") == stamp:
         return summary
-    if summary.get("fingerprint") == legacy_train_fingerprint(cfg):
+    format1 = _format1_stamp(cfg)
+    if format1 is not None and summary.get("fingerprint") == format1:
         if rank_zero_only.rank == 0:
             write_json(paths.train_summary, {**summary, "fingerprint": stamp})
             if (paths.checkpoints / FINGERPRINT_FILE).is_file():
@@ -140,21 +139,24 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     written under the same training config; checkpoints of a different config are moved aside, never mixed.
     """
     paths = RunPaths(cfg)
-    stamp = train_fingerprint(cfg)
+    stamp = train_stamp(cfg)
     trained = None if force else _trained_with(paths, stamp, cfg)
     if trained is not None:
         log.info("%s is already trained with this config (use --force to retrain)", paths.root)
         return trained
+    check_allocation(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     module = module_class(cfg.method)(to_dict(cfg))
     datamodule = RetrieverDataModule(cfg, Collator.from_config(cfg))
     datamodule.setup("fit")  # every training input read and checked before anything of the run is touched
     if rank_zero_only.rank == 0:  # every DDP/SLURM rank runs this script; one of them tidies up
-        _set_aside_stale(paths, stamp, force, legacy_train_fingerprint(cfg))
+        _set_aside_stale(paths, stamp, force, _format1_stamp(cfg))
     last, best = checkpoint_callbacks(cfg, paths)
     logger = make_logger(cfg, paths.root)
-    callbacks = [last, best, RandomState(), *([pl.callbacks.LearningRateMonitor("step")] if logger else []),
-                 *(extra_callbacks or [])]
+    requeue = RequeueOnSignal(paths.last_checkpoint) if _under_srun() else None
+    same_config = SameConfigOnEveryRank(to_dict(cfg))
+    callbacks = [last, best, RandomState(), same_config, *([pl.callbacks.LearningRateMonitor("step")] if logger else []),
+                 *([requeue] if requeue else []), *(extra_callbacks or [])]
     trainer = make_trainer(cfg, callbacks, logger=logger, **(trainer_options or {}))  # options: tests' plugins
     resume = paths.last_checkpoint if cfg.train.resume and paths.last_checkpoint.is_file() else None
     if resume and not zipfile.is_zipfile(resume):  # torch writes zip archives: a truncated or zero-byte file is not
@@ -184,11 +186,14 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
         "global_batch_size": cfg.train.batch_size * trainer.world_size,  # questions per optimizer step
         "epochs": trainer.current_epoch,
         "resumed_from": str(resume) if resume else None,
+        "config_hash": same_config.hash,  # the same on every rank (checked when the process group formed)
         "fingerprint": stamp,
     }
     if trainer.is_global_zero:
         write_json(paths.train_summary, summary)
     trainer.strategy.barrier()  # later stages on every rank read train.json
+    if slurm.signalled():  # SLURM's warning came after the last step: training is done, the rest resumes
+        slurm.requeue()
     return summary
 
 
@@ -207,10 +212,10 @@ def load_module(cfg: RunConfig, checkpoint: Path | None) -> RetrieverModule:
     return module
 
 
-def _set_aside_stale(paths: RunPaths, stamp: str, force: bool, legacy: str | None = None) -> None:
+def _set_aside_stale(paths: RunPaths, stamp: str, force: bool, format1: str | None = None) -> None:
     """Move checkpoints written under another training config (or all, with force) out of the way."""
     stamp_file = paths.checkpoints / FINGERPRINT_FILE
-    current = stamp_file.is_file() and stamp_file.read_text() in (stamp, legacy)
+    current = stamp_file.is_file() and stamp_file.read_text() in (stamp, format1)
     stale = paths.checkpoints.is_dir() and (force or not current)
     if stale and any(paths.checkpoints.iterdir()):
         aside = paths.root / f"checkpoints.stale-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -29,13 +29,13 @@ MAX_QUESTIONS = 8  # the kept codes cost threads x Q x 2l x W words of buffers: 
 
 
 @numba.njit(**JIT)
-def _scan_and_rerank(words, width, fixed, ntotal, emb, num_candidates, nchunks, bits, ahead, n_threads, kept,
-                     kept_codes, flat_codes, k, signs_by_bit, nibbles):
-    """kept_codes (Q, l, W) and flat_codes (Q * l * W,) are views of one buffer: the scan fills the first, the
-    rerank reads the second as row-major codes, candidate i of question q at position q * l + i."""
+def _scan_and_rerank(index, emb, plan, kept, flat_codes, k, signs_by_bit, nibbles):
+    """index, plan, kept: as `hamming._top_l`'s. kept.out (Q, l, W) and flat_codes (Q * l * W,) are views of one
+    buffer: the scan fills the first, the rerank reads the second as row-major codes, candidate i of question q at
+    position q * l + i."""
+    width, num_candidates, nchunks = index.width, plan.num_candidates, plan.nchunks
     start = cycle_counter()
-    dist, rows, speculated, rescans = _top_l_of_embeddings(words, width, fixed, ntotal, emb, num_candidates, nchunks,
-                                                           bits, ahead, n_threads, kept, kept_codes)
+    dist, rows, speculated, rescans = _top_l_of_embeddings(index, emb, plan, kept)
     scanned = cycle_counter()
     nq = emb.shape[0]
     positions = np.empty((nq, num_candidates), np.int64)
@@ -67,7 +67,7 @@ def scan_and_rerank(codes: BlockedCodes, question_emb: np.ndarray, l: int, k: in
     nibbles = nibble.AVAILABLE if nibbles is None else bool(nibbles)
     start = time.perf_counter()
     scores, rows, speculated, rescans, scan_ticks, rerank_ticks = _scan_and_rerank(
-        *setup.index, emb, *setup.plan, *setup.kept, buffer, int(k), SIGNS_BY_BIT, nibbles)
+        setup.index, emb, setup.plan, setup.kept, buffer, int(k), SIGNS_BY_BIT, nibbles)
     seconds = time.perf_counter() - start
     count_speculation(stats, speculated, rescans)
     total = scan_ticks + rerank_ticks

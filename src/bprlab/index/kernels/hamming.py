@@ -22,6 +22,7 @@ stops LLVM from vectorising the popcount loop.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numba
@@ -37,6 +38,16 @@ SAMPLE_STRIDE = 64  # a chunk samples one block in 64 for its speculative bound 
 MIN_SAMPLE_BLOCKS = 16  # a chunk with fewer blocks to sample starts with no bound
 SLACK = 2  # a speculative bound is set where the sample predicts SLACK x l rows of the chunk within it
 MAX_FIXED_WORDS = 16  # codes up to 1024 bits get a distance loop compiled for their width (see `fixed_width`)
+
+# What a compiled scan is given, by name (numba passes named tuples by value; each is unpacked once per call, outside
+# every loop, so the unpacking costs no reference counting in the hot loops):
+# the blocked codes: (nblocks * W * LANES,) uint64 words, W as uint64, `fixed_width`'s tuple, the number of rows
+ScanIndex = namedtuple("ScanIndex", ["words", "width", "fixed", "ntotal"])
+# l, chunks (one per thread), the code's bits, how many blocks ahead to prefetch (0: none), threads
+ScanPlan = namedtuple("ScanPlan", ["num_candidates", "nchunks", "bits", "ahead", "n_threads"])
+# the candidates' code words kept during the scan: per-chunk buffers (nchunks, Q, capacity or 0, W) and the output
+# (Q, l, W) they are merged into (see `buffers`)
+KeptCodes = namedtuple("KeptCodes", ["buffers", "out"])
 
 
 @numba.njit(inline="always", **JIT)
@@ -208,9 +219,13 @@ def _scan_chunk(words, width, fixed, ntotal, qwords, nq, b0, b1, num_candidates,
 
 
 @numba.njit(parallel=True, **JIT)
-def _top_l(words, width, fixed, ntotal, qwords, nq, num_candidates, nchunks, bits, ahead, n_threads, kept, out_codes):
-    """kept: (nchunks, nq, capacity(num_candidates), W) uint64 where the candidates' codes are kept (into out_codes,
-    (nq, num_candidates, W)), else (nchunks, nq, 0, W) (see `buffers`)."""
+def _top_l(index, qwords, nq, plan, kept_codes):
+    """index: ScanIndex; plan: ScanPlan; kept_codes: KeptCodes, whose buffers are (nchunks, nq,
+    capacity(num_candidates), W) uint64 where the candidates' codes are kept (into its out, (nq, num_candidates, W)),
+    else (nchunks, nq, 0, W) (see `buffers`)."""
+    words, width, fixed, ntotal = index
+    num_candidates, nchunks, bits, ahead, n_threads = plan
+    kept, out_codes = kept_codes
     before = use_threads(n_threads)
     nblocks = len(words) // (width * LANES) if width > 0 else 0
     cap = capacity(num_candidates)
@@ -282,13 +297,11 @@ def sign_words(emb, width):
 
 
 @numba.njit(**JIT)
-def _top_l_of_embeddings(words, width, fixed, ntotal, emb, num_candidates, nchunks, bits, ahead, n_threads, kept,
-                         out_codes):
+def _top_l_of_embeddings(index, emb, plan, kept_codes):
     """`_top_l` for float questions, their codes taken inside the compiled call: packing a lone question in numpy
     (`pack_codes`, then `to_words`) adds calls whose fixed cost a cold-cache search feels."""
-    qwords = sign_words(emb, width).ravel()
-    return _top_l(words, width, fixed, ntotal, qwords, emb.shape[0], num_candidates, nchunks, bits, ahead, n_threads,
-                  kept, out_codes)
+    qwords = sign_words(emb, index.width).ravel()
+    return _top_l(index, qwords, emb.shape[0], plan, kept_codes)
 
 
 def hamming_top_l(codes: BlockedCodes, questions: np.ndarray, l: int, n_threads: int | None,
@@ -317,10 +330,10 @@ def hamming_top_l(codes: BlockedCodes, questions: np.ndarray, l: int, n_threads:
     setup = ScanSetup.of(codes, len(questions), width, l, n_threads, prefetch_bytes, fixed, codes_out)
     if embeddings:
         emb = np.ascontiguousarray(questions, dtype=np.float32)
-        found = _top_l_of_embeddings(*setup.index, emb, *setup.plan, *setup.kept)
+        found = _top_l_of_embeddings(setup.index, emb, setup.plan, setup.kept)
     else:
         qwords = np.ascontiguousarray(questions, dtype=np.uint64).ravel()
-        found = _top_l(*setup.index, qwords, len(questions), *setup.plan, *setup.kept)
+        found = _top_l(setup.index, qwords, len(questions), setup.plan, setup.kept)
     dist, rows, speculated, rescans = found
     count_speculation(stats, speculated, rescans)
     return dist, rows
@@ -328,12 +341,11 @@ def hamming_top_l(codes: BlockedCodes, questions: np.ndarray, l: int, n_threads:
 
 @dataclass
 class ScanSetup:
-    """The compiled scan's arguments around the questions: `index` (words, width, fixed, ntotal), `plan`
-    (l, chunks, bits, prefetch distance in blocks, threads) and `kept` (the candidates' code buffers and output)."""
+    """The compiled scan's arguments around the questions, by name."""
 
-    index: tuple
-    plan: tuple
-    kept: tuple
+    index: ScanIndex
+    plan: ScanPlan
+    kept: KeptCodes
 
     @classmethod
     def of(cls, codes: BlockedCodes, nq: int, width: int, l: int, n_threads: int | None, prefetch_bytes: int | None,
@@ -350,8 +362,8 @@ class ScanSetup:
                 raise ValueError(f"codes_out: expected a contiguous ({nq}, {l}, {width}) uint64 array")
             codes_out[:] = 0
             kept = (np.empty((nchunks, nq, capacity(int(l)), width), np.uint64), codes_out)
-        return cls((codes.words, np.uint64(width), fixed_width(width, fixed), codes.ntotal),
-                   (int(l), nchunks, width * 64, ahead, n_threads), kept)
+        return cls(ScanIndex(codes.words, np.uint64(width), fixed_width(width, fixed), codes.ntotal),
+                   ScanPlan(int(l), nchunks, width * 64, ahead, n_threads), KeptCodes(*kept))
 
 
 def count_speculation(stats: dict | None, speculated: int, rescans: int) -> None:

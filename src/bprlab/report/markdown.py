@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bprlab.eval.aggregate import BOTH, QUESTIONS_ONLY
-from bprlab.eval.claims_report import fmt_p
+from bprlab.report.aggregate import BOTH, QUESTIONS_ONLY
+from bprlab.report.claims_report import fmt_p
 
 SUMMARY_COLUMNS = ("method", "code_bits", "bytes_per_passage", "index_bytes", "top1", "top5", "top20", "top100",
                    "ms_per_query")
@@ -99,7 +99,7 @@ def comparison_table(rows: list[dict], baseline: str) -> str:
     head = ["row", "metric", baseline, "row value", "Δ (points)", "95% CI, seeds + questions", "95% CI, seeds only",
             "95% CI, questions only", "test", "p", "p, questions only", "p (Holm, table)", ""]
     lines = [f"Against `{baseline}`, exploratory (per-seed differences and per-question outcomes averaged over "
-             "seeds; bprlab.eval.stats; Holm over this table's comparisons):", "",
+             "seeds; bprlab.report.stats; Holm over this table's comparisons):", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         for metric, c in (row.get("vs_baseline") or {}).items():

@@ -1,8 +1,8 @@
 """`bprlab report`'s second document: experiments/ABLATIONS.md from the ablation tables' folders
 (experiments/ablations/<table>/summary.json, table files with `report: ablations`).
 
-It opens with the claims table (bprlab.eval.claims) and, where the folder keeps a previous study's verdicts, what
-changed since (bprlab.eval.study_diff), then the budget (the learning-curve table's note and plot),
+It opens with the claims table (bprlab.report.claims) and, where the folder keeps a previous study's verdicts, what
+changed since (bprlab.report.study_diff), then the budget (the learning-curve table's note and plot),
 the measured time, and one section per table: its note, the command that made it, rows with intervals, and every
 row against the table's baseline.
 """
@@ -13,12 +13,12 @@ import os
 from pathlib import Path
 
 from bprlab.artifacts import write_text
-from bprlab.eval.claims import claim_rows
-from bprlab.eval.claims_report import claims_markdown
-from bprlab.eval.curve_note import curve_note
-from bprlab.eval.report import comparison_table, interval_legend, markdown_table, stage_table
-from bprlab.eval.results import NothingToReport, load_summaries
-from bprlab.eval.study_diff import changes_markdown, read_previous, write_verdicts
+from bprlab.report.claims import claim_rows
+from bprlab.report.claims_report import claims_markdown
+from bprlab.report.curve_note import curve_note
+from bprlab.report.markdown import comparison_table, interval_legend, markdown_table, stage_table
+from bprlab.report.results import NothingToReport, load_summaries
+from bprlab.report.study_diff import changes_markdown, read_previous, write_verdicts
 
 HEADER = """# Ablations
 

@@ -19,7 +19,7 @@ import numpy as np
 from bprlab.errors import StageError
 from bprlab.eval.outcomes import DIGITS, outcome_clusters, outcome_vector
 from bprlab.eval.stage import LS, PREFIX
-from bprlab.eval.stats import (
+from bprlab.report.stats import (
     ALPHA,
     cluster_bootstrap_interval,
     combined,
@@ -31,7 +31,7 @@ from bprlab.eval.stats import (
 
 ANSWER_METRICS = ("top1", "top5", "top20", "top50", "top100")
 RELEVANCE_METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100", "recall@1000")
-STAGE_METRICS = tuple(f"{PREFIX}{depth}" for depth in LS)  # the candidate stage, where the search has one
+STAGE_METRICS = tuple(f"{PREFIX}{n}" for n in LS)  # the candidate stage, where the search has one
 TESTED = ("top1", "top5", "top20", "top100", "ndcg@10", "recall@100")  # a table's exploratory family: rows x these
 SAME_ACROSS_SEEDS = ("code_bits", "bytes_per_passage", "rescore_bytes_per_passage", "index_bytes", "num_passages",
                      "num_questions", "search", "dataset", "data_path", "checkpoint", "pooling", "search_batch_size")
@@ -85,7 +85,7 @@ def _interval(key: str, values: list[float], units: list[dict]) -> dict:
 def compare_rows(rows: dict[str, list[dict]], baseline: str, table_seeds: int | None = None) -> dict[str, dict]:
     """{method: {metric: comparison}} for every row but the baseline and every tested metric both rows have (see
     `compare`), with Holm's correction over the table's comparisons: an exploratory family, labelled as such (the
-    claims are tested as their own family, bprlab.eval.claims)."""
+    claims are tested as their own family, bprlab.report.claims)."""
     base_units = rows[baseline]
     found: list[tuple[str, str, dict]] = []
     for method, units in rows.items():
@@ -109,7 +109,7 @@ def compare_rows(rows: dict[str, list[dict]], baseline: str, table_seeds: int | 
 def compare(metric: str, units: list[dict], base_units: list[dict], table_seeds: int | None = None,
             weight: float = 1.0, offset: float = 0.0) -> dict | None:
     """The row minus the baseline on `metric`, in points: effect; the combined interval and t test (training
-    noise and question sample: bprlab.eval.stats); beside it the t-interval over paired seeds and `ttest_rel`
+    noise and question sample: bprlab.report.stats); beside it the t-interval over paired seeds and `ttest_rel`
     (training noise only), the cluster bootstrap interval and the exact sign-flip test (question sample only).
     `weight` and `offset` test a contrast instead, weight * row - baseline + offset (a closeness margin).
     Where both rows ran several seeds, only the seeds both ran are compared."""

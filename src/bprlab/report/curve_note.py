@@ -52,4 +52,4 @@ def curve_note(table: dict, tables: list[dict]) -> str:
                 else "the budget overstates the lead of " + (a if early_gap > 0 else b))
         lines.append(f"- top-20 gap {a} − {b}: {early_gap:+.1f} at {step} steps, {late_gap:+.1f} after the longer "
                      f"run: {lean} (one seed each: a reading of this run, not a test).")
-    return "Generated from the numbers (bprlab.eval.curve_note):\n\n" + "\n".join(lines)
+    return "Generated from the numbers (bprlab.report.curve_note):\n\n" + "\n".join(lines)

@@ -1,7 +1,7 @@
 """What a design could have shown: the minimum detectable effect at 80% power and the seeds a target effect needs
 (docs/method.md#uncertainty).
 
-For the combined test of bprlab.eval.stats (se² = sigma²_a / S + sigma²_b / Q + sigma²_e / (S Q), Satterthwaite
+For the combined test of bprlab.report.stats (se² = sigma²_a / S + sigma²_b / Q + sigma²_e / (S Q), Satterthwaite
 df), a test at level alpha detects an effect delta with probability `power` when
 
     delta >= (t_{1 - alpha/2, df} + t_{power, df}) * se        (two-sided; t_{1 - alpha, df} for a one-sided test)
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from bprlab.eval.stats import ALPHA, Combined
+from bprlab.report.stats import ALPHA, Combined
 
 POWER = 0.80
 MAX_SEEDS = 1000
@@ -52,7 +52,7 @@ def mde(result: Combined, seeds: int | None = None, alpha: float = ALPHA, power:
 
 
 def projected(result: Combined, seeds: int) -> tuple[float, float]:
-    """se² and df of the same design with `seeds` seeds (bprlab.eval.stats.combined's rule on the projected
+    """se² and df of the same design with `seeds` seeds (bprlab.report.stats.combined's rule on the projected
     pieces: V_seeds and V_interaction scale with 1 / seeds, V_questions keeps its b part and scales its e part)."""
     if result.seeds < 2:
         return result.se ** 2, result.df

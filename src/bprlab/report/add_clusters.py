@@ -1,7 +1,7 @@
 """Give unit records made before outcomes carried cluster labels their questions' clusters, once, from the data
 they were evaluated on (checked by the question digest: a record whose questions differ is left as it is).
 
-    python -m bprlab.eval.add_clusters experiments/ablations data/squad data/squad-beir
+    python -m bprlab.report.add_clusters experiments/ablations data/squad data/squad-beir
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def add_clusters(folder: Path, known: dict[str, tuple[list[str], str]]) -> tuple
 
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
-        print("usage: python -m bprlab.eval.add_clusters <tables folder> <squad data> <beir fixture>", file=sys.stderr)
+        print("usage: python -m bprlab.report.add_clusters <tables folder> <squad data> <beir fixture>", file=sys.stderr)
         return 2
     added, skipped = add_clusters(Path(argv[0]), known_question_sets(Path(argv[1]), Path(argv[2])))
     print(f"cluster labels added to {added} unit records; {skipped} left as they were (other questions)")

@@ -37,9 +37,9 @@ Verdicts (primary readings; Holm over all of them at ALPHA):
 from __future__ import annotations
 
 from bprlab.errors import ConfigError
-from bprlab.eval.aggregate import compare
-from bprlab.eval.power import design_power
-from bprlab.eval.stats import ALPHA, Combined, holm
+from bprlab.report.aggregate import compare
+from bprlab.report.power import design_power
+from bprlab.report.stats import ALPHA, Combined, holm
 
 EXPECTATIONS = ("lower", "higher")
 CLAIM_KEYS = {"claim", "source", "row", "metric", "qrels_metric", "expect", "margin", "smallest_effect",
@@ -106,7 +106,7 @@ def reading_metric(claim: dict, available: set[str]) -> str | None:
 
 
 def claim_test(claim: dict, units: list[dict], base_units: list[dict], table_seeds: int | None) -> dict | None:
-    """One claim's test on a table's unit records: the comparison of bprlab.eval.aggregate on the metric the table
+    """One claim's test on a table's unit records: the comparison of bprlab.report.aggregate on the metric the table
     answers it on, and for a closeness claim the non-inferiority test of its margin."""
     available = {k for k, v in units[0]["metrics"].items() if isinstance(v, (int, float))}
     metric = reading_metric(claim, available)

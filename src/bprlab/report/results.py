@@ -12,8 +12,8 @@ from pathlib import Path
 
 from bprlab.artifacts import REBUILD, read_json, write_text
 from bprlab.errors import StageError
-from bprlab.eval.plots import bars, frontier
-from bprlab.eval.report import RELEVANCE_COLUMNS, metric_cell
+from bprlab.report.markdown import RELEVANCE_COLUMNS, metric_cell
+from bprlab.report.plots import bars, frontier
 
 PAPER_METRICS = ("top1", "top20", "top100")
 HEADER = """# Results

@@ -3,7 +3,7 @@ the secondary readings (twins on another dataset, the same models), labelled as 
 
 from __future__ import annotations
 
-from bprlab.eval.stats import ALPHA
+from bprlab.report.stats import ALPHA
 
 VERDICTS = """How to read it (docs/method.md#uncertainty): each claim is tested once, on its primary metric, with a
 test whose null holds training noise and the question sample together (questions clustered: squad's paragraphs,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bprlab.artifacts import write_json, write_text
-from bprlab.eval.aggregate import aggregate_row, compare_rows
-from bprlab.eval.report import comparison_table, interval_legend, markdown_table, stage_table
+from bprlab.report.aggregate import aggregate_row, compare_rows
+from bprlab.report.markdown import comparison_table, interval_legend, markdown_table, stage_table
 from bprlab.runs import RunPaths
 
 
@@ -19,7 +19,7 @@ def summarize(table, records: dict[str, list[dict]], units, recorded: list[dict]
     """One aggregated row per table row, in table order, with its tests against the baseline and, where its run
     logged validations during training, its learning curve (from the run's log; where the run folder is gone,
     the curve `recorded` in the table's earlier summary.json for the same run)."""
-    from bprlab.eval.curves import read_curve
+    from bprlab.report.curves import read_curve
 
     seeds = table_seeds(records)
     tested = compare_rows(records, table.baseline, seeds) if table.baseline else {}
@@ -40,8 +40,8 @@ def summarize(table, records: dict[str, list[dict]], units, recorded: list[dict]
 
 
 def claim_tests(table, records: dict[str, list[dict]]) -> list[dict | None]:
-    """Each claim's test on this table's records (bprlab.eval.claims), in the order of table.claims."""
-    from bprlab.eval.claims import claim_test
+    """Each claim's test on this table's records (bprlab.report.claims), in the order of table.claims."""
+    from bprlab.report.claims import claim_test
 
     seeds = table_seeds(records)
     return [claim_test(claim, records[claim["row"]], records[claim.get("baseline", table.baseline)], seeds)
@@ -62,8 +62,8 @@ def table_meta(table, records: dict[str, list[dict]], command: str) -> dict:
 
 def write_summary(table, records: dict[str, list[dict]], units, folder: Path, command: str) -> list[dict]:
     from bprlab.artifacts import read_json
-    from bprlab.eval.curves import plot_curves
-    from bprlab.eval.plots import table_plots
+    from bprlab.report.curves import plot_curves
+    from bprlab.report.plots import table_plots
 
     recorded = read_json(folder / "summary.json") if (folder / "summary.json").is_file() else None
     rows = summarize(table, records, units, recorded if isinstance(recorded, list) else None)

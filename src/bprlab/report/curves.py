@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from bprlab.eval.plots import pyplot, save
+from bprlab.report.plots import pyplot, save
 
 VAL_KEYS = ("val/avg_rank", "val/top1", "val/top5", "val/top20")
 

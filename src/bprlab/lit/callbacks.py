@@ -38,9 +38,11 @@ class RandomState(pl.Callback):
     """Every random generator's state in the checkpoint (torch, CUDA, numpy, Python), put back on resume just before
     the first batch trains. The data loaders draw from (seed, epoch) only (bprlab.lit.datamodule), so the global
     generators serve dropout alone and nothing else draws between a saved step and the next batch (validation runs
-    in eval mode): a killed and resumed run ends with the weights of an uninterrupted one. One process only: under
-    DDP each rank's generator is its own and only rank 0 saves, so ranks resume with fresh draws, and a checkpoint
-    made on one device resumes on several without its loader's position (Lightning's distributed sampler has none).
+    in eval mode): a killed and resumed run ends with the weights of an uninterrupted one. Under DDP each rank's
+    generators are its own (its batches differ, so its dropout draws do): every rank's states are gathered into
+    the checkpoint rank 0 writes, and each rank takes its own back when the job resumes on as many ranks (on another
+    number they start fresh). Under DDP the loader's position is dropped (Lightning's distributed sampler keeps
+    none), so a DDP run resumes exactly at an epoch boundary; a checkpoint made on one device resumes on several.
     """
 
     KEY = "random_state"
@@ -49,19 +51,21 @@ class RandomState(pl.Callback):
         self._pending = None
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        # tensors, numbers and lists only: checkpoints are read with torch.load(weights_only=True)
-        kind, keys, pos, has_gauss, cached = np.random.get_state()
-        version, words, gauss_next = random.getstate()
-        checkpoint[self.KEY] = {
-            "torch": torch.get_rng_state(), "world_size": trainer.world_size,
-            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
-            "python": [version, list(words), gauss_next],
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+        # every rank saves (Lightning dumps a checkpoint on all of them and rank 0 writes it): the gather is collective
+        state = _random_state()
+        if trainer.world_size > 1:
+            import torch.distributed as dist
+
+            ranks = [None] * trainer.world_size
+            dist.all_gather_object(ranks, state)
+            checkpoint[self.KEY] = {"world_size": trainer.world_size, "ranks": ranks}
+        else:
+            checkpoint[self.KEY] = {**state, "world_size": 1}
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         state = checkpoint.get(self.KEY)
-        if state is not None and state["world_size"] == 1 and trainer.world_size == 1:
-            self._pending = state
+        if state is not None and state["world_size"] == trainer.world_size:
+            self._pending = state["ranks"][trainer.global_rank] if trainer.world_size > 1 else state
         if trainer.world_size > 1:  # called before the loops load: the distributed loader keeps no position
             fit_loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
             (fit_loop.get("state_dict") or {}).pop("combined_loader", None)
@@ -77,6 +81,17 @@ class RandomState(pl.Callback):
         random.setstate((version, tuple(words), gauss_next))
         if state["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _random_state() -> dict:
+    """This process's generators: tensors, numbers and lists only (checkpoints are read with
+    torch.load(weights_only=True))."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, words, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "python": [version, list(words), gauss_next],
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 class SameConfigOnEveryRank(pl.Callback):

@@ -49,7 +49,7 @@ test-slow: $(STAMP) ## The slow tier as well (end-to-end CLI runs, the cluster r
 	$(BIN)/python -m pytest -q -m "not gpu"
 
 cluster-check: $(STAMP) ## The SLURM path rehearsed on this CPU: srun-started ranks, requeue, a dead rank, the sbatch scripts (~5 min)
-	$(BIN)/python -m pytest -v -m cluster tests/test_cluster.py
+	$(BIN)/python -m pytest -v -m "not gpu" tests/test_cluster.py
 
 prepare: $(STAMP) ## Build a dataset's derived files (DATASET=squad builds the embedded default)
 	$(BIN)/bprlab prepare experiments/$(DATASET)/dpr.yaml $(ARGS)

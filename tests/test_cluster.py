@@ -2,7 +2,8 @@
 one W&B run per run folder whatever the number of ranks, one config on every rank, a requeue that continues, a dead
 rank that does not hang the job, every stage on more ranks than shards, and the sbatch scripts' own commands.
 
-The tests that start processes are marked `cluster` (`make cluster-check` runs them, and `make test-slow`)."""
+The default tier keeps the W&B id tests and one 2-rank stand-in run (against Lightning's launcher); the other tests
+that start processes are marked `cluster`. `make cluster-check` runs every test here, one line each."""
 
 from __future__ import annotations
 
@@ -149,7 +150,6 @@ def _history_steps(offline_run: Path) -> list[int]:
     return steps
 
 
-@cluster
 def test_ranks_started_as_srun_starts_them_train_what_lightnings_launcher_trains(tiny_overrides, tmp_path):
     """Two tasks with SLURM's environment: Lightning takes its SLURM environment (world size 2 from two processes
     no launcher of ours started), one train.json with both ranks' global batch, one W&B run for the folder, and the
@@ -158,17 +158,20 @@ def test_ranks_started_as_srun_starts_them_train_what_lightnings_launcher_trains
     tasks = srun(2, args, logs=tmp_path / "logs", env={"WANDB_MODE": "offline"}, job_id=31337)
     assert wait(tasks, timeout=300) == [0, 0], _logs(tasks)
     launched = subprocess.run([sys.executable, "-m", "bprlab.cli.main",
-                               *_train_args(tmp_path, tiny_overrides, "launched", 6)], capture_output=True, text=True,
-                              env={k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}, timeout=300)
+                               *_train_args(tmp_path, tiny_overrides, "launched", 6, "logger=wandb")],
+                              capture_output=True, text=True, timeout=300,
+                              env={**{k: v for k, v in os.environ.items() if not k.startswith("SLURM_")},
+                                   "WANDB_MODE": "offline"})
     assert launched.returncode == 0, launched.stderr[-3000:]
     runs = tmp_path / "runs"
     summary = json.loads((runs / "standin" / "train.json").read_text())
     assert (summary["world_size"], summary["global_batch_size"], summary["global_step"]) == (2, 8, 6)
     assert summary["config_hash"]  # every rank's config hashed and compared when the process group formed
     assert _same_weights(_weights(runs / "standin"), _weights(runs / "launched"))
-    offline = sorted((runs / "standin" / "wandb").glob("offline-run-*"))
-    assert len(offline) == 1, offline  # one W&B run, not one per rank
-    assert offline[0].name.endswith((runs / "standin" / RUN_ID_FILE).read_text())
+    for name in ("standin", "launched"):  # one W&B run per folder, not one per rank, however the ranks started
+        offline = sorted((runs / name / "wandb").glob("offline-run-*"))
+        assert len(offline) == 1 and offline[0].name.endswith((runs / name / RUN_ID_FILE).read_text()), offline
+        assert _history_steps(offline[0]) == sorted(_history_steps(offline[0]))
 
 
 @cluster
@@ -316,3 +319,32 @@ def test_the_pipeline_of_the_sbatch_scripts_runs_as_they_chain_it(tiny_overrides
     _rehearse("train_2nodes.sbatch", exp, [*cpu, "name=two-nodes"], tmp_path, per_node=1)
     summary = json.loads((tmp_path / "runs" / "two-nodes" / "train.json").read_text())
     assert summary["world_size"] == 2 and summary["global_batch_size"] == 8
+
+
+@cluster
+def test_a_local_sweep_under_srun_runs_the_trials_it_runs_without(tiny_overrides, tmp_path):
+    """The local agent started as a one-task SLURM job (the stand-in's environment) plans the same trials and gets
+    the same results as started plainly: SLURM's environment changes nothing but who starts the process."""
+    import yaml
+
+    exp = _experiment(tmp_path)
+    tables = {}
+    for where in ("plain", "srun"):
+        overrides = [o for o in tiny_overrides if not o.startswith("runs_root=")]
+        sweep = tmp_path / f"{where}.yaml"
+        sweep.write_text(yaml.safe_dump({
+            "name": "s", "method": "grid", "metric": {"name": "test/top5", "goal": "maximize"},
+            "parameters": {"hash.gamma": {"values": [0.1, 1.0]}},
+            "command": ["${env}", "bprlab", "run", str(exp), *overrides, f"runs_root={tmp_path / where}",
+                        "train.epochs=2", "train.max_steps=2", "--trial", "${args_no_hyphens}"]}))
+        argv = ["sweep", str(sweep), "--local"]
+        if where == "srun":
+            tasks = srun(1, argv, logs=tmp_path / "logs", env={"WANDB_MODE": "offline"}, job_id=6060)
+            assert wait(tasks, timeout=600) == [0], _logs(tasks)
+        else:
+            done = subprocess.run([sys.executable, "-m", "bprlab.cli.main", *argv], capture_output=True, text=True,
+                                  env={**{k: v for k, v in os.environ.items() if not k.startswith("SLURM_")},
+                                       "WANDB_MODE": "offline"}, timeout=600)
+            assert done.returncode == 0, done.stderr[-3000:]
+        tables[where] = (tmp_path / where / "sweeps" / "s" / "results.md").read_text()
+    assert tables["srun"] == tables["plain"] and tables["plain"].count("\n| ") >= 2

@@ -28,8 +28,13 @@ def job_id() -> str | None:
     return os.environ.get("SLURM_JOB_ID")
 
 
-def _rank_zero() -> bool:
-    return os.environ.get("SLURM_PROCID", os.environ.get("RANK", "0")) == "0"
+def launch_rank() -> int:
+    """This process's global rank as the launcher sets it (Lightning's launcher, srun, torchrun), before any process
+    group exists."""
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
 
 
 def install() -> None:
@@ -57,7 +62,7 @@ def training(active: bool) -> None:
 def requeue() -> None:
     """`scontrol requeue <job>` from rank 0, once per process; SLURM then ends this job and runs it again."""
     job = job_id()
-    if _state["requeued"] or job is None or not _rank_zero():
+    if _state["requeued"] or job is None or launch_rank() != 0:
         return
     _state["requeued"] = True
     try:

@@ -18,6 +18,7 @@ from bprlab.artifacts import fingerprint
 from bprlab.config.loader import to_dict
 from bprlab.config.schema import LoggerKind, RunConfig
 from bprlab.eval.metrics import LOGGED_NAMES
+from bprlab.slurm import launch_rank
 
 RUN_ID_FILE = "wandb_run_id.txt"
 
@@ -39,7 +40,7 @@ def run_id(run_dir: Path, timeout: float = 300.0) -> str:
     if os.environ.get("WANDB_RUN_ID"):
         return os.environ["WANDB_RUN_ID"]
     path = Path(run_dir) / RUN_ID_FILE
-    if _rank() != 0:
+    if launch_rank() != 0:
         return _wait_for(path, timeout)
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,15 +53,6 @@ def run_id(run_dir: Path, timeout: float = 300.0) -> str:
         finally:
             tmp.unlink()
     return path.read_text().strip()
-
-
-def _rank() -> int:
-    """This process's global rank as the launcher sets it (Lightning's launcher, srun, torchrun), before any process
-    group exists: the id is chosen before the trainer starts."""
-    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return 0
 
 
 def _wait_for(path: Path, timeout: float) -> str:

@@ -81,6 +81,15 @@ def test_a_trial_asking_for_other_ranks_than_slurm_started_is_one_line(devices, 
             check_allocation(cfg, env)
 
 
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_a_process_group_timeout_below_a_minute_is_refused(value):
+    from bprlab.config import load_config
+    from bprlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train.timeout_minutes: null \(torch's default\) or >= 1"):
+        load_config(None, [f"train.timeout_minutes={value}"])
+
+
 def test_the_sbatch_scripts_read_as_the_batch_shell_runs_them():
     train = script_steps(SLURM / "train_1node.sbatch", "exp.yaml", ["x=1"])
     assert (train.tasks, train.nodes) == (8, 1) and [s.srun for s in train.steps] == [True]

@@ -175,6 +175,8 @@ def _check_ranges(cfg: RunConfig, problems: list[str]) -> None:
             problems.append(f"{key}: must be >= 1")
     if cfg.eval.max_questions is not None and cfg.eval.max_questions < 1:
         problems.append("eval.max_questions: null (all) or >= 1")
+    if cfg.train.timeout_minutes is not None and cfg.train.timeout_minutes < 1:
+        problems.append("train.timeout_minutes: null (torch's default) or >= 1")
     if cfg.data.num_workers < 0:
         problems.append("data.num_workers: must be >= 0")
     for key in ("max_question_length", "max_passage_length"):  # below 3 a tokenizer stops truncating, silently

@@ -155,7 +155,7 @@ def test_retriever_serves_every_index_kind_as_the_evaluation_did(tiny_overrides,
 
 
 def test_overrides_and_questions_may_follow_an_option():
-    from bprlab.cli.main import build_parser, parse_args
+    from bprlab.cli.parser import build_parser, parse_args
 
     parser = build_parser()
     args = parse_args(parser, ["export", "exp.yaml", "--to", "out", "index.kind=flat", "method=dpr"])

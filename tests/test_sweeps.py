@@ -85,7 +85,7 @@ def test_unknown_swept_key_is_rejected_before_any_run(tmp_path):
 
 
 def test_trial_flag_splits_fixed_from_swept_overrides():
-    from bprlab.cli.main import split_trial
+    from bprlab.cli.parser import split_trial
 
     argv, swept = split_trial(["run", "e.yaml", "train.max_steps=30", "--trial", "hash.gamma=0.1", "loss.margin=1"])
     assert argv == ["run", "e.yaml", "train.max_steps=30", "hash.gamma=0.1", "loss.margin=1"]
@@ -121,7 +121,7 @@ def test_local_agent_skips_finished_trials_and_resumes(tmp_path, monkeypatch):
     ran = []
 
     def fake_run(command, env):
-        from bprlab.cli.main import split_trial
+        from bprlab.cli.parser import split_trial
 
         argv, swept = split_trial(command[3:])
         cfg = load_config(sweep.experiment, [c for c in argv if "=" in c])

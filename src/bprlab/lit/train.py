@@ -13,8 +13,9 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from bprlab import slurm
 from bprlab.artifacts import read_json, write_json, write_text
+from bprlab.config.enums import Method
 from bprlab.config.loader import to_dict
-from bprlab.config.schema import Method, RunConfig
+from bprlab.config.schema import RunConfig
 from bprlab.data.collate import Collator
 from bprlab.errors import ConfigError, StageError
 from bprlab.lit.callbacks import RandomState, SameConfigOnEveryRank, SelectionCheckpoint
@@ -158,21 +159,9 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     callbacks = [last, best, RandomState(), same_config, *([pl.callbacks.LearningRateMonitor("step")] if logger else []),
                  *([requeue] if requeue else []), *(extra_callbacks or [])]
     trainer = make_trainer(cfg, callbacks, logger=logger, **(trainer_options or {}))  # options: tests' plugins
-    resume = paths.last_checkpoint if cfg.train.resume and paths.last_checkpoint.is_file() else None
-    if resume and not zipfile.is_zipfile(resume):  # torch writes zip archives: a truncated or zero-byte file is not
-        raise StageError(f"{resume}: damaged (truncated or empty), so training cannot resume from it; move it aside "
-                         "to resume from nothing, or start over with `bprlab train <experiment.yaml> --force`")
-    if resume:
-        log.info("resuming from %s", resume)
+    resume = _resume_point(paths, cfg)
     try:
-        try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None,
-                        weights_only=False)  # resuming our own last.ckpt: optimizer and loop state included
-        except ValueError as exc:
-            if "val_check_interval" not in str(exc):
-                raise
-            raise ConfigError(f"config: train.val_check_interval={cfg.train.val_check_interval}: "
-                              f"{str(exc).splitlines()[0]}") from None
+        _fit(trainer, module, datamodule, resume, cfg)
         # last.ckpt is the final state whatever the step-based saving cadence was (all ranks call; rank 0 writes)
         trainer.save_checkpoint(paths.last_checkpoint, weights_only=False)  # full state: resumable
     finally:
@@ -195,6 +184,28 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     if slurm.signalled():  # SLURM's warning came after the last step: training is done, the rest resumes
         slurm.requeue()
     return summary
+
+
+def _resume_point(paths: RunPaths, cfg: RunConfig) -> Path | None:
+    """last.ckpt when training resumes from it; a damaged one is an error, not a silent restart."""
+    resume = paths.last_checkpoint if cfg.train.resume and paths.last_checkpoint.is_file() else None
+    if resume and not zipfile.is_zipfile(resume):  # torch writes zip archives: a truncated or zero-byte file is not
+        raise StageError(f"{resume}: damaged (truncated or empty), so training cannot resume from it; move it aside "
+                         "to resume from nothing, or start over with `bprlab train <experiment.yaml> --force`")
+    if resume:
+        log.info("resuming from %s", resume)
+    return resume
+
+
+def _fit(trainer: pl.Trainer, module, datamodule, resume: Path | None, cfg: RunConfig) -> None:
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None,
+                    weights_only=False)  # resuming our own last.ckpt: optimizer and loop state included
+    except ValueError as exc:
+        if "val_check_interval" not in str(exc):
+            raise
+        raise ConfigError(f"config: train.val_check_interval={cfg.train.val_check_interval}: "
+                          f"{str(exc).splitlines()[0]}") from None
 
 
 def load_module(cfg: RunConfig, checkpoint: Path | None) -> RetrieverModule:

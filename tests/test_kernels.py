@@ -51,7 +51,7 @@ def test_scan_is_exact_with_ties_by_row(bits, n, l):
 def test_the_loop_compiled_for_a_width_equals_the_run_time_loop(bits):
     """Codes up to 16 words get a distance loop compiled for their width (1088 bits: past it, both are the run-time
     loop); on a batch with an odd last question, ties everywhere, 1 and 2 threads: the same as numpy's brute force."""
-    from bprlab.index.kernels.hamming import MAX_FIXED_WORDS, fixed_width
+    from bprlab.index.kernels.distance import MAX_FIXED_WORDS, fixed_width
 
     assert len(fixed_width(bits // 64 + (bits % 64 > 0))) == (0 if bits > 64 * MAX_FIXED_WORDS else -(-bits // 64))
     rng = np.random.default_rng(bits)

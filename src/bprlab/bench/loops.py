@@ -1,5 +1,5 @@
 """The scan's two distance loops against each other (`make bench`'s loop table): the loop compiled for the code's
-width (`hamming.fixed_width`) and the loop over a run-time width, on the same blocked codes and questions.
+width (`distance.fixed_width`) and the loop over a run-time width, on the same blocked codes and questions.
 
 Both are timed round-robin in one process on the largest float size's codes at its largest code length and thread
 count, and each call's seconds per question are stored (`raw`), as the search rows store theirs; `derive_loops`
@@ -15,7 +15,8 @@ from collections.abc import Callable
 import numpy as np
 
 from bprlab.core.hashing import pack_codes
-from bprlab.index.kernels.hamming import fixed_width, hamming_top_l
+from bprlab.index.kernels.distance import fixed_width
+from bprlab.index.kernels.hamming import hamming_top_l
 from bprlab.index.kernels.layout import BlockedCodes, to_words
 
 LOOPS = {"fixed width": True, "run-time width": False}
@@ -63,7 +64,7 @@ def markdown_lines(loops: dict | None) -> list[str]:
              "candidate generation only (`hamming_top_l`), the two loops timed round-robin in one process; "
              "`speed-up` is the run-time loop's ms/query over the fixed one's. The fixed loop serves questions two "
              "at a time; a lone question (batch 1, and a batch's odd last one) runs the run-time loop in both rows, "
-             "which reads a block's lines in the order a memory-bound scan prefers (`hamming._distances`). "
+             "which reads a block's lines in the order a memory-bound scan prefers (`distance.distances`). "
              + ("Both loops returned the same distances and rows." if loops["equal"] else
                 "**The two loops returned different results.**")
              + ("" if loops["compiled_for_width"] else

@@ -29,15 +29,15 @@ import numba
 import numpy as np
 
 from bprlab.index.kernels.buffers import append, merge, tighten, within
-from bprlab.index.kernels.jit import JIT, popcount64, prefetch, restore_threads, thread_count, use_threads
-from bprlab.index.kernels.layout import LANES, U0, U1, U2, U3, U4, U_LANES, BlockedCodes, words_per_code
+from bprlab.index.kernels.distance import distances, distances_pair, fixed_width, prefetch_block
+from bprlab.index.kernels.jit import JIT, restore_threads, thread_count, use_threads
+from bprlab.index.kernels.layout import LANES, U0, U_LANES, BlockedCodes, words_per_code
 
 GROUP_BYTES = 1 << 15  # codes per group of blocks: stays in L1 while every question of the batch reads it
-PREFETCH_BYTES = 1 << 13  # how far ahead of the scan its code words are prefetched (see `_prefetch_block`)
+PREFETCH_BYTES = 1 << 13  # how far ahead of the scan its code words are prefetched (see `prefetch_block`)
 SAMPLE_STRIDE = 64  # a chunk samples one block in 64 for its speculative bound (see `_speculative_bound`)
 MIN_SAMPLE_BLOCKS = 16  # a chunk with fewer blocks to sample starts with no bound
 SLACK = 2  # a speculative bound is set where the sample predicts SLACK x l rows of the chunk within it
-MAX_FIXED_WORDS = 16  # codes up to 1024 bits get a distance loop compiled for their width (see `fixed_width`)
 
 # What a compiled scan is given, by name (numba passes named tuples by value; each is unpacked once per call, outside
 # every loop, so the unpacking costs no reference counting in the hot loops):
@@ -56,94 +56,6 @@ def capacity(num_candidates):
     return max(2 * num_candidates, num_candidates + 256)
 
 
-def fixed_width(width: int, fixed: bool = True) -> tuple:
-    """The `fixed` argument of the kernels: a tuple of `width` zeros where the code's width gets its own compiled
-    distance loop, else the empty tuple (the loop over a run-time width).
-
-    A tuple's length is part of its numba type, so each width compiles (and caches on disk) a kernel of its own in
-    which the loop over a code's words has a constant trip count: LLVM unrolls it and sums each lane's distance in
-    a register, where the run-time loop stores partial sums every four words. Past MAX_FIXED_WORDS the unrolled
-    body grows too large for LLVM to unroll, and a loop it does not unroll does not vectorise over the lanes
-    (`make bench`'s kernel table compares the two loops)."""
-    return (0,) * width if fixed and 0 < width <= MAX_FIXED_WORDS else ()
-
-
-@numba.njit(inline="always", **JIT)
-def _distances(words, base, width, qwords, qbase, dist):
-    """dist[j] = Hamming(question, row j of the block starting at words[base]).
-
-    Four words are summed per pass over the lanes (one store of the partial sums per four popcounts). A lone
-    question's scan is bound by memory, and this order (four of a block's lines at a time) reads it faster than
-    the fixed-width loop of `_distances_pair`, which touches all of a block's lines in each pass."""
-    for j in range(U_LANES):
-        dist[j] = 0
-    w4 = width - width % U4
-    for w in range(U0, w4, U4):
-        q0, q1, q2, q3 = qwords[qbase + w], qwords[qbase + w + U1], qwords[qbase + w + U2], qwords[qbase + w + U3]
-        s0 = base + w * U_LANES
-        s1, s2, s3 = s0 + U_LANES, s0 + U2 * U_LANES, s0 + U3 * U_LANES
-        for j in range(U_LANES):
-            dist[j] += np.uint32(popcount64(words[s0 + j] ^ q0) + popcount64(words[s1 + j] ^ q1)
-                                 + popcount64(words[s2 + j] ^ q2) + popcount64(words[s3 + j] ^ q3))
-    for w in range(w4, width):
-        qw = qwords[qbase + w]
-        start = base + w * U_LANES
-        for j in range(U_LANES):
-            dist[j] += np.uint32(popcount64(words[start + j] ^ qw))
-
-
-@numba.njit(inline="always", **JIT)
-def _distances_pair(words, base, width, fixed, qwords, qbase, dist_a, dist_b):
-    """`_distances` for two questions (rows qbase and qbase + width of qwords): each code word is read once.
-
-    With `fixed` a tuple of `width` entries (see `fixed_width`), the width is a compile-time constant: LLVM unrolls
-    the loop over a code's words, and each lane's two distances are summed in registers and stored once. Otherwise
-    four words are summed per pass over the lanes, storing the partial sums after each."""
-    if len(fixed) > 0:
-        for j in range(U_LANES):
-            acc_a, acc_b = U0, U0
-            for w in range(len(fixed)):
-                c = words[base + np.uint64(w) * U_LANES + j]
-                acc_a += popcount64(c ^ qwords[qbase + np.uint64(w)])
-                acc_b += popcount64(c ^ qwords[qbase + width + np.uint64(w)])
-            dist_a[j] = np.uint32(acc_a)
-            dist_b[j] = np.uint32(acc_b)
-        return
-    for j in range(U_LANES):
-        dist_a[j] = 0
-        dist_b[j] = 0
-    w4 = width - width % U4
-    for w in range(U0, w4, U4):
-        a0, a1, a2, a3 = qwords[qbase + w], qwords[qbase + w + U1], qwords[qbase + w + U2], qwords[qbase + w + U3]
-        qb = qbase + width + w
-        b0, b1, b2, b3 = qwords[qb], qwords[qb + U1], qwords[qb + U2], qwords[qb + U3]
-        s0 = base + w * U_LANES
-        s1, s2, s3 = s0 + U_LANES, s0 + U2 * U_LANES, s0 + U3 * U_LANES
-        for j in range(U_LANES):
-            c0, c1, c2, c3 = words[s0 + j], words[s1 + j], words[s2 + j], words[s3 + j]
-            dist_a[j] += np.uint32(popcount64(c0 ^ a0) + popcount64(c1 ^ a1)
-                                   + popcount64(c2 ^ a2) + popcount64(c3 ^ a3))
-            dist_b[j] += np.uint32(popcount64(c0 ^ b0) + popcount64(c1 ^ b1)
-                                   + popcount64(c2 ^ b2) + popcount64(c3 ^ b3))
-    for w in range(w4, width):
-        a0, b0 = qwords[qbase + w], qwords[qbase + width + w]
-        s0 = base + w * U_LANES
-        for j in range(U_LANES):
-            c0 = words[s0 + j]
-            dist_a[j] += np.uint32(popcount64(c0 ^ a0))
-            dist_b[j] += np.uint32(popcount64(c0 ^ b0))
-
-
-@numba.njit(inline="always", **JIT)
-def _prefetch_block(words, b, b1, width):
-    """Prefetch every cache line of block b (< b1). The CPU's own prefetcher stops at each 4 KiB page, and a
-    block spans two or more: without this, a lone question's scan stalls at every page boundary."""
-    if b < b1:
-        base = np.uint64(b) * width * U_LANES
-        for line in range(U0, width * U_LANES, np.uint64(8)):
-            prefetch(words, base + line)
-
-
 @numba.njit(**JIT)
 def _speculative_bound(words, width, ntotal, qwords, qbase, b0, b1, num_candidates, bits, hist, dist):
     """A starting bound for one question on blocks [b0, b1): the distance within which the chunk's sampled blocks
@@ -157,8 +69,8 @@ def _speculative_bound(words, width, ntotal, qwords, qbase, b0, b1, num_candidat
     for i in range(nsample):
         b = b0 + i * SAMPLE_STRIDE + SAMPLE_STRIDE // 2
         if i + 1 < nsample:
-            _prefetch_block(words, b + SAMPLE_STRIDE, b1, width)
-        _distances(words, np.uint64(b) * width * U_LANES, width, qwords, qbase, dist)
+            prefetch_block(words, b + SAMPLE_STRIDE, b1, width)
+        distances(words, np.uint64(b) * width * U_LANES, width, qwords, qbase, dist)
         nrows = min(LANES, ntotal - np.int64(b) * LANES)
         for j in range(nrows):
             hist[dist[j]] += 1
@@ -191,9 +103,9 @@ def _scan_chunk(words, width, fixed, ntotal, qwords, nq, b0, b1, num_candidates,
             qbase = np.uint64(q) * width
             for b in range(g0, g1):
                 if q == 0 and ahead > 0:
-                    _prefetch_block(words, b + ahead, b1, width)
+                    prefetch_block(words, b + ahead, b1, width)
                 base = np.uint64(b) * width * U_LANES
-                _distances_pair(words, base, width, fixed, qwords, qbase, dist_a, dist_b)
+                distances_pair(words, base, width, fixed, qwords, qbase, dist_a, dist_b)
                 row0 = np.int64(b) * LANES
                 nrows = min(LANES, ntotal - row0)
                 passing = within(dist_a, bounds[q], nrows)
@@ -209,9 +121,9 @@ def _scan_chunk(words, width, fixed, ntotal, qwords, nq, b0, b1, num_candidates,
                 if bounds[q] < 0:
                     break
                 if nq == 1 and ahead > 0:
-                    _prefetch_block(words, b + ahead, b1, width)
+                    prefetch_block(words, b + ahead, b1, width)
                 base = np.uint64(b) * width * U_LANES
-                _distances(words, base, width, qwords, qbase, dist_a)
+                distances(words, base, width, qwords, qbase, dist_a)
                 row0 = np.int64(b) * LANES
                 passing = within(dist_a, bounds[q], min(LANES, ntotal - row0))
                 if passing and append(dist_a, passing, row0, q, dists, rows, counts, words, base, width, kept):

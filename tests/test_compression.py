@@ -11,7 +11,8 @@ import torch
 
 from bprlab.cli import stages
 from bprlab.config import load_config
-from bprlab.config.schema import IndexConfig, IndexKind
+from bprlab.config.enums import IndexKind
+from bprlab.config.schema import IndexConfig
 from bprlab.errors import ConfigError
 from bprlab.index.base import create_index, load_index, save_index
 from bprlab.index.build import read_encoded

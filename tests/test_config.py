@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from bprlab.config import load_config
-from bprlab.config.schema import Estimator, IndexKind, Method
+from bprlab.config.enums import Estimator, IndexKind, Method
 from bprlab.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

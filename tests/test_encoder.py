@@ -39,7 +39,7 @@ def test_a_tokenizer_that_knows_no_words_is_refused(tiny_bert, tmp_path):
 def test_one_device_rule_for_the_encoder_and_the_search_kernels():
     import torch
 
-    from bprlab.config.schema import SearchDevice
+    from bprlab.config.enums import SearchDevice
     from bprlab.core.devices import resolve_device
     from bprlab.errors import ConfigError
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bprlab.config.schema import Estimator
+from bprlab.config.enums import Estimator
 from bprlab.core.hashing import hash_beta, pack_codes, relaxed_code, scaled_tanh, sign_code, straight_through_sign, unpack_codes
 from bprlab.core.scoring import inner_product_from_hamming
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from bprlab.config.schema import IndexConfig, IndexKind
+from bprlab.config.enums import IndexKind
+from bprlab.config.schema import IndexConfig
 from bprlab.core.hashing import pack_codes, unpack_codes
 from bprlab.index.base import create_index, load_index, save_index
 
@@ -162,7 +163,7 @@ def test_binary_code_is_one_32nd_of_float(vectors):
 
 
 def test_lsh_without_rotation_is_hamming_on_the_sign_of_dpr_embeddings(vectors):
-    from bprlab.config.schema import Rotation
+    from bprlab.config.enums import Rotation
 
     passages, questions = vectors
     signs_p, signs_q = unpack_codes(pack_codes(passages), D), unpack_codes(pack_codes(questions), D)
@@ -188,7 +189,7 @@ def test_lsh_random_rotation_is_sign_of_a_fixed_orthogonal_projection(vectors):
 
 
 def test_lsh_itq_learns_a_rotation_at_the_bit_budget(vectors):
-    from bprlab.config.schema import Rotation
+    from bprlab.config.enums import Rotation
 
     passages, questions = vectors
     index = build(IndexConfig(kind=IndexKind.lsh, rotation=Rotation.itq, code_bits=32), passages)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from bprlab.config.schema import CandidateLoss
+from bprlab.config.enums import CandidateLoss
 from bprlab.core.losses import BPRLoss, DPRLoss, margin_candidate_loss, nll_loss
 
 Q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])

@@ -12,7 +12,8 @@ import pytest
 
 from bprlab.cli import stages
 from bprlab.config import load_config
-from bprlab.config.schema import IndexConfig, IndexKind, Rotation
+from bprlab.config.enums import IndexKind, Rotation
+from bprlab.config.schema import IndexConfig
 from bprlab.errors import ConfigError, InputError, StageError
 from bprlab.index.base import create_index, load_index, save_index
 from bprlab.index.reduced import fit_reduction

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from bprlab.config import load_config
+from bprlab.config.enums import IndexKind
 from bprlab.config.index_kinds import reads
 from bprlab.config.keys import keys
-from bprlab.config.schema import IndexKind, RunConfig
+from bprlab.config.schema import RunConfig
 from bprlab.stamps import STAGES, encode_stamp, stage_stamp, train_stamp, unit_stamp, weights_stamp
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "bprlab"

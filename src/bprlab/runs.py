@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Iterator
 
 from bprlab.artifacts import provenance, read_json, write_json, write_text
+from bprlab.config.enums import Checkpoint
 from bprlab.config.index_kinds import build_tag as index_build_tag
 from bprlab.config.index_kinds import search_tag
 from bprlab.config.loader import to_dict, to_yaml
-from bprlab.config.schema import Checkpoint, RunConfig
+from bprlab.config.schema import RunConfig
 from bprlab.errors import StageError
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from typing import Any
 
 from bprlab.artifacts import file_sha256, fingerprint, read_json
 from bprlab.config.index_kinds import build_tag, reads, search_tag
-from bprlab.config.keys import encoding_keys, keys, value_of
+from bprlab.config.keys import encoding_keys, holder, keys, value_of
 from bprlab.config.loader import to_dict
 from bprlab.config.schema import RunConfig
 from bprlab.errors import ConfigError, StageError
@@ -208,16 +208,10 @@ def _config(cfg: RunConfig) -> dict | None:
             moved = value_of(cfg, key.name) != getattr(key.default, "value", key.default)
             if moved and key.stage in STAGES:  # a content key too: a file format 1 never read
                 return None
-            *path, leaf = key.name.split(".")
-            node = config
-            for part in path:
-                node = node[part]
+            node, leaf = holder(config, key.name)
             node.pop(leaf)
     for name, value in _REMOVED.items():
-        *path, leaf = name.split(".")
-        node = config
-        for part in path:
-            node = node[part]
+        node, leaf = holder(config, name)
         node[leaf] = value
     return config
 

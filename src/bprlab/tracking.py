@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Iterator
 
 from bprlab.artifacts import fingerprint
+from bprlab.config.enums import LoggerKind
 from bprlab.config.loader import to_dict
-from bprlab.config.schema import LoggerKind, RunConfig
+from bprlab.config.schema import RunConfig
 from bprlab.eval.metrics import LOGGED_NAMES
 from bprlab.slurm import launch_rank
 

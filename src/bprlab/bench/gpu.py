@@ -142,7 +142,8 @@ def encoding_checks(device: str, model: str, precisions) -> list[dict]:
 def search_checks(device: str, sizes: tuple[int, int]) -> list[dict]:
     """The GPU search against the CPU kernels on the same codes, then their speed at the larger size."""
     from bprlab.bench.synthetic import code_data
-    from bprlab.config.schema import IndexConfig, IndexKind, SearchBackend, SearchDevice
+    from bprlab.config.enums import IndexKind, SearchBackend, SearchDevice
+    from bprlab.config.schema import IndexConfig
     from bprlab.index.base import create_index
 
     rows = []

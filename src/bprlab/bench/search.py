@@ -21,7 +21,8 @@ from bprlab.bench import memory
 from bprlab.bench.derive import derive, ms_per_query
 from bprlab.bench.loops import time_loops
 from bprlab.bench.synthetic import Synthetic, code_data, float_data
-from bprlab.config.schema import IndexConfig, IndexKind, SearchBackend
+from bprlab.config.enums import IndexKind, SearchBackend
+from bprlab.config.schema import IndexConfig
 from bprlab.index.base import create_index
 from bprlab.index.kernels.jit import available_threads, cpu_name, host_features, read_bandwidth, read_bandwidth_of
 from bprlab.index.kernels.layout import BlockedCodes

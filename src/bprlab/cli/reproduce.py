@@ -22,7 +22,8 @@ from pathlib import Path
 
 from bprlab.artifacts import read_sound_json, write_json
 from bprlab.config import load_config
-from bprlab.config.schema import Checkpoint, RunConfig
+from bprlab.config.enums import Checkpoint
+from bprlab.config.schema import RunConfig
 from bprlab.errors import ConfigError, StageError
 from bprlab.index.base import input_kind
 from bprlab.runs import RunPaths, run_lock

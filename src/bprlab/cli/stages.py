@@ -10,7 +10,8 @@ import json
 import logging
 from pathlib import Path
 
-from bprlab.config.schema import Checkpoint, DatasetName, RunConfig
+from bprlab.config.enums import Checkpoint, DatasetName
+from bprlab.config.schema import RunConfig
 from bprlab.errors import ConfigError, StageError
 from bprlab.runs import NAMED_CHECKPOINTS, RunPaths
 

@@ -5,7 +5,7 @@ it can re-score, which `index.*` keys it reads and how its folders are named. Wh
 Code outside `index/` asks these facts (or the index protocol in `index/base.py`); it never branches on a kind.
 Adding a kind is a class that follows the protocol (build / add / search / save_files / load_files / write_faiss,
 ntotal, bytes_per_passage, rescore_bytes_per_passage, threads, device, describe), one line in KINDS below, one in
-`bprlab.index.registry.IMPLEMENTATIONS`, and its name in `config.schema.IndexKind`. The facts are config
+`bprlab.index.registry.IMPLEMENTATIONS`, and its name in `config.enums.IndexKind`. The facts are config
 knowledge (the loader checks each kind's keys with them), so they live in the config layer.
 """
 
@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass, fields
 from typing import Callable
 
-from bprlab.config.schema import IndexConfig, IndexKind
+from bprlab.config.enums import IndexKind
+from bprlab.config.schema import IndexConfig
 
 # Keys every kind reads: what it is, where it lives, how many questions a search call takes, how many threads
 COMMON = ("kind", "name", "search_batch_size", "threads")

@@ -56,6 +56,16 @@ def value_of(cfg: RunConfig, name: str):
     return node.value if isinstance(node, Enum) else node
 
 
+def holder(data: dict, name: str) -> tuple[dict | None, str]:
+    """The mapping of nested dicts (a config as a dict) that holds the dotted key `name`, and the key's leaf
+    name; None where a section on the way is missing."""
+    *path, leaf = name.split(".")
+    node = data
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return (node if isinstance(node, dict) else None), leaf
+
+
 def stage_keys(stage: str) -> list[str]:
     """The keys a stage reads (bprlab.config.schema.STAGES)."""
     return [k.name for k in keys() if k.stage == stage]

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from bprlab.config.schema import Estimator
+from bprlab.config.enums import Estimator
 from bprlab.errors import InputError
 
 

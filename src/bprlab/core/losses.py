@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bprlab.config.schema import CandidateLoss, Estimator
+from bprlab.config.enums import CandidateLoss, Estimator
 from bprlab.core.hashing import relaxed_code
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bprlab.config.schema import AnswerMatch, DataConfig, DatasetName
+from bprlab.config.enums import AnswerMatch, DatasetName
+from bprlab.config.schema import DataConfig
 from bprlab.errors import ConfigError
 
 # DPR's public release (facebookresearch/DPR, dpr/data/download_data.py): used by `bprlab download`.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bprlab.config.schema import DataConfig, DatasetName
+from bprlab.config.enums import DatasetName
+from bprlab.config.schema import DataConfig
 from bprlab.data.paths import DataPaths
 from bprlab.data.records import QARecord
 from bprlab.errors import StageError

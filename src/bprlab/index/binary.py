@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bprlab.config.schema import IndexConfig, IndexKind, SearchBackend
+from bprlab.config.enums import IndexKind, SearchBackend
+from bprlab.config.schema import IndexConfig
 from bprlab.core.scoring import inner_product_from_hamming
 from bprlab.errors import ConfigError, StageError
 from bprlab.index.base import SearchResult, SearchStats, checked_vectors, empty_result, top_k

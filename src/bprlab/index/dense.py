@@ -25,7 +25,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from bprlab.config.schema import IndexConfig, IndexKind, Rotation
+from bprlab.config.enums import IndexKind, Rotation
+from bprlab.config.schema import IndexConfig
 from bprlab.errors import ConfigError, StageError
 from bprlab.index.base import SearchResult, SearchStats, checked_vectors, empty_result
 from bprlab.index.threads import faiss_threads

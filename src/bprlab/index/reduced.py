@@ -20,7 +20,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from bprlab.config.schema import IndexConfig, Rotation
+from bprlab.config.enums import Rotation
+from bprlab.config.schema import IndexConfig
 from bprlab.core.hashing import pack_codes
 from bprlab.errors import ConfigError, StageError
 from bprlab.index.base import SearchResult, SearchStats, checked_vectors

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import importlib
 
+from bprlab.config.enums import IndexKind
 from bprlab.config.index_kinds import kind_of
-from bprlab.config.schema import IndexConfig, IndexKind
+from bprlab.config.schema import IndexConfig
 
 DENSE = "bprlab.index.dense:FaissIndex"
 BINARY = "bprlab.index.binary:BinaryIndex"

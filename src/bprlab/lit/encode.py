@@ -19,8 +19,8 @@ import numpy as np
 import pytorch_lightning as pl
 
 from bprlab.artifacts import atomic_dir, read_json, write_json
-from bprlab.config.loader import encode_part
 from bprlab.config.schema import RunConfig
+from bprlab.config.validate import encode_part
 from bprlab.core.hashing import pack_codes
 from bprlab.data.collate import Collator
 from bprlab.data.ordering import shard_rows

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bprlab.config.schema import LoggerKind, RunConfig
+from bprlab.config.enums import LoggerKind
+from bprlab.config.schema import RunConfig
 
 
 def make_logger(cfg: RunConfig, run_dir: Path):

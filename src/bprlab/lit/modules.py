@@ -8,8 +8,9 @@ import pytorch_lightning as pl
 import torch
 from transformers import get_linear_schedule_with_warmup
 
+from bprlab.config.enums import Estimator, Method
 from bprlab.config.loader import from_dict
-from bprlab.config.schema import Estimator, Method, RunConfig
+from bprlab.config.schema import RunConfig
 from bprlab.core.encoder import BiEncoder
 from bprlab.core.hashing import hash_beta, pack_codes, sign_code
 from bprlab.core.losses import BPRLoss, DPRLoss

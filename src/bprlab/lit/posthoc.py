@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from bprlab.config.schema import IndexKind
+from bprlab.config.enums import IndexKind
 from bprlab.index.base import RetrievalIndex, SearchResult, create_index
 from bprlab.lit.modules import DPRModule
 

@@ -171,3 +171,32 @@ def test_report_checks_its_output_before_reading_anything(tmp_path, capsys):
     taken.write_text("x")
     assert main(["report", "--runs", str(tmp_path), "--ablations", str(tmp_path), "--out", str(taken)]) == 2
     assert "--out" in capsys.readouterr().err and taken.read_text() == "x"
+
+
+def _curve_row(method, top, ranks):
+    return {"method": method, "seeds": [42], "top1": top[0], "top5": top[1], "top20": top[2],
+            "curve": {"step": [25, 75, 300], "val/avg_rank": ranks}}
+
+
+def test_the_curve_note_reads_each_row_against_its_budget_model_and_the_declared_gap():
+    from bprlab.report.curve_note import curve_note
+
+    table = {"budget": {"step": 75, "rows": {"dpr-300": "abl-a/dpr", "bpr-300": "abl-b/bpr", "bpr-128-300": "abl-c/b128"},
+                        "gap": ["dpr-300", "bpr-300"]},
+             "rows": [_curve_row("dpr-300", (60.0, 85.0, 95.0), [17.0, 9.5, 8.0]),
+                      _curve_row("bpr-300", (50.0, 77.0, 91.0), [20.0, 15.0, 13.0]),
+                      _curve_row("bpr-128-300", (30.0, 55.0, 75.0), [40.0, 30.0, 20.0])]}
+    budget_model = {"top1": 55.0, "top5": 80.0, "top20": 93.0}
+    tables = [{"run_name": "abl-a", "rows": [{"method": "dpr", "per_seed": {"42": budget_model}}]},
+              {"run_name": "abl-b", "rows": [{"method": "bpr", "per_seed": {"42": {"top1": 48.0, "top5": 77.5,
+                                                                                      "top20": 90.0}}}]},
+              {"run_name": "abl-c", "rows": [{"method": "b128", "per_seed": {"43": budget_model}}]}]
+    note = curve_note(table, tables)
+    assert ("- dpr-300 (seed 42) against abl-a/dpr at 75 steps: test top-1 / 5 / 20 +5.0 / +5.0 / +2.0 points; "
+            "validation average rank 9.5 at step 75, 8.0 at step 300.") in note
+    assert "- bpr-128-300: abl-c/b128 has no seed 42; no comparison." in note
+    # the declared pair, not whichever rows came first: 93 - 90 = +3.0 at the budget, 95 - 91 = +4.0 after
+    assert "top-20 gap dpr-300 − bpr-300: +3.0 at 75 steps, +4.0 after the longer run: the budget understates" in note
+    table["budget"]["gap"] = ["bpr-300", "dpr-300"]
+    assert ("top-20 gap bpr-300 − dpr-300: -3.0 at 75 steps, -4.0 after the longer run: the budget understates the "
+            "lead of dpr-300") in curve_note(table, tables)

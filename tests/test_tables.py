@@ -95,6 +95,9 @@ def test_a_row_runs_its_own_seeds(tmp_path):
      "expect: lower}]\n", "claims\\[0\\]: baseline 'ghost' is not a row"),
     ("baseline: bpr\nreport: ablations\nclaims: [{claim: c, row: no-rerank, baseline: no-rerank, metric: top20, "
      "expect: lower}]\n", "row 'no-rerank' is not a row of this table other than its baseline"),
+    ("budget: {step: 75, rows: {bpr: t/bpr, no-rerank: t/nr}, gap: [bpr, ghost]}\n",
+     "budget: gap: expected two of the rows named in budget.rows"),
+    ("budget: {step: 75, rows: {bpr: t/bpr}, gaps: [bpr, bpr]}\n", "budget: unknown key\\(s\\) gaps"),
 ])
 def test_bad_table_files_are_one_clear_error(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):

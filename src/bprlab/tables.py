@@ -89,14 +89,23 @@ def seeded_name(name: str, seed: int, base: int) -> str:
 
 
 def _budget(path: Path, raw) -> dict:
-    """`budget: {step: N, rows: {curve row: <table>/<row>}}` (bprlab.report.curve_note)."""
+    """`budget: {step: N, rows: {curve row: <table>/<row>}, gap: [curve row, curve row]}`
+    (bprlab.report.curve_note); `gap` may be left out where `rows` names two rows."""
     if raw is None:
         return {}
+    shape = "{step: <int>, rows: {<curve row>: <table>/<row>}, gap: [<curve row>, <curve row>]}"
     rows = raw.get("rows") if isinstance(raw, dict) else None
     if not (isinstance(raw, dict) and isinstance(raw.get("step"), int) and isinstance(rows, dict)
             and all(isinstance(v, str) and "/" in v for v in rows.values())):
-        raise ConfigError(f"{path}: budget: expected {{step: <int>, rows: {{<curve row>: <table>/<row>}}}}")
-    return {"step": raw["step"], "rows": dict(rows)}
+        raise ConfigError(f"{path}: budget: expected {shape}")
+    unknown = set(raw) - {"step", "rows", "gap"}
+    if unknown:
+        raise ConfigError(f"{path}: budget: unknown key(s) {', '.join(sorted(unknown))}; expected {shape}")
+    gap = raw.get("gap", list(rows) if len(rows) == 2 else None)
+    if gap is not None and not (isinstance(gap, list) and len(gap) == 2 and all(g in rows for g in gap)):
+        raise ConfigError(f"{path}: budget: gap: expected two of the rows named in budget.rows "
+                          f"({', '.join(rows)}), got {gap!r}")
+    return {"step": raw["step"], "rows": dict(rows), "gap": gap}
 
 
 def read_table(path: str | Path, dataset: str | None = None) -> Table:

@@ -6,10 +6,12 @@ The curve table declares where its rows stand at the budget (table file, `budget
     budget:
       step: 75
       rows: {dpr-300-steps: abl-compression/dpr-flat, bpr-300-steps: abl-loss/bpr}
+      gap: [dpr-300-steps, bpr-300-steps]    # may be left out where rows names two
 
 Each curve row is compared with the named row of another table at the same seed (the curve runs' seed): test
 top-k of the budget model against the longer run's, and validation in the pool at the budget step against the
-last step of the curve.
+last step of the curve. The two rows of `gap` are compared with each other: whether their top-20 gap grows or
+shrinks after the budget step.
 """
 
 from __future__ import annotations
@@ -45,11 +47,13 @@ def curve_note(table: dict, tables: list[dict]) -> str:
         lines.append(f"- {row['method']} (seed {seed}) against {where} at {step} steps: test top-1 / 5 / 20 "
                      f"{gains} points{val}.")
         ends[row["method"]] = (early, late)
-    if len(ends) == 2:
-        (a, (a_early, a_late)), (b, (b_early, b_late)) = ends.items()
+    gap = budget.get("gap") or (list(budget["rows"]) if len(budget["rows"]) == 2 else None)
+    if gap and all(g in ends for g in gap):
+        (a, (a_early, a_late)), (b, (b_early, b_late)) = ((g, ends[g]) for g in gap)
         early_gap, late_gap = a_early["top20"] - b_early["top20"], a_late["top20"] - b_late["top20"]
-        lean = ("the budget understates the lead of " + a if abs(late_gap) > abs(early_gap) and late_gap * early_gap > 0
-                else "the budget overstates the lead of " + (a if early_gap > 0 else b))
+        leader = a if early_gap > 0 else b  # the row ahead at the budget
+        grows = abs(late_gap) > abs(early_gap) and late_gap * early_gap > 0
+        lean = f"the budget {'understates' if grows else 'overstates'} the lead of {leader}"
         lines.append(f"- top-20 gap {a} − {b}: {early_gap:+.1f} at {step} steps, {late_gap:+.1f} after the longer "
                      f"run: {lean} (one seed each: a reading of this run, not a test).")
     return "Generated from the numbers (bprlab.report.curve_note):\n\n" + "\n".join(lines)

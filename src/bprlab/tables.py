@@ -101,7 +101,9 @@ def _budget(path: Path, raw) -> dict:
     unknown = set(raw) - {"step", "rows", "gap"}
     if unknown:
         raise ConfigError(f"{path}: budget: unknown key(s) {', '.join(sorted(unknown))}; expected {shape}")
-    gap = raw.get("gap", list(rows) if len(rows) == 2 else None)
+    from bprlab.report.curve_note import declared_gap
+
+    gap = raw["gap"] if "gap" in raw else declared_gap(raw)
     if gap is not None and not (isinstance(gap, list) and len(gap) == 2 and all(g in rows for g in gap)):
         raise ConfigError(f"{path}: budget: gap: expected two of the rows named in budget.rows "
                           f"({', '.join(rows)}), got {gap!r}")

@@ -19,6 +19,12 @@ from __future__ import annotations
 METRICS = ("top1", "top5", "top20")
 
 
+def declared_gap(budget: dict) -> list[str] | None:
+    """The two curve rows whose top-20 gap is read: `budget.gap`, or the two rows where `budget.rows` names two."""
+    rows = budget.get("rows") or {}
+    return budget.get("gap") or (list(rows) if len(rows) == 2 else None)
+
+
 def curve_note(table: dict, tables: list[dict]) -> str:
     budget = table.get("budget") or {}
     if not budget.get("rows"):
@@ -47,7 +53,7 @@ def curve_note(table: dict, tables: list[dict]) -> str:
         lines.append(f"- {row['method']} (seed {seed}) against {where} at {step} steps: test top-1 / 5 / 20 "
                      f"{gains} points{val}.")
         ends[row["method"]] = (early, late)
-    gap = budget.get("gap") or (list(budget["rows"]) if len(budget["rows"]) == 2 else None)
+    gap = declared_gap(budget)
     if gap and all(g in ends for g in gap):
         (a, (a_early, a_late)), (b, (b_early, b_late)) = ((g, ends[g]) for g in gap)
         early_gap, late_gap = a_early["top20"] - b_early["top20"], a_late["top20"] - b_late["top20"]

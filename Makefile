@@ -70,7 +70,7 @@ bench: $(STAMP) ## Search speed, BPR vs DPR on synthetic data (~10 min): runs/be
 	$(BIN)/bprlab bench search $(ARGS)
 
 ABLATIONS := loss beta search code compression pooling
-ablations: $(STAMP) ## The paper's ablations on squad, 3 seeds, + the BEIR fixture (~5 h on 2 cores, resumable) -> experiments/ABLATIONS.md
+ablations: $(STAMP) ## The paper's ablations on squad + the BEIR fixture, each row's seeds as its table declares (3 to 27; a day on 2 cores, resumable) -> experiments/ABLATIONS.md
 	$(MAKE) beir-fixture
 	$(BIN)/bprlab reproduce experiments/tables/ablations/curves.yaml --out experiments/ablations/abl-curves $(ARGS)
 	set -e; for t in $(ABLATIONS); do \

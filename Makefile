@@ -70,13 +70,15 @@ bench: $(STAMP) ## Search speed, BPR vs DPR on synthetic data (~10 min): runs/be
 	$(BIN)/bprlab bench search $(ARGS)
 
 ABLATIONS := loss beta search code compression pooling
-ablations: $(STAMP) ## The paper's ablations on squad, 3 seeds, + the BEIR fixture (~5 h on 2 cores, resumable) -> experiments/ABLATIONS.md
+# hundreds of finished runs: each keeps its weights, not its optimizer state
+LEAN := train.keep_resume_state=false
+ablations: $(STAMP) ## The paper's ablations on squad + the BEIR fixture, each row's seeds as its table declares (3 to 27; a day on 2 cores, resumable) -> experiments/ABLATIONS.md
 	$(MAKE) beir-fixture
-	$(BIN)/bprlab reproduce experiments/tables/ablations/curves.yaml --out experiments/ablations/abl-curves $(ARGS)
+	$(BIN)/bprlab reproduce experiments/tables/ablations/curves.yaml --out experiments/ablations/abl-curves $(LEAN) $(ARGS)
 	set -e; for t in $(ABLATIONS); do \
-	  $(BIN)/bprlab reproduce experiments/tables/ablations/$$t.yaml --out experiments/ablations/abl-$$t $(ARGS); \
+	  $(BIN)/bprlab reproduce experiments/tables/ablations/$$t.yaml --out experiments/ablations/abl-$$t $(LEAN) $(ARGS); \
 	  $(BIN)/bprlab reproduce experiments/tables/ablations/$$t.yaml --out experiments/ablations/abl-$$t-beir \
-	    data.dataset=beir data.path=data/squad-beir $(ARGS); \
+	    data.dataset=beir data.path=data/squad-beir $(LEAN) $(ARGS); \
 	done
 	$(BIN)/bprlab report
 

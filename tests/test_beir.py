@@ -3,6 +3,7 @@ elsewhere, TREC run files, malformed files (one line naming file and line, exit 
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from pathlib import Path
@@ -49,6 +50,19 @@ def test_a_query_whose_search_found_nothing_still_counts_as_zero():
     assert metrics["recall@10"] == pytest.approx(50.0)
 
 
+def test_a_compressed_run_file_holds_the_trec_lines_and_the_same_run_gives_the_same_bytes(tmp_path):
+    from bprlab.eval.relevance import write_trec_run
+
+    entries = [("q1", "d3", 1, 2.5), ("q1", "d1", 2, 1.25), ("q2", "d2", 1, 0.5)]
+    write_trec_run(tmp_path / "a.trec.gz", entries, "bpr l=1000")
+    write_trec_run(tmp_path / "b.trec.gz", entries, "bpr l=1000")
+    write_trec_run(tmp_path / "plain.trec", entries, "bpr l=1000")
+    text = gzip.decompress((tmp_path / "a.trec.gz").read_bytes()).decode()
+    assert text == (tmp_path / "plain.trec").read_text()
+    assert text.splitlines()[1] == "q1 Q0 d1 2 1.250000 bpr_l_1000"
+    assert (tmp_path / "a.trec.gz").read_bytes() == (tmp_path / "b.trec.gz").read_bytes()
+
+
 def _cli(tmp_path: Path, *args: str) -> int:
     config = tmp_path / "empty.yaml"
     config.write_text("{}\n")
@@ -72,7 +86,7 @@ def test_trained_run_evaluates_on_a_beir_folder_without_its_training_files(tiny_
     assert metrics["recall@10"] == pytest.approx(100.0)  # 8 documents: every gold one is in the top 10
     paths = RunPaths(cfg)
     assert paths.eval.is_relative_to(paths.root / "datasets")  # beside, not over, the run's own evaluation
-    lines = (paths.eval / "run.trec").read_text().splitlines()
+    lines = gzip.decompress((paths.eval / "run.trec.gz").read_bytes()).decode().splitlines()
     assert len(lines) == 8 * 8 and lines[0].split()[0:2] == ["q1", "Q0"]
     assert {line.split()[2] for line in lines} == {str(i) for i in range(1, 9)}  # the corpus' own document ids
     # a checkpoint named directly gives the same numbers
@@ -193,7 +207,8 @@ def test_a_querys_own_id_is_not_among_its_results_unless_asked(tiny_overrides, t
     assert ignored["ignore_identical_ids"] == {"enabled": True, "results_removed": 1}
     assert kept["ignore_identical_ids"] == {"enabled": False, "results_removed": 0}
     assert ignored["mrr@10"] == pytest.approx(100.0) and kept["mrr@10"] == pytest.approx(75.0)  # q1 itself ranks 1st
-    run = (RunPaths(load_config(None, [*common, "name=a"])).eval / "run.trec").read_text().split("\n")
+    run = gzip.decompress((RunPaths(load_config(None, [*common, "name=a"])).eval / "run.trec.gz").read_bytes()).decode()
+    run = run.split("\n")
     assert not any(line.startswith("q1 Q0 q1 ") for line in run)
 
 

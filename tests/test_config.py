@@ -166,6 +166,16 @@ def test_every_key_names_the_stage_that_reads_it_and_says_what_it_does():
     assert [k.name for k in listed] == list(leaves(RunConfig()))  # every leaf, once, in schema order
 
 
+def test_the_config_command_offers_every_stage_a_key_can_name():
+    # the parser lists the stages itself (importing the schema would load omegaconf for --help): they must agree
+    from bprlab.cli.parser import build_parser
+    from bprlab.config.schema import STAGES
+
+    config = build_parser()._subparsers._group_actions[0].choices["config"]
+    stage = next(a for a in config._actions if a.dest == "stage")
+    assert tuple(stage.choices) == STAGES
+
+
 def test_config_command_prints_each_key_with_its_stage_and_explains_one(capsys):
     from bprlab.cli.main import main
 

@@ -135,6 +135,27 @@ def test_a_read_only_run_folder_is_one_line(tiny_overrides, tmp_path, capsys):
         os.chmod(runs, 0o755)
 
 
+def test_a_full_disk_is_one_line_naming_the_file_and_other_os_errors_are_not_hidden(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import bprlab.cli.main as cli
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/x/checkpoints/last.ckpt")
+
+    monkeypatch.setattr(cli, "_dispatch", full)
+    code = main(["train", str(_empty(tmp_path))])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "no space left" in err[0] and "last.ckpt" in err[0]
+
+    def broken(args):
+        raise OSError(errno.EIO, "Input/output error", "x")
+
+    monkeypatch.setattr(cli, "_dispatch", broken)
+    with pytest.raises(OSError, match="Input/output"):
+        main(["train", str(_empty(tmp_path))])
+
+
 def test_a_validation_interval_beyond_the_epoch_is_a_config_error(tiny_overrides, tmp_path, capsys):
     code = main(["train", str(_empty(tmp_path)), *tiny_overrides, "name=vci", "train.val_check_interval=50"])
     err = capsys.readouterr().err

@@ -54,6 +54,26 @@ def test_killed_run_resumes_from_last_with_beta_continuing(tiny_overrides):
     assert [s for s, _ in second.seen] == [3, 4, 5] and summary["global_step"] == 6
 
 
+def test_a_finished_run_can_keep_only_its_weights_and_then_refuses_to_resume_by_name(tiny_overrides):
+    import torch
+
+    from bprlab.errors import StageError
+
+    kept = load_config(None, [*tiny_overrides, "name=kept", "method=bpr"])
+    lean = load_config(None, [*tiny_overrides, "name=lean", "method=bpr", "train.keep_resume_state=false"])
+    train(kept)
+    summary = train(lean)
+    full = torch.load(RunPaths(kept).last_checkpoint, map_location="cpu", weights_only=False)
+    weights = torch.load(RunPaths(lean).last_checkpoint, map_location="cpu", weights_only=False)
+    assert "optimizer_states" in full and "optimizer_states" not in weights
+    assert all(torch.equal(full["state_dict"][k], v) for k, v in weights["state_dict"].items())  # same seed, same run
+    assert set(weights["state_dict"]) == set(full["state_dict"])
+    assert train(lean) == summary  # finished: nothing resumes, nothing trains
+    RunPaths(lean).train_summary.unlink()
+    with pytest.raises(StageError, match="keep_resume_state=false.*--force"):
+        train(lean)
+
+
 class Batches(Recorder):
     """What each step trained on (its question token ids)."""
 

@@ -7,6 +7,7 @@ record, a missing stage output) print one line naming the file and key or record
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -43,6 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bprlab: error: {exc.filename or exc}: permission denied (bprlab writes runs/ and data/ beside the "
               "experiment; run it where you can write, or set runs_root= / data.root=)", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        print(f"bprlab: error: no space left on the device{' writing ' + str(exc.filename) if exc.filename else ''}. "
+              "Finished stages and table units are kept: free space and run the same command again to resume. "
+              "Many runs: train.keep_resume_state=false keeps a finished run's weights without its optimizer state",
+              file=sys.stderr)
+        return 1
 
 
 def _quiet_libraries() -> None:

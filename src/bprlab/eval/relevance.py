@@ -12,6 +12,9 @@ like the answer-string top-k.
 
 from __future__ import annotations
 
+import gzip
+import io
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -78,9 +81,25 @@ def per_query_relevance(questions: Sequence[QARecord], entries: list[tuple]) -> 
     return out
 
 
+TREC_RUN = "run.trec.gz"  # each evaluation's run file: `zcat` it for trec_eval
+
+
 def write_trec_run(path: str | Path, entries: list[tuple], tag: str) -> None:
-    """TREC run format: `query_id Q0 doc_id rank score tag`, one line per retrieved document."""
+    """TREC run format: `query_id Q0 doc_id rank score tag`, one line per retrieved document. A path ending in .gz
+    is gzip-compressed (no name or time in the header, so the same run gives the same bytes): at depth 1000 a
+    BEIR-sized query set is a 100 MB text, and every evaluation keeps one."""
     tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in tag) or "bprlab"
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, _text_writer(tmp, str(path).endswith(".gz")) as handle:
         for qid, doc, rank, score in entries:
             handle.write(f"{qid} Q0 {doc} {rank} {score:.6f} {tag}\n")
+
+
+@contextmanager
+def _text_writer(path: Path, compressed: bool):
+    if not compressed:
+        with open(path, "w", encoding="utf-8") as handle:
+            yield handle
+        return
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", compresslevel=1, fileobj=raw, mtime=0) as packed:
+        with io.TextIOWrapper(packed, encoding="utf-8") as handle:
+            yield handle

@@ -27,7 +27,7 @@ from bprlab.data.records import QARecord
 from bprlab.errors import StageError
 from bprlab.eval.metrics import top_k_accuracy
 from bprlab.eval.outcomes import CLUSTER, CLUSTER_UNIT, QUERY_PREFIX, STAGE_FIRST, question_digest
-from bprlab.eval.relevance import DEPTH, per_query_relevance, run_entries, summarize_relevance, write_trec_run
+from bprlab.eval.relevance import DEPTH, TREC_RUN, per_query_relevance, run_entries, summarize_relevance, write_trec_run
 from bprlab.eval.stage import first_found, stage_depth, stage_metrics
 from bprlab.index.base import SearchResult, SearchStats, load_index
 from bprlab.runs import RunPaths, search_tag
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: RunConfig) -> dict:
-    """Writes <run>/eval/<weights>-<search>/ (metrics.json, retrieval.npz, run.trec) and returns the metrics."""
+    """Writes <run>/eval/<weights>-<search>/ (metrics.json, retrieval.npz, run.trec.gz) and returns the metrics."""
     paths, data = RunPaths(cfg), data_paths(cfg.data)
     index, meta = load_index(cfg.index, paths.index)
     store = PassageStore.open(data.passages)
@@ -86,7 +86,7 @@ def evaluate(cfg: RunConfig) -> dict:
                      if clusters else {}),
                   **({STAGE_FIRST: first_stage} if first_stage is not None else {})}
         np.savez_compressed(tmp / "retrieval.npz", **arrays)
-        write_trec_run(tmp / "run.trec", entries, f"{cfg.name}-{search_tag(cfg.index)}")
+        write_trec_run(tmp / TREC_RUN, entries, f"{cfg.name}-{search_tag(cfg.index)}")
         write_json(tmp / "metrics.json", metrics)
     return metrics
 

@@ -162,8 +162,9 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     resume = _resume_point(paths, cfg)
     try:
         _fit(trainer, module, datamodule, resume, cfg)
-        # last.ckpt is the final state whatever the step-based saving cadence was (all ranks call; rank 0 writes)
-        trainer.save_checkpoint(paths.last_checkpoint, weights_only=False)  # full state: resumable
+        # last.ckpt is the final state whatever the step-based saving cadence was (all ranks call; rank 0 writes);
+        # a finished run only resumes if train.json is lost, so its optimizer state may go (train.keep_resume_state)
+        trainer.save_checkpoint(paths.last_checkpoint, weights_only=not cfg.train.keep_resume_state)
     finally:
         _finish_logger(trainer)
     summary = {
@@ -192,9 +193,20 @@ def _resume_point(paths: RunPaths, cfg: RunConfig) -> Path | None:
     if resume and not zipfile.is_zipfile(resume):  # torch writes zip archives: a truncated or zero-byte file is not
         raise StageError(f"{resume}: damaged (truncated or empty), so training cannot resume from it; move it aside "
                          "to resume from nothing, or start over with `bprlab train <experiment.yaml> --force`")
+    if resume and _weights_only(resume):
+        raise StageError(f"{resume}: the weights of a finished run without its optimizer state "
+                         "(train.keep_resume_state=false), and train.json is missing, so training cannot resume from "
+                         "it; start over with `bprlab train <experiment.yaml> --force`")
     if resume:
         log.info("resuming from %s", resume)
     return resume
+
+
+def _weights_only(checkpoint: Path) -> bool:
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=False)  # mapped: nothing read in full
+    return "optimizer_states" not in state
 
 
 def _fit(trainer: pl.Trainer, module, datamodule, resume: Path | None, cfg: RunConfig) -> None:

@@ -178,6 +178,13 @@ def test_a_truncated_resume_checkpoint_or_shard_names_the_file_and_the_command(t
     assert main(["train", str(_empty(tmp_path)), *args]) == 2
     err = capsys.readouterr().err
     assert "last.ckpt: damaged (truncated or empty)" in err and "--force" in err
+    import zipfile
+
+    with zipfile.ZipFile(paths.last_checkpoint, "w") as archive:  # a zip whose pickle is not one
+        archive.writestr("last/data.pkl", b"not a pickle")
+    assert main(["train", str(_empty(tmp_path)), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "last.ckpt: damaged (" in err[0] and "--force" in err[0]
 
 
 def test_a_write_killed_midway_leaves_no_folder_behind_after_the_next_write(tmp_path):

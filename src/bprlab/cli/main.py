@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
+        # the file is named when the error carries it (a write() or flush() on a full disk usually does not)
         print(f"bprlab: error: no space left on the device{' writing ' + str(exc.filename) if exc.filename else ''}. "
               "Finished stages and table units are kept: free space and run the same command again to resume. "
               "Many runs: train.keep_resume_state=false keeps a finished run's weights without its optimizer state",

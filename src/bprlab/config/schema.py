@@ -190,9 +190,10 @@ class TrainConfig:
                                                                            "(what a killed run resumes from)")
     log_every_n_steps: int = key(10, stage="none", help="logging interval")
     resume: bool = key(True, stage="none", help="continue from <run_dir>/checkpoints/last.ckpt when it exists")
-    keep_resume_state: bool = key(True, stage="none", help="a finished run's last.ckpt keeps the optimizer and loop "
-                                                           "state (3x the weights' size); false: the weights only, "
-                                                           "for studies of many runs (make ablations)")
+    keep_resume_state: bool = key(True, stage="none", help="a finished run's last.ckpt keeps the optimizer, scheduler "
+                                                           "and callback state (3x the weights' size); false: they go "
+                                                           "once train.json is written, for studies of many runs "
+                                                           "(make ablations)")
     deterministic: bool = key(False, stage="none", help="torch deterministic algorithms (slower; same numbers on "
                                                         "one machine either way on the CPU)")
 

@@ -162,9 +162,8 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     resume = _resume_point(paths, cfg)
     try:
         _fit(trainer, module, datamodule, resume, cfg)
-        # last.ckpt is the final state whatever the step-based saving cadence was (all ranks call; rank 0 writes);
-        # a finished run only resumes if train.json is lost, so its optimizer state may go (train.keep_resume_state)
-        trainer.save_checkpoint(paths.last_checkpoint, weights_only=not cfg.train.keep_resume_state)
+        # last.ckpt is the final state whatever the step-based saving cadence was (all ranks call; rank 0 writes)
+        trainer.save_checkpoint(paths.last_checkpoint, weights_only=False)  # full state: resumable
     finally:
         _finish_logger(trainer)
     summary = {
@@ -182,6 +181,8 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     if trainer.is_global_zero:
         write_json(paths.train_summary, summary)
     trainer.strategy.barrier()  # later stages on every rank read train.json
+    if not cfg.train.keep_resume_state:  # finished and recorded: a kill before this line leaves a resumable file
+        trainer.save_checkpoint(paths.last_checkpoint, weights_only=True)
     if slurm.signalled():  # SLURM's warning came after the last step: training is done, the rest resumes
         slurm.requeue()
     return summary
@@ -205,7 +206,12 @@ def _resume_point(paths: RunPaths, cfg: RunConfig) -> Path | None:
 def _weights_only(checkpoint: Path) -> bool:
     import torch
 
-    state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=False)  # mapped: nothing read in full
+    try:
+        state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=False)  # mapped: not read in full
+    except Exception as exc:  # a zip whose records are damaged
+        raise StageError(f"{checkpoint}: damaged ({type(exc).__name__}: {exc}), so training cannot resume from it; "
+                         "move it aside to resume from nothing, or start over with `bprlab train "
+                         "<experiment.yaml> --force`") from None
     return "optimizer_states" not in state
 
 

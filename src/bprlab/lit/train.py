@@ -192,8 +192,7 @@ def _resume_point(paths: RunPaths, cfg: RunConfig) -> Path | None:
     """last.ckpt when training resumes from it; a damaged one is an error, not a silent restart."""
     resume = paths.last_checkpoint if cfg.train.resume and paths.last_checkpoint.is_file() else None
     if resume and not zipfile.is_zipfile(resume):  # torch writes zip archives: a truncated or zero-byte file is not
-        raise StageError(f"{resume}: damaged (truncated or empty), so training cannot resume from it; move it aside "
-                         "to resume from nothing, or start over with `bprlab train <experiment.yaml> --force`")
+        raise _damaged(resume, "truncated or empty")
     if resume and _weights_only(resume):
         raise StageError(f"{resume}: the weights of a finished run without its optimizer state "
                          "(train.keep_resume_state=false), and train.json is missing, so training cannot resume from "
@@ -203,15 +202,18 @@ def _resume_point(paths: RunPaths, cfg: RunConfig) -> Path | None:
     return resume
 
 
+def _damaged(checkpoint: Path, why: str) -> StageError:
+    return StageError(f"{checkpoint}: damaged ({why}), so training cannot resume from it; move it aside to resume "
+                      "from nothing, or start over with `bprlab train <experiment.yaml> --force`")
+
+
 def _weights_only(checkpoint: Path) -> bool:
     import torch
 
     try:
         state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=False)  # mapped: not read in full
-    except Exception as exc:  # a zip whose records are damaged
-        raise StageError(f"{checkpoint}: damaged ({type(exc).__name__}: {exc}), so training cannot resume from it; "
-                         "move it aside to resume from nothing, or start over with `bprlab train "
-                         "<experiment.yaml> --force`") from None
+    except Exception as exc:  # noqa: BLE001 - a zip whose records are damaged fails in many ways
+        raise _damaged(checkpoint, f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}") from None
     return "optimizer_states" not in state
 
 

@@ -20,7 +20,11 @@ class ResumableLoader(DataLoader):
     """An epoch's training loader as Lightning resumes it part-way (it calls `state_dict` when it saves a checkpoint
     and `load_state_dict` before the resumed epoch's first batch): the epoch it was made for and the batches already
     trained, so a resumed run trains on the rest of that epoch's permutation (bprlab.data.sampling.EpochShuffle).
-    Every rank trains the same number of batches, so rank 0's state (the one a checkpoint keeps) serves them all."""
+
+    Every rank trains the same number of batches, so rank 0's state (the one a checkpoint keeps) serves them all.
+    Ranks take the permutation interleaved, so the samples trained so far are its first `samples` (batches x batch
+    size x ranks) whatever the number of ranks: a run resumed on another number skips that prefix, and only the
+    rounding of `samples` over the new ranks can train a sample twice or leave one out."""
 
     def __init__(self, *args, epoch: int = 0, trainer=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -29,11 +33,13 @@ class ResumableLoader(DataLoader):
     def state_dict(self) -> dict:
         if self._trainer is None:
             return {}
-        return {"epoch": self.epoch, "batches": self._trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+        batches = self._trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": self.epoch, "batches": batches, "samples": batches * self.batch_size * self._trainer.world_size}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("epoch") == self.epoch and state.get("batches"):  # this loader's epoch stopped part-way
-            self.sampler.resume(state["batches"] * self.batch_size)
+            samples = state.get("samples", state["batches"] * self.batch_size)  # without it: one process saved it
+            self.sampler.resume(samples // self.sampler.num_replicas)
 
 
 class RetrieverDataModule(pl.LightningDataModule):
@@ -80,6 +86,10 @@ class RetrieverDataModule(pl.LightningDataModule):
                                collate_fn=self.collator, num_workers=workers, persistent_workers=False,
                                pin_memory=self.cfg.train.accelerator != "cpu",
                                generator=epoch_generator(self.cfg.seed, epoch), epoch=epoch, trainer=self.trainer)
+
+    def train_batches(self, world: int) -> int:
+        """Training batches per epoch on each rank: its share of the epoch's order (EpochShuffle), in full batches."""
+        return len(self.train_records) // world // self.cfg.train.batch_size
 
     def val_dataloader(self) -> DataLoader:
         data = self.cfg.data

@@ -214,13 +214,19 @@ def _when(condition, timeout: float) -> bool:
 
 
 @cluster
-def test_a_requeued_job_continues_its_run_and_its_wandb_history(tiny_overrides, tmp_path):
+def test_a_requeued_job_continues_its_run_and_its_wandb_history(tiny_overrides, tiny_data, tmp_path):
     """SIGUSR1 (sbatch --signal=SIGUSR1@90) reaches both ranks mid-training: they stop together at a step
     boundary, last.ckpt is saved, `scontrol requeue <job>` is asked, no train.json; the job started again resumes
-    at the next step, with the same W&B run, and ends with the weights of a job never interrupted."""
+    at the next step, with the same W&B run, and ends with the weights of a job never interrupted. The 40 steps are
+    one epoch (80 questions, 1 per rank and step), so the stop is part-way through it, as a requeue on a real
+    dataset is: each rank must go on with its own share of that epoch's order."""
     env, requeues = _fake_scontrol(tmp_path)
     env["WANDB_MODE"] = "offline"
-    args = _train_args(tmp_path, tiny_overrides, "requeued", 40, "train.checkpoint_every_n_steps=1", "logger=wandb")
+    one_epoch = tmp_path / "train-x10.json"
+    one_epoch.write_text(json.dumps(json.loads(Path(tiny_data["train"]).read_text()) * 10))
+    long = (f"data.train_file={one_epoch}", "train.batch_size=1", "train.epochs=1")
+    args = _train_args(tmp_path, tiny_overrides, "requeued", 40, *long, "train.checkpoint_every_n_steps=1",
+                       "logger=wandb")
     run = tmp_path / "runs" / "requeued"
     tasks = srun(2, args, logs=tmp_path / "logs", env=env, job_id=777)
     assert _when(lambda: (run / "checkpoints" / "last.ckpt").is_file(), 240), _logs(tasks)
@@ -236,7 +242,8 @@ def test_a_requeued_job_continues_its_run_and_its_wandb_history(tiny_overrides, 
     assert wait(tasks, timeout=300) == [0, 0], _logs(tasks)
     assert "resuming from" in tasks[0].log.read_text()
     assert json.loads((run / "train.json").read_text())["global_step"] == 40
-    whole = srun(2, _train_args(tmp_path, tiny_overrides, "whole", 40), logs=tmp_path / "logs-whole", job_id=778)
+    whole = srun(2, _train_args(tmp_path, tiny_overrides, "whole", 40, *long), logs=tmp_path / "logs-whole",
+                 job_id=778)
     assert wait(whole, timeout=300) == [0, 0], _logs(whole)
     assert _same_weights(_weights(run), _weights(tmp_path / "runs" / "whole"))
     segments = sorted((run / "wandb").glob("offline-run-*"))

@@ -152,6 +152,28 @@ def test_save_load_roundtrip(vectors, tmp_path, cfg):
     assert meta["index_bytes"] == loaded_meta["index_bytes"] > 0
 
 
+@pytest.mark.parametrize("cfg", [IndexConfig(kind=IndexKind.flat), IndexConfig(kind=IndexKind.binary_flat)])
+def test_a_faiss_file_is_faiss_format_and_a_full_disk_is_an_os_error_not_a_truncated_file(vectors, tmp_path, cfg):
+    """faiss's own writer prints a full disk at close and returns, leaving a truncated file; /dev/full fails every write."""
+    import errno
+    import os
+
+    import faiss
+
+    passages, questions = vectors
+    index = build(cfg, passages)
+    index.write_faiss(tmp_path / "x.faissindex")
+    loaded = type(index).read_faiss(cfg, tmp_path / "x.faissindex")
+    assert np.array_equal(index.search(questions, K).rows, loaded.search(questions, K).rows)
+    read = faiss.read_index_binary if cfg.kind == IndexKind.binary_flat else faiss.read_index
+    assert read(str(tmp_path / "x.faissindex")).ntotal == N
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    with pytest.raises(OSError) as raised:
+        index.write_faiss("/dev/full")
+    assert raised.value.errno == errno.ENOSPC
+
+
 def test_binary_code_is_one_32nd_of_float(vectors):
     passages, _ = vectors
     flat = build(IndexConfig(kind=IndexKind.flat), passages)

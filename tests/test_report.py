@@ -178,6 +178,23 @@ def _curve_row(method, top, ranks):
             "curve": {"step": [25, 75, 300], "val/avg_rank": ranks}}
 
 
+def test_where_a_curve_flattens_is_read_by_the_declared_rule_and_a_steady_fall_is_not_flat():
+    from bprlab.report.curve_note import flattening
+
+    steps = list(range(25, 325, 25))
+    settling = [20, 16, 14, 13, 12.5, 10, 10.2, 9.8, 10.1, 9.9, 10.0, 10.1]
+    # end level mean(9.9, 10.0, 10.1) = 10.0; second differences of the second half 0.7, -0.5, 0.3, 0.0: median 0.4,
+    # noise 0.4 / (0.6745 sqrt 6) = 0.24, band ±0.73: 12.5 at step 125 is out, 10 at step 150 and after are in
+    line = flattening({"method": "m", "curve": {"step": steps, "val/avg_rank": settling}}, 75)
+    assert "settles at 10.0" in line and "flat from step 150, after the budget" in line and "±0.7" in line
+    assert "at 75 steps (14.0) 60% of its fall from step 25 (20.0)" in line
+    assert "at or before the budget" in flattening({"method": "m", "curve": {"step": steps, "val/avg_rank": settling}},
+                                                   150)
+    falling = [30 - 2 * i for i in range(12)]  # neighbouring changes of 2 are trend, not noise
+    assert "not yet flat" in flattening({"method": "m", "curve": {"step": steps, "val/avg_rank": falling}}, 75)
+    assert flattening({"method": "m", "curve": {"step": steps[:5], "val/avg_rank": settling[:5]}}, 75) is None
+
+
 def test_the_curve_note_reads_each_row_against_its_budget_model_and_the_declared_gap():
     from bprlab.report.curve_note import curve_note
 
@@ -192,8 +209,7 @@ def test_the_curve_note_reads_each_row_against_its_budget_model_and_the_declared
                                                                                       "top20": 90.0}}}]},
               {"run_name": "abl-c", "rows": [{"method": "b128", "per_seed": {"43": budget_model}}]}]
     note = curve_note(table, tables)
-    assert ("- dpr-300 (seed 42) against abl-a/dpr at 75 steps: test top-1 / 5 / 20 +5.0 / +5.0 / +2.0 points; "
-            "validation average rank 9.5 at step 75, 8.0 at step 300.") in note
+    assert "- dpr-300 (seed 42) against abl-a/dpr at 75 steps: test top-1 / 5 / 20 +5.0 / +5.0 / +2.0 points." in note
     assert "- bpr-128-300: abl-c/b128 has no seed 42; no comparison." in note
     # the declared pair, not whichever rows came first: 93 - 90 = +3.0 at the budget, 95 - 91 = +4.0 after
     assert "top-20 gap dpr-300 − bpr-300: +3.0 at 75 steps, +4.0 after the longer run: the budget understates" in note

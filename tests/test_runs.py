@@ -148,6 +148,14 @@ def test_a_full_disk_is_one_line_naming_the_file_and_other_os_errors_are_not_hid
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "no space left" in err[0] and "last.ckpt" in err[0]
 
+    def quota(args):  # a cluster's per-user quota: the same remedy
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+    monkeypatch.setattr(cli, "_dispatch", quota)
+    code = main(["train", str(_empty(tmp_path))])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "quota" in err[0] and "same command" in err[0]
+
     def broken(args):
         raise OSError(errno.EIO, "Input/output error", "x")
 

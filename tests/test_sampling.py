@@ -51,3 +51,45 @@ def test_an_epochs_order_comes_from_seed_and_epoch_alone_and_continues_part_way(
     resumed = EpochShuffle(50, seed=7, epoch=0)
     resumed.resume(20)
     assert list(resumed) == first[20:] and list(resumed) == first  # the skip applies to one pass
+
+
+def test_ranks_share_one_epoch_order_and_a_resumed_rank_skips_only_its_own_trained_samples():
+    """Under DDP every rank takes every w-th sample of the one (seed, epoch) permutation, as many on each rank, and
+    Lightning keeps the sampler as it is (it wraps any sampler that is not a DistributedSampler, and its own order
+    would restart a resumed epoch from its first batch)."""
+    from torch.utils.data import DistributedSampler
+
+    from bprlab.data.sampling import EpochShuffle
+
+    whole = list(EpochShuffle(50, seed=7, epoch=3))
+    shares = [list(EpochShuffle(50, seed=7, epoch=3, rank=r, world=4)) for r in range(4)]
+    assert [len(s) for s in shares] == [12] * 4 and len(EpochShuffle(50, 7, 3, rank=1, world=4)) == 12
+    assert [shares[i % 4][i // 4] for i in range(48)] == whole[:48]  # interleaved, the last 50 % 4 left out
+    assert isinstance(EpochShuffle(50, 7, 3, rank=1, world=4), DistributedSampler)
+    resumed = EpochShuffle(50, seed=7, epoch=3, rank=2, world=4)
+    resumed.set_epoch(9)  # Lightning's call at each epoch: the loader was built for its epoch, which stays
+    resumed.resume(5)  # 5 batches of 1 trained on every rank
+    assert list(resumed) == shares[2][5:] and list(resumed) == shares[2]
+
+
+def test_a_position_saved_on_some_ranks_resumes_on_others_past_the_same_prefix_of_the_epochs_order():
+    """2 ranks trained 3 batches of 2: the permutation's first 12 samples. Resumed on 4 ranks (or 1), each skips its
+    own share of that prefix; a checkpoint of one process (no `samples` key) skips batches x batch size."""
+    from bprlab.data.sampling import EpochShuffle
+    from bprlab.lit.datamodule import ResumableLoader
+
+    whole = list(EpochShuffle(50, seed=7, epoch=0))
+    for world in (1, 4):
+        rest = []
+        for rank in range(world):
+            loader = ResumableLoader(range(50), batch_size=2, sampler=EpochShuffle(50, 7, 0, rank, world), epoch=0)
+            loader.load_state_dict({"epoch": 0, "batches": 3, "samples": 12})
+            rest += list(loader.sampler)
+        assert sorted(rest) == sorted(whole[12: 12 + len(rest)]) and len(rest) == 50 // world * world - 12
+    single = ResumableLoader(range(50), batch_size=2, sampler=EpochShuffle(50, 7, 0), epoch=0)
+    single.load_state_dict({"epoch": 0, "batches": 3})
+    assert list(single.sampler) == whole[6:]
+    other_epoch = ResumableLoader(range(50), batch_size=2, sampler=EpochShuffle(50, 7, 1), epoch=1)
+    other_epoch.load_state_dict({"epoch": 0, "batches": 3, "samples": 6})  # the saved epoch had ended
+    assert len(list(other_epoch.sampler)) == 50
+

@@ -1,5 +1,5 @@
-"""Intervals, paired randomization tests and Holm's correction (bprlab.report.stats), the aggregation of a table's
-seeds and rows (bprlab.report.aggregate), and the claims' verdicts (bprlab.report.claims)."""
+"""Intervals, paired randomization tests and Holm's correction (bprlab.report.stats, bprlab.report.signflip), the
+aggregation of a table's seeds and rows (bprlab.report.aggregate), and the claims' verdicts (bprlab.report.claims)."""
 
 import numpy as np
 import pytest
@@ -9,6 +9,7 @@ from bprlab.eval.outcomes import first_hits, outcome_vector
 from bprlab.report.aggregate import aggregate_row, compare_rows
 from bprlab.report.claims import verdict
 from bprlab.report.power import design_power, mde
+from bprlab.report.signflip import sign_flip_test
 from bprlab.report.stats import (
     RESAMPLES,
     Combined,
@@ -18,7 +19,6 @@ from bprlab.report.stats import (
     paired_t_over_seeds,
     question_variance,
     seed_interval,
-    sign_flip_test,
 )
 
 
@@ -174,7 +174,7 @@ def test_seeds_needed_shrink_the_training_and_interaction_terms_only():
 
 
 def test_drawn_sign_flips_agree_with_the_exact_count():
-    from bprlab.report import stats as module
+    from bprlab.report import signflip as module
 
     d = np.array([3, -1, 2, 2, -3, 1, 1, 2, -1, 1] * 8, dtype=float)
     exact = sign_flip_test(d)

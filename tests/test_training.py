@@ -89,6 +89,7 @@ def _weights(cfg):
 
 
 @pytest.mark.parametrize("crash_at, extra", [
+    (1, []),  # part-way through the first epoch (the whole of a one-epoch run such as the ablations')
     (3, []),  # mid-epoch: 2 steps an epoch, step 3 is the second batch of epoch 1
     (2, []),  # at an epoch's start: the checkpoint is the previous epoch's last step, validation came after it
     (3, ["train.val_check_interval=1"]),  # a validation after every step, the saved one's included
@@ -111,6 +112,27 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tiny_overri
     assert first.seen + second.seen == straight.seen  # the same batches, in the same order
     ours, theirs = _weights(resumed_cfg), _weights(straight_cfg)
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+@pytest.mark.parametrize("extra", [
+    [],  # 3 epochs of 2 batches
+    ["train.epochs=1", "train.max_steps=1"],  # one epoch cut short (the trainer's limit_train_batches)
+    ["train.accumulate_grad_batches=3", "train.epochs=2"],  # an epoch's short last accumulation still steps
+    ["train.max_steps=5"],
+])
+def test_the_schedule_is_as_long_as_lightnings_count_without_building_the_loader_first(tiny_overrides, extra):
+    """The LR schedule's length comes from the training set's size (lit.modules.optimizer_steps), not from
+    Lightning's estimate, which builds the train loader before a checkpoint is restored; it must count the same."""
+    from bprlab.lit.modules import optimizer_steps
+
+    class Count(pl.Callback):
+        def on_train_start(self, trainer, module):  # the loader exists by now: Lightning's estimate builds nothing
+            self.ours, self.lightnings = optimizer_steps(trainer), trainer.estimated_stepping_batches
+
+    count = Count()
+    cfg = load_config(None, [*tiny_overrides, "method=dpr", "train.epochs=3", "name=count", *extra])
+    train(cfg, extra_callbacks=[count])
+    assert count.ours == count.lightnings > 0
 
 
 def test_config_typo_exits_2_with_one_line(capsys, tmp_path):

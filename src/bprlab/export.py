@@ -119,8 +119,9 @@ def _write_towers(folder: Path, model, trained: RunConfig, tokenizer) -> None:
                                     trained.model.normalize, length)
     check_sentence_transformers(folder / "question_encoder", model.question_tower, collator)
     if model.question_tower.projection is not None:
-        torch.save({"question": model.question_tower.projection.state_dict(),
-                    "passage": model.passage_tower.projection.state_dict()}, folder / "projection.pt")
+        with open(folder / "projection.pt", "wb") as handle:  # a path would make a full disk a RuntimeError
+            torch.save({"question": model.question_tower.projection.state_dict(),
+                        "passage": model.passage_tower.projection.state_dict()}, handle)
 
 
 PROBE_QUESTIONS = ["who wrote the declaration of independence", "what is the capital of norway"]

@@ -45,10 +45,11 @@ def main(argv: list[str] | None = None) -> int:
               "experiment; run it where you can write, or set runs_root= / data.root=)", file=sys.stderr)
         return 2
     except OSError as exc:
-        if exc.errno != errno.ENOSPC:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         # the file is named when the error carries it (a write() or flush() on a full disk usually does not)
-        print(f"bprlab: error: no space left on the device{' writing ' + str(exc.filename) if exc.filename else ''}. "
+        full = "no space left on the device" if exc.errno == errno.ENOSPC else "the disk quota is spent"
+        print(f"bprlab: error: {full}{' writing ' + str(exc.filename) if exc.filename else ''}. "
               "Finished stages and table units are kept: free space and run the same command again to resume. "
               "Many runs: train.keep_resume_state=false keeps a finished run's weights without its optimizer state",
               file=sys.stderr)

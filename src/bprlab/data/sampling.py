@@ -14,7 +14,7 @@ import random
 from typing import Sequence
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler
 
 from bprlab.data.collate import Sample
 from bprlab.data.records import BiencoderRecord, Passage
@@ -81,25 +81,37 @@ class BiencoderSamples(Dataset):
         return chosen
 
 
-class EpochShuffle(Sampler[int]):
+class EpochShuffle(DistributedSampler):
     """An epoch's order of the training samples: a permutation drawn from (seed, epoch) alone, never from the global
     random generator (which then serves dropout only), so a run killed part-way through an epoch and resumed trains
-    on the rest of the same permutation (`resume(skip)`), and validation or a resume in between changes nothing."""
+    on the rest of the same permutation (`resume(skip)`), and validation or a resume in between changes nothing.
 
-    def __init__(self, size: int, seed: int, epoch: int):
-        self.size, self.seed, self.epoch = size, seed, epoch
+    Under DDP, rank r of w takes every w-th sample of that permutation from position r, the same number on every
+    rank (size // w; the last size % w samples of the epoch's order are left out, as DistributedSampler does with
+    drop_last), so a resumed rank skips its own samples already trained. It is a DistributedSampler so that
+    Lightning uses it as it is and does not wrap it in its own, whose order a mid-epoch resume would restart."""
+
+    def __init__(self, size: int, seed: int, epoch: int, rank: int = 0, world: int = 1):
+        # the parent's bookkeeping (num_replicas, rank, epoch, seed) for whoever reads it; the order is ours
+        super().__init__(range(size), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.size, self.epoch = size, epoch
         self._skip = 0
 
+    def set_epoch(self, epoch: int) -> None:
+        """The loader is built for one epoch (reload_dataloaders_every_n_epochs=1): its epoch is fixed then."""
+
     def resume(self, skip: int) -> None:
-        """The next pass starts `skip` indices in (the batches already trained); later passes start at 0."""
+        """The next pass starts `skip` of this rank's indices in (the batches already trained); later passes start
+        at 0."""
         self._skip = int(skip)
 
     def __iter__(self):
         skip, self._skip = self._skip, 0
-        yield from torch.randperm(self.size, generator=epoch_generator(self.seed, self.epoch)).tolist()[skip:]
+        order = torch.randperm(self.size, generator=epoch_generator(self.seed, self.epoch)).tolist()
+        yield from order[self.rank: len(self) * self.num_replicas: self.num_replicas][skip:]
 
     def __len__(self) -> int:
-        return self.size
+        return self.size // self.num_replicas
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

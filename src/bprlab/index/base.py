@@ -154,6 +154,17 @@ def load_index(cfg: IndexConfig, directory: str | Path) -> tuple[RetrievalIndex,
                          "rebuild them with `bprlab index <experiment.yaml> --force`") from None
 
 
+def write_faiss_file(index, path: str | Path) -> None:
+    """Write a faiss index (float or binary) through a Python file object. faiss's own file writer reports a full disk
+    as a RuntimeError, or only prints it when the error comes at close and leaves a truncated file behind; through
+    Python both surface as OSError(ENOSPC), which the CLI reports in one line. The bytes are faiss's own format."""
+    import faiss
+
+    write = faiss.write_index_binary if isinstance(index, faiss.IndexBinary) else faiss.write_index
+    with open(path, "wb") as handle:
+        write(index, faiss.PyCallbackIOWriter(handle.write))
+
+
 def top_k(scores: np.ndarray, rows: np.ndarray, k: int) -> SearchResult:
     """Keep the k best of each row of `scores` (Q, M), highest first; rows == -1 never win."""
     scores = np.where(rows < 0, -np.inf, scores).astype(np.float32)

@@ -27,7 +27,7 @@ from bprlab.config.enums import IndexKind, SearchBackend
 from bprlab.config.schema import IndexConfig
 from bprlab.core.scoring import inner_product_from_hamming
 from bprlab.errors import ConfigError, StageError
-from bprlab.index.base import SearchResult, SearchStats, checked_vectors, empty_result, top_k
+from bprlab.index.base import SearchResult, SearchStats, checked_vectors, empty_result, top_k, write_faiss_file
 from bprlab.index.binary_search import FaissSearch, HashSettings, NativeSearch, Search, TorchSearch
 from bprlab.index.kernels.buckets import BucketTable, slice_keys
 
@@ -228,7 +228,7 @@ class BinaryIndex:
         codes = np.ascontiguousarray(self.codes)
         flat = faiss.IndexBinaryFlat(self.dim)
         flat.add(codes)
-        faiss.write_index_binary(flat, str(path))
+        write_faiss_file(flat, path)
 
     @classmethod
     def read_faiss(cls, cfg: IndexConfig, path: Path) -> "BinaryIndex":

@@ -28,7 +28,7 @@ import numpy as np
 from bprlab.config.enums import IndexKind, Rotation
 from bprlab.config.schema import IndexConfig
 from bprlab.errors import ConfigError, StageError
-from bprlab.index.base import SearchResult, SearchStats, checked_vectors, empty_result
+from bprlab.index.base import SearchResult, SearchStats, checked_vectors, empty_result, write_faiss_file
 from bprlab.index.threads import faiss_threads
 
 FILE = "faiss.index"
@@ -177,14 +177,14 @@ class FaissIndex:
             return round(len(faiss.serialize_index(self.base)) / max(1, self.ntotal))
 
     def save_files(self, directory: Path) -> None:
-        faiss.write_index(self.index, str(directory / FILE))
+        write_faiss_file(self.index, directory / FILE)
 
     @classmethod
     def load_files(cls, cfg: IndexConfig, meta: dict, directory: Path) -> "FaissIndex":
         return cls(faiss.read_index(str(directory / FILE)), cfg)
 
     def write_faiss(self, path: Path) -> None:
-        faiss.write_index(self.index, str(path))
+        write_faiss_file(self.index, path)
 
     @classmethod
     def read_faiss(cls, cfg: IndexConfig, path: Path) -> "FaissIndex":

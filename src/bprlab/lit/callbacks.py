@@ -41,8 +41,7 @@ class RandomState(pl.Callback):
     in eval mode): a killed and resumed run ends with the weights of an uninterrupted one. Under DDP each rank's
     generators are its own (its batches differ, so its dropout draws do): every rank's states are gathered into
     the checkpoint rank 0 writes, and each rank takes its own back when the job resumes on as many ranks (on another
-    number they start fresh). Under DDP the loader's position is dropped (Lightning's distributed sampler keeps
-    none), so a DDP run resumes exactly at an epoch boundary; a checkpoint made on one device resumes on several.
+    number they start fresh). The loader's position is the loader's own (bprlab.lit.datamodule.ResumableLoader).
     """
 
     KEY = "random_state"
@@ -66,9 +65,6 @@ class RandomState(pl.Callback):
         state = checkpoint.get(self.KEY)
         if state is not None and state["world_size"] == trainer.world_size:
             self._pending = state["ranks"][trainer.global_rank] if trainer.world_size > 1 else state
-        if trainer.world_size > 1:  # called before the loops load: the distributed loader keeps no position
-            fit_loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
-            (fit_loop.get("state_dict") or {}).pop("combined_loader", None)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._pending is None:

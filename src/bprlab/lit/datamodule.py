@@ -19,7 +19,12 @@ from bprlab.data.sampling import BiencoderSamples, EpochShuffle, epoch_generator
 class ResumableLoader(DataLoader):
     """An epoch's training loader as Lightning resumes it part-way (it calls `state_dict` when it saves a checkpoint
     and `load_state_dict` before the resumed epoch's first batch): the epoch it was made for and the batches already
-    trained, so a resumed run trains on the rest of that epoch's permutation (bprlab.data.sampling.EpochShuffle)."""
+    trained, so a resumed run trains on the rest of that epoch's permutation (bprlab.data.sampling.EpochShuffle).
+
+    Every rank trains the same number of batches, so rank 0's state (the one a checkpoint keeps) serves them all.
+    Ranks take the permutation interleaved, so the samples trained so far are its first `samples` (batches x batch
+    size x ranks) whatever the number of ranks: a run resumed on another number skips that prefix, and only the
+    rounding of `samples` over the new ranks can train a sample twice or leave one out."""
 
     def __init__(self, *args, epoch: int = 0, trainer=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -28,11 +33,13 @@ class ResumableLoader(DataLoader):
     def state_dict(self) -> dict:
         if self._trainer is None:
             return {}
-        return {"epoch": self.epoch, "batches": self._trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+        batches = self._trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": self.epoch, "batches": batches, "samples": batches * self.batch_size * self._trainer.world_size}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("epoch") == self.epoch and state.get("batches"):  # this loader's epoch stopped part-way
-            self.sampler.resume(state["batches"] * self.batch_size)
+            samples = state.get("samples", state["batches"] * self.batch_size)  # without it: one process saved it
+            self.sampler.resume(samples // self.sampler.num_replicas)
 
 
 class RetrieverDataModule(pl.LightningDataModule):
@@ -64,35 +71,34 @@ class RetrieverDataModule(pl.LightningDataModule):
         if stage == "predict" and self.store is None:
             self.store = PassageStore.open(self.paths.passages)
 
-    def _loader(self, dataset, batch_size: int, shuffle: bool, drop_last: bool, collate_fn, epoch: int = 0):
-        """A loader whose own draws (workers' base seed, a shuffle) come from (seed, epoch), not from the global
-        random generator, which then serves dropout only: what makes a resumed run exact."""
-        workers = self.cfg.data.num_workers
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, collate_fn=collate_fn,
-                          num_workers=workers, persistent_workers=False, pin_memory=self.cfg.train.accelerator != "cpu",
-                          generator=epoch_generator(self.cfg.seed, epoch))
-
     def train_dataloader(self) -> DataLoader:
         data = self.cfg.data
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         samples = BiencoderSamples(self.train_records, data.num_hard_negatives, data.num_other_negatives,
                                    shuffle=data.shuffle_negatives, seed=self.cfg.seed, epoch=epoch,
                                    strip_question_mark=data.strip_question_mark)
+        # every rank its share of one (seed, epoch) permutation (Lightning keeps a DistributedSampler as it is);
         # drop_last: every step has a full batch, so all ranks gather equal shapes
-        if self.trainer is not None and self.trainer.world_size > 1:  # Lightning gives it a DistributedSampler
-            return self._loader(samples, self.cfg.train.batch_size, True, True, self.collator, epoch=epoch)
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
         workers = self.cfg.data.num_workers
         return ResumableLoader(samples, batch_size=self.cfg.train.batch_size,
-                               sampler=EpochShuffle(len(samples), self.cfg.seed, epoch), drop_last=True,
+                               sampler=EpochShuffle(len(samples), self.cfg.seed, epoch, rank, world), drop_last=True,
                                collate_fn=self.collator, num_workers=workers, persistent_workers=False,
                                pin_memory=self.cfg.train.accelerator != "cpu",
                                generator=epoch_generator(self.cfg.seed, epoch), epoch=epoch, trainer=self.trainer)
+
+    def train_batches(self, world: int) -> int:
+        """Training batches per epoch on each rank: its share of the epoch's order (EpochShuffle), in full batches."""
+        return len(self.train_records) // world // self.cfg.train.batch_size
 
     def val_dataloader(self) -> DataLoader:
         data = self.cfg.data
         samples = BiencoderSamples(self.dev_records, data.val_hard_negatives, data.val_other_negatives,
                                    shuffle=False, seed=self.cfg.seed, strip_question_mark=data.strip_question_mark)
-        return self._loader(samples, self.cfg.train.batch_size, False, False, self.collator)
+        # in order, and under DDP Lightning's DistributedSampler: the ranks' shares gathered form one pool
+        return DataLoader(samples, batch_size=self.cfg.train.batch_size, shuffle=False, collate_fn=self.collator,
+                          num_workers=self.cfg.data.num_workers, pin_memory=self.cfg.train.accelerator != "cpu",
+                          generator=epoch_generator(self.cfg.seed, 0))
 
     def predict_dataloader(self) -> DataLoader:
         """This rank's share of the shards still to encode (every world_size-th), shard by shard, each shard's

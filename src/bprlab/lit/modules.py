@@ -4,6 +4,8 @@ passage encoding for the index (predict)."""
 
 from __future__ import annotations
 
+import math
+
 import pytorch_lightning as pl
 import torch
 from transformers import get_linear_schedule_with_warmup
@@ -92,7 +94,7 @@ class RetrieverModule(pl.LightningModule):
               "lr": head_lr if head else optim.lr} for (head, decayed), params in sorted(groups.items())],
             lr=optim.lr, eps=optim.eps,
         )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = max(1, optimizer_steps(self.trainer))
         warmup = optim.warmup_steps if optim.warmup_steps is not None else int(optim.warmup_ratio * total)
         schedule = get_linear_schedule_with_warmup(optimizer, warmup, total)  # as DPR and the official BPR code
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
@@ -181,3 +183,21 @@ def _pool(batches) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     passage = torch.cat([p for _, p, _ in batches])
     gold = torch.cat([g + off for (_, _, g), off in zip(batches, offsets)])
     return question, passage, gold
+
+
+def optimizer_steps(trainer: pl.Trainer) -> int:
+    """The run's optimizer steps (the LR schedule's length), counted as Lightning's `estimated_stepping_batches`
+    counts them (an epoch's short last accumulation still steps; max_steps caps), from the training set's size
+    rather than its loader. Lightning builds the loader to estimate, which happens before a checkpoint's state is
+    restored, and then never hands the restored position to that loader: a run resumed part-way through its first
+    epoch would start the epoch's order again (Lightning issue 20550)."""
+    datamodule = trainer.datamodule
+    if datamodule is None or not hasattr(datamodule, "train_batches"):  # no bprlab data: Lightning's own count
+        return int(trainer.estimated_stepping_batches)
+    if trainer.max_epochs in (None, -1):
+        return int(trainer.max_steps)
+    batches = datamodule.train_batches(trainer.world_size)
+    limit = trainer.limit_train_batches
+    batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+    total = math.ceil(batches / trainer.accumulate_grad_batches) * max(trainer.max_epochs, 1)
+    return min(total, trainer.max_steps) if trainer.max_steps != -1 else total

@@ -19,6 +19,7 @@ import numpy as np
 from bprlab.errors import StageError
 from bprlab.eval.outcomes import DIGITS, outcome_clusters, outcome_vector
 from bprlab.eval.stage import LS, PREFIX
+from bprlab.report.signflip import sign_flip_test
 from bprlab.report.stats import (
     ALPHA,
     cluster_bootstrap_interval,
@@ -26,7 +27,6 @@ from bprlab.report.stats import (
     holm,
     paired_t_over_seeds,
     seed_interval,
-    sign_flip_test,
 )
 
 ANSWER_METRICS = ("top1", "top5", "top20", "top50", "top100")

@@ -190,6 +190,8 @@ def test_where_a_curve_flattens_is_read_by_the_declared_rule_and_a_steady_fall_i
     assert "at 75 steps (14.0) 60% of its fall from step 25 (20.0)" in line
     assert "at or before the budget" in flattening({"method": "m", "curve": {"step": steps, "val/avg_rank": settling}},
                                                    150)
+    level = [10.0, 10.2, *settling[7:], 10.0, 10.2, 9.8, 10.1, 10.0]  # no fall beyond the noise: no share of it
+    assert "% of its fall" not in flattening({"method": "m", "curve": {"step": steps, "val/avg_rank": level}}, 75)
     falling = [30 - 2 * i for i in range(12)]  # neighbouring changes of 2 are trend, not noise
     assert "not yet flat" in flattening({"method": "m", "curve": {"step": steps, "val/avg_rank": falling}}, 75)
     assert flattening({"method": "m", "curve": {"step": steps[:5], "val/avg_rank": settling[:5]}}, 75) is None

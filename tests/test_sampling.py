@@ -1,3 +1,5 @@
+import pytest
+
 from bprlab.data.readers import read_biencoder
 from bprlab.data.records import BiencoderRecord, Passage
 from bprlab.data.sampling import BiencoderSamples, normalize_question, usable_records
@@ -72,24 +74,25 @@ def test_ranks_share_one_epoch_order_and_a_resumed_rank_skips_only_its_own_train
     assert list(resumed) == shares[2][5:] and list(resumed) == shares[2]
 
 
-def test_a_position_saved_on_some_ranks_resumes_on_others_past_the_same_prefix_of_the_epochs_order():
-    """2 ranks trained 3 batches of 2: the permutation's first 12 samples. Resumed on 4 ranks (or 1), each skips its
-    own share of that prefix; a checkpoint of one process (no `samples` key) skips batches x batch size."""
+def test_a_position_saved_part_way_resumes_on_as_many_ranks_and_is_refused_on_another_number():
+    """Lightning counts the resumed epoch in the saved run's batches: on another number of ranks it would end early
+    or run out, so that resume is one clear error; a checkpoint of one process (no world_size) is one rank's."""
     from bprlab.data.sampling import EpochShuffle
+    from bprlab.errors import StageError
     from bprlab.lit.datamodule import ResumableLoader
 
-    whole = list(EpochShuffle(50, seed=7, epoch=0))
-    for world in (1, 4):
-        rest = []
-        for rank in range(world):
-            loader = ResumableLoader(range(50), batch_size=2, sampler=EpochShuffle(50, 7, 0, rank, world), epoch=0)
-            loader.load_state_dict({"epoch": 0, "batches": 3, "samples": 12})
-            rest += list(loader.sampler)
-        assert sorted(rest) == sorted(whole[12: 12 + len(rest)]) and len(rest) == 50 // world * world - 12
-    single = ResumableLoader(range(50), batch_size=2, sampler=EpochShuffle(50, 7, 0), epoch=0)
-    single.load_state_dict({"epoch": 0, "batches": 3})
-    assert list(single.sampler) == whole[6:]
-    other_epoch = ResumableLoader(range(50), batch_size=2, sampler=EpochShuffle(50, 7, 1), epoch=1)
-    other_epoch.load_state_dict({"epoch": 0, "batches": 3, "samples": 6})  # the saved epoch had ended
-    assert len(list(other_epoch.sampler)) == 50
+    def loader(rank, world, epoch=0):
+        return ResumableLoader(range(50), batch_size=2, sampler=EpochShuffle(50, 7, epoch, rank, world), epoch=epoch)
 
+    share = list(EpochShuffle(50, 7, 0, 1, 2))
+    same = loader(1, 2)
+    same.load_state_dict({"epoch": 0, "batches": 3, "world_size": 2})
+    assert list(same.sampler) == share[6:]
+    single = loader(0, 1)
+    single.load_state_dict({"epoch": 0, "batches": 3})
+    assert list(single.sampler) == list(EpochShuffle(50, 7, 0))[6:]
+    with pytest.raises(StageError, match="part-way through epoch 0 on 1 rank.*resume it on 1"):
+        loader(0, 4).load_state_dict({"epoch": 0, "batches": 3})
+    ended = loader(0, 4, epoch=1)  # the saved epoch had ended: a new epoch on any number of ranks
+    ended.load_state_dict({"epoch": 0, "batches": 3, "world_size": 2})
+    assert len(list(ended.sampler)) == 12

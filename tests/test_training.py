@@ -114,6 +114,36 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tiny_overri
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
+def test_a_run_killed_again_between_the_batches_of_one_accumulated_step_still_resumes_exactly(tiny_overrides):
+    """Gradient accumulation over 2 batches (4 batches an epoch, 2 optimizer steps): killed after step 3, resumed,
+    then killed again between the two batches of step 4. The resumed run must not have saved last.ckpt after the
+    first of them (that batch's gradient is in no checkpoint), so the second resume starts step 4 again and the run
+    ends with the uninterrupted run's weights."""
+    import torch
+
+    class SecondBatchOfStep4(pl.Callback):
+        def __init__(self):
+            self.seen = 0
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self.seen += trainer.global_step == 3
+            if self.seen == 2:
+                raise RuntimeError("simulated crash")
+
+    base = [*tiny_overrides, "method=bpr", "train.epochs=3", "train.select_from_epoch=0", "train.batch_size=2",
+            "train.accumulate_grad_batches=2"]
+    straight_cfg = load_config(None, [*base, "name=straight"])
+    train(straight_cfg)
+    cfg = load_config(None, [*base, "name=twice"])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, extra_callbacks=[Recorder(crash_at=3)])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, extra_callbacks=[SecondBatchOfStep4()])
+    train(cfg)
+    ours, theirs = _weights(cfg), _weights(straight_cfg)
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
 @pytest.mark.parametrize("extra", [
     [],  # 3 epochs of 2 batches
     ["train.epochs=1", "train.max_steps=1"],  # one epoch cut short (the trainer's limit_train_batches)

@@ -28,6 +28,21 @@ class SelectionCheckpoint(ModelCheckpoint):
             super().on_validation_end(trainer, pl_module)
 
 
+class ResumeCheckpoint(ModelCheckpoint):
+    """last.ckpt every n optimizer steps and at validations, never between the batches of one accumulated step:
+    their gradients are in no checkpoint, so a run resumed from such a file would go on without them. (Lightning
+    skips a step it has saved, but after a resume it has not saved the resumed step yet, and the first batch of the
+    next accumulation passes its test; a validation every k batches can land mid-accumulation too.)"""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not trainer.fit_loop.epoch_loop._should_accumulate():
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.fit_loop.epoch_loop._should_accumulate():
+            super().on_validation_end(trainer, pl_module)
+
+
 # batches between malloc_trim calls: every batch when they come from DataLoader workers (where the freed blocks
 # piled up, growing with the corpus), every 16 when the main process builds them itself (trimming every batch there
 # re-faults the pages it gave back; experiments/SCALE.md has the measurements)

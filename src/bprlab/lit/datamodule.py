@@ -14,6 +14,7 @@ from bprlab.data.passage_store import IndexedPassages, PassageStore
 from bprlab.data.paths import data_paths
 from bprlab.data.readers import read_biencoder
 from bprlab.data.sampling import BiencoderSamples, EpochShuffle, epoch_generator, usable_records
+from bprlab.errors import StageError
 
 
 class ResumableLoader(DataLoader):
@@ -22,9 +23,9 @@ class ResumableLoader(DataLoader):
     trained, so a resumed run trains on the rest of that epoch's permutation (bprlab.data.sampling.EpochShuffle).
 
     Every rank trains the same number of batches, so rank 0's state (the one a checkpoint keeps) serves them all.
-    Ranks take the permutation interleaved, so the samples trained so far are its first `samples` (batches x batch
-    size x ranks) whatever the number of ranks: a run resumed on another number skips that prefix, and only the
-    rounding of `samples` over the new ranks can train a sample twice or leave one out."""
+    A position saved part-way through an epoch resumes on as many ranks only: Lightning counts the resumed epoch
+    in batches of the saved run, which another number of ranks would not fill (the epoch would end early, or run
+    out before its end-of-epoch validation)."""
 
     def __init__(self, *args, epoch: int = 0, trainer=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -33,13 +34,18 @@ class ResumableLoader(DataLoader):
     def state_dict(self) -> dict:
         if self._trainer is None:
             return {}
-        batches = self._trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"epoch": self.epoch, "batches": batches, "samples": batches * self.batch_size * self._trainer.world_size}
+        return {"epoch": self.epoch, "batches": self._trainer.fit_loop.epoch_loop.batch_progress.current.processed,
+                "world_size": self._trainer.world_size}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("epoch") == self.epoch and state.get("batches"):  # this loader's epoch stopped part-way
-            samples = state.get("samples", state["batches"] * self.batch_size)  # without it: one process saved it
-            self.sampler.resume(samples // self.sampler.num_replicas)
+        if state.get("epoch") != self.epoch or not state.get("batches"):  # no epoch of this loader stopped part-way
+            return
+        saved = state.get("world_size", 1)  # without it: saved by one process
+        if saved != self.sampler.num_replicas:
+            raise StageError(f"last.ckpt was saved part-way through epoch {self.epoch} on {saved} rank(s); resume it on "
+                             f"{saved} (train.devices x train.num_nodes), not {self.sampler.num_replicas}, or retrain "
+                             "with --force")
+        self.sampler.resume(state["batches"] * self.batch_size)
 
 
 class RetrieverDataModule(pl.LightningDataModule):
@@ -89,7 +95,7 @@ class RetrieverDataModule(pl.LightningDataModule):
 
     def train_batches(self, world: int) -> int:
         """Training batches per epoch on each rank: its share of the epoch's order (EpochShuffle), in full batches."""
-        return len(self.train_records) // world // self.cfg.train.batch_size
+        return len(EpochShuffle(len(self.train_records), self.cfg.seed, 0, 0, world)) // self.cfg.train.batch_size
 
     def val_dataloader(self) -> DataLoader:
         data = self.cfg.data

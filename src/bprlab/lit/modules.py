@@ -194,8 +194,6 @@ def optimizer_steps(trainer: pl.Trainer) -> int:
     datamodule = trainer.datamodule
     if datamodule is None or not hasattr(datamodule, "train_batches"):  # no bprlab data: Lightning's own count
         return int(trainer.estimated_stepping_batches)
-    if trainer.max_epochs in (None, -1):
-        return int(trainer.max_steps)
     batches = datamodule.train_batches(trainer.world_size)
     limit = trainer.limit_train_batches
     batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)

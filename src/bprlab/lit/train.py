@@ -18,7 +18,7 @@ from bprlab.config.loader import to_dict
 from bprlab.config.schema import RunConfig
 from bprlab.data.collate import Collator
 from bprlab.errors import ConfigError, StageError
-from bprlab.lit.callbacks import RandomState, SameConfigOnEveryRank, SelectionCheckpoint
+from bprlab.lit.callbacks import RandomState, ResumeCheckpoint, SameConfigOnEveryRank, SelectionCheckpoint
 from bprlab.lit.datamodule import RetrieverDataModule
 from bprlab.lit.loggers import make_logger
 from bprlab.lit.modules import RetrieverModule, module_class
@@ -95,9 +95,8 @@ def _under_srun() -> bool:
 
 
 def checkpoint_callbacks(cfg: RunConfig, paths: RunPaths) -> tuple[pl.Callback, SelectionCheckpoint]:
-    last = pl.callbacks.ModelCheckpoint(dirpath=paths.checkpoints, filename="step{step}", save_top_k=0,
-                                        save_last=True, every_n_train_steps=cfg.train.checkpoint_every_n_steps,
-                                        auto_insert_metric_name=False)
+    last = ResumeCheckpoint(dirpath=paths.checkpoints, filename="step{step}", save_top_k=0, save_last=True,
+                            every_n_train_steps=cfg.train.checkpoint_every_n_steps, auto_insert_metric_name=False)
     best = SelectionCheckpoint(start_epoch=cfg.train.select_from_epoch, dirpath=paths.checkpoints,
                                filename="best-epoch{epoch}-step{step}", monitor="val/avg_rank", mode="min",
                                save_top_k=1, auto_insert_metric_name=False,

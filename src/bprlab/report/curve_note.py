@@ -18,10 +18,13 @@ Where learning flattens is read from each row's validation average rank by a rul
   second differences (x[i+1] - 2 x[i] + x[i-1], which a straight trend does not move: for independent noise of
   standard deviation s they have standard deviation s sqrt(6), and their median absolute value is 0.6745 of that);
 - the curve is flat from the first validation after which every point stays within BAND noise standard deviations
-  of the end level (a curve still falling steadily has little noise by this estimate and is not called flat);
+  of the end level (a curve still falling in a straight line has little noise by this estimate and is not called
+  flat; one still bending adds its curvature to the estimate, which widens the band);
 - the share of learning done at the budget is the fall of the average rank from the first validation to the budget
-  step, over its fall from the first validation to the end level.
-One run per row: a reading of where this run settles, not a test.
+  step, over its fall from the first validation to the end level, given only where that whole fall is larger than
+  the band (else the curve did not fall beyond its noise, and a share of it means nothing).
+The noise comes from a few correlated differences, so the flat step is approximate to a validation or two. One run
+per row: a reading of where this run settles, not a test.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ def flattening(row: dict, budget_step: int) -> str | None:
     where = (f"flat from step {flat}, {'at or before' if flat <= budget_step else 'after'} the budget"
              if flat is not None else "not yet flat at its last step")
     share = ""
-    if budget_step in steps and ranks[0] != end:
+    if budget_step in steps and abs(ranks[0] - end) > band:
         at = ranks[steps.index(budget_step)]
         share = (f"; at {budget_step} steps ({at:.1f}) {100 * (ranks[0] - at) / (ranks[0] - end):.0f}% of its fall "
                  f"from step {steps[0]} ({ranks[0]:.1f}) to the end level was done")

@@ -191,10 +191,7 @@ def optimizer_steps(trainer: pl.Trainer) -> int:
     rather than its loader. Lightning builds the loader to estimate, which happens before a checkpoint's state is
     restored, and then never hands the restored position to that loader: a run resumed part-way through its first
     epoch would start the epoch's order again (Lightning issue 20550)."""
-    datamodule = trainer.datamodule
-    if datamodule is None or not hasattr(datamodule, "train_batches"):  # no bprlab data: Lightning's own count
-        return int(trainer.estimated_stepping_batches)
-    batches = datamodule.train_batches(trainer.world_size)
+    batches = trainer.datamodule.train_batches(trainer.world_size)  # the one way bprlab fits: lit.train.train
     limit = trainer.limit_train_batches
     batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
     total = math.ceil(batches / trainer.accumulate_grad_batches) * max(trainer.max_epochs, 1)

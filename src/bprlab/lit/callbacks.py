@@ -95,10 +95,12 @@ class RandomState(pl.Callback):
 
 
 class ResumeHistory(pl.Callback):
-    """Every resume of the run, carried from checkpoint to checkpoint: the optimizer step, epoch and number of ranks
-    training went on from. A run killed and resumed several times lists each resume (train.json's `resumes`, which
-    `bprlab reproduce` copies into its unit records, so a record says how its model was trained after the run
-    folder is gone); a run trained in one go lists none."""
+    """The resumes on the path to the run's weights, carried from checkpoint to checkpoint: the optimizer step, epoch
+    and number of ranks training went on from. A run killed and resumed several times lists each resume whose
+    training reached a checkpoint (a resumed session killed before it saved anything leaves the next one to go on
+    from the same file, as if it had never started). train.json's `resumes`, which `bprlab reproduce` copies into
+    its unit records, so a record says how its model was trained after the run folder is gone; [] for a run
+    trained in one go."""
 
     KEY = "resume_history"
 

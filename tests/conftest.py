@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny BERT built in-process (offline, seconds), and a tiny DPR-format dataset on disk."""
+"""Shared fixtures: a tiny BERT built in-process (offline, seconds), a tiny DPR-format dataset on disk, and a tiny
+BPR run trained and evaluated on them."""
 
 from __future__ import annotations
 
@@ -103,3 +104,42 @@ def tiny_overrides(tiny_bert, tiny_data, tmp_path) -> list[str]:
         "train.checkpoint_every_n_steps=1", "encode.batch_size=4",
         "eval.top_k=[1,2,5]", "logger=none", f"runs_root={tmp_path / 'runs'}",
     ]
+
+
+# --- a trained and evaluated BPR run, and what the retriever and export tests compare with it ---------------------
+
+
+@pytest.fixture
+def bpr_run(tiny_overrides):
+    """(config, overrides) of a tiny BPR run through every stage, its evaluation included."""
+    from bprlab.cli import stages
+    from bprlab.config import load_config
+
+    overrides = [*tiny_overrides, "name=bpr", "method=bpr", "index.kind=binary_flat", "eval.top_k=[1,3]"]
+    cfg = load_config(None, overrides)
+    stages.run(cfg)
+    return cfg, overrides
+
+
+def evaluated_rows(cfg, k):
+    """The passage rows the run's own evaluation ranked first, k per test question."""
+    import numpy as np
+
+    from bprlab.runs import RunPaths
+
+    with np.load(RunPaths(cfg).eval / "retrieval.npz") as saved:
+        return saved["rows"][:, :k]
+
+
+def questions_of(cfg):
+    """The run's test questions, as text."""
+    from bprlab.data.readers import read_qa
+
+    return [q.question for q in read_qa(cfg.data.test_file)]
+
+
+def empty_config(tmp_path):
+    """An experiment file that sets nothing: the overrides say everything."""
+    path = tmp_path / "empty.yaml"
+    path.write_text("{}\n")
+    return path

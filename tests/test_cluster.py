@@ -241,7 +241,8 @@ def test_a_requeued_job_continues_its_run_and_its_wandb_history(tiny_overrides, 
     tasks = srun(2, args, logs=tmp_path / "logs-requeued", env={**env, "SLURM_RESTART_COUNT": "1"}, job_id=777)
     assert wait(tasks, timeout=300) == [0, 0], _logs(tasks)
     assert "resuming from" in tasks[0].log.read_text()
-    assert json.loads((run / "train.json").read_text())["global_step"] == 40
+    summary = json.loads((run / "train.json").read_text())
+    assert summary["global_step"] == 40 and summary["resumes"] == [{"step": stopped_at, "epoch": 0, "world_size": 2}]
     whole = srun(2, _train_args(tmp_path, tiny_overrides, "whole", 40, *long), logs=tmp_path / "logs-whole",
                  job_id=778)
     assert wait(whole, timeout=300) == [0, 0], _logs(whole)

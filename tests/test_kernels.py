@@ -1,4 +1,5 @@
-"""The search kernels against numpy brute force, faiss and each other (exact distances, ties, edge sizes)."""
+"""The Hamming scan kernels against numpy brute force, faiss and each other (exact distances, ties, edge sizes,
+threads, the torch kernels, the compiled cache)."""
 
 import os
 import subprocess
@@ -8,13 +9,11 @@ import faiss
 import numpy as np
 import pytest
 
-from bprlab.core.hashing import pack_codes, unpack_codes
-from bprlab.index.kernels import nibble, torch_search
-from bprlab.index.kernels.buckets import BucketTable, flip_masks, probe, slice_keys
+from bprlab.core.hashing import pack_codes
+from bprlab.index.kernels import torch_search
 from bprlab.index.kernels.hamming import hamming_top_l, sign_words
 from bprlab.index.kernels.layout import BlockedCodes, to_words
 from bprlab.index.kernels.lut import rerank_top_k, score_all_top_k
-from bprlab.index.kernels.select import best_k
 
 POPCOUNT8 = np.array([bin(v).count("1") for v in range(256)], np.int64)
 
@@ -212,140 +211,6 @@ def test_top_l_matches_faiss_linear_scan():
         assert set(rows[q][dist[q] < cut]) == set(faiss_rows[q][faiss_dist[q] < cut])
 
 
-@pytest.mark.parametrize("nibbles", [False, True], ids=["byte-tables", "nibble-registers"])
-@pytest.mark.parametrize("bits", [64, 72, 384, 768])
-def test_lookup_rerank_equals_the_float_rerank(bits, nibbles):
-    """Both lookups (byte tables; 4-bit tables in registers, emulated where the CPU has no AVX-512), both layouts,
-    codes whose last word is padding (72 bits), every prefetch burst and thread split."""
-    rng = np.random.default_rng(bits)
-    passages = rng.standard_normal((3000, bits)).astype(np.float32)
-    questions = rng.standard_normal((7, bits)).astype(np.float32)
-    codes = pack_codes(passages)
-    truth = questions @ unpack_codes(codes, bits).T  # <e_q, sign(e_p)>
-    candidates = rng.integers(-1, 3000, (7, 400))  # -1: no candidate, never returned
-    for layout in (BlockedCodes.from_rows(codes), codes):
-        scores, rows = rerank_top_k(layout, questions, candidates, 10, nibbles=nibbles)
-        picked = np.where(candidates >= 0, np.take_along_axis(truth, np.maximum(candidates, 0), 1), -np.inf)
-        want = -np.sort(-picked, axis=1)[:, :10]
-        assert np.allclose(scores, want, rtol=1e-5, atol=1e-4)
-        assert np.allclose(np.take_along_axis(truth, rows, 1), scores, rtol=1e-5, atol=1e-4)
-        for burst in (0, 1, 7, 5000):  # prefetch bursts: none, one candidate, a last one cut short, all at once
-            for n_threads, batch in ((1, 7), (2, 7), (2, 1)):  # a lone question splits its candidates
-                again = rerank_top_k(layout, questions[:batch], candidates[:batch], 10, n_threads, burst, nibbles)
-                assert np.array_equal(again[1], rows[:batch]) and np.array_equal(again[0], scores[:batch])
-
-
-GENERIC_TARGET_CHECK = """
-import numpy as np
-from bprlab.core.hashing import pack_codes, unpack_codes
-from bprlab.index.kernels import nibble
-from bprlab.index.kernels.layout import BlockedCodes
-from bprlab.index.kernels.lut import rerank_top_k, score_all_top_k
-assert not nibble.AVAILABLE
-rng = np.random.default_rng(5)
-passages, questions = rng.standard_normal((300, 384)), rng.standard_normal((3, 384)).astype(np.float32)
-codes = pack_codes(passages.astype(np.float32))
-truth = questions @ unpack_codes(codes, 384).T
-candidates = rng.integers(0, 300, (3, 40))
-for nibbles in (False, True):
-    scores, rows = rerank_top_k(codes, questions, candidates, 5, nibbles=nibbles)
-    assert np.allclose(np.take_along_axis(truth, rows, 1), scores, rtol=1e-5, atol=1e-4)
-    assert np.allclose(scores[:, 0], np.take_along_axis(truth, candidates, 1).max(1), rtol=1e-5, atol=1e-4)
-    scores, rows = score_all_top_k(BlockedCodes.from_rows(codes), questions, 5, 2, nibbles)
-    assert np.array_equal(rows, np.argsort(-truth, axis=1, kind="stable")[:, :5])
-print("ok")
-"""
-
-
-@pytest.mark.slow
-def test_nibble_lookups_compile_and_agree_without_avx512(tmp_path):
-    """On a CPU without AVX-512 (here: numba told to compile for a generic x86-64) the nibble lookup is emitted as
-    plain vector IR: it must compile and score the same (the byte tables stay the default there)."""
-    env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path))
-    env.pop("NUMBA_CPU_FEATURES", None)
-    done = subprocess.run([sys.executable, "-c", GENERIC_TARGET_CHECK], env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
-
-
-def test_nibble_lookups_are_the_default_exactly_where_the_cpu_has_avx512():
-    import llvmlite.binding as llvm
-
-    host = "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
-    assert nibble.AVAILABLE == (host and os.environ.get("NUMBA_CPU_NAME") is None)
-
-
-def test_top_k_selection_is_numpys_stable_order():
-    """The rerank's selection: the k highest scores, best first, equal scores in their order (numpy's stable
-    argsort), with -inf (no candidate) lowest, -0.0 equal to 0.0, and few distinct values (the cut bucket full)."""
-    rng = np.random.default_rng(11)
-    cases = [np.full(50, 1.5, np.float32), np.array([-np.inf, 0.0, -0.0, 0.0, -np.inf], np.float32),
-             np.array([], np.float32), np.array([3e38, -3e38, 1e-38, 0.0], np.float32)]
-    for trial in range(300):
-        scores = np.round(rng.standard_normal(int(rng.integers(1, 400))) * 10, int(rng.integers(0, 3)))
-        if trial % 3 == 0:
-            scores[rng.integers(0, len(scores), len(scores) // 3)] = -np.inf
-        if trial % 5 == 0:
-            scores[rng.integers(0, len(scores), len(scores) // 4)] = -0.0
-        cases.append(scores.astype(np.float32))
-    for scores in cases:
-        for k in (0, 1, 7, 100, len(scores), len(scores) + 3):
-            assert np.array_equal(best_k(scores, k), np.argsort(-scores, kind="stable")[:k]), (scores, k)
-
-
-@pytest.mark.parametrize("nibbles", [False, True], ids=["byte-tables", "nibble-registers"])
-@pytest.mark.parametrize("n", [2000, 37, 10])
-def test_scoring_every_code_equals_brute_force(n, nibbles):
-    """The no-candidate-generation ablation: chunks of whole blocks, a last block cut short (2000 = 31 x 64 + 16
-    rows; 37 rows: the second thread's chunk empty), fewer codes than k (10)."""
-    rng = np.random.default_rng(4)
-    passages, questions = rng.standard_normal((n, 128)).astype(np.float32), rng.standard_normal((5, 128)).astype(np.float32)
-    codes = pack_codes(passages)
-    truth = questions @ unpack_codes(codes, 128).T
-    for n_threads in (1, 2):
-        scores, rows = score_all_top_k(BlockedCodes.from_rows(codes), questions, 15, n_threads, nibbles)
-        found = min(15, n)
-        assert np.array_equal(rows[:, :found], np.argsort(-truth, axis=1, kind="stable")[:, :found])
-        assert np.allclose(scores[:, :found], -np.sort(-truth, axis=1)[:, :found], atol=1e-4)
-        assert (rows[:, found:] == -1).all() and (scores[:, found:] == -np.inf).all()
-
-
-@pytest.mark.parametrize("bits", range(1, 65))
-def test_hash_keys_are_faiss_keys_at_every_width(bits):
-    """Slice h's key is bits h*b .. h*b+b-1 of the code, as faiss's BitstringReader (IndexBinaryMultiHash) reads
-    them; keys of 57-64 bits starting inside a byte run into a ninth byte."""
-    rng = np.random.default_rng(bits)
-    codes = rng.integers(0, 256, (16, 96), dtype=np.uint8)  # 768 bits
-    tables = min(768 // bits, 12)
-    ours = np.stack([slice_keys(codes, bits, t) for t in range(tables)], axis=1)
-    theirs = np.zeros_like(ours)
-    for i, code in enumerate(codes):
-        reader = faiss.BitstringReader(faiss.swig_ptr(code), code.nbytes)
-        theirs[i] = [reader.read(bits) for _ in range(tables)]
-    assert np.array_equal(ours, theirs)
-
-
-@pytest.mark.parametrize("bits,tables,flips", [(8, 1, 1), (6, 2, 2), (8, 8, 1), (16, 1, 2), (62, 3, 1)])
-def test_hash_probe_matches_faiss_scanned_codes_and_distances(bits, tables, flips):
-    rng = np.random.default_rng(bits * tables)
-    passages, questions = rng.standard_normal((3000, 768)).astype(np.float32), rng.standard_normal((20, 768)).astype(np.float32)
-    codes, question_codes = pack_codes(passages), pack_codes(questions)
-    buckets = [BucketTable.build(slice_keys(codes, bits, t)) for t in range(tables)]
-    dist, rows, scanned = probe(BlockedCodes.from_rows(codes), to_words(question_codes), question_codes, buckets,
-                                bits, flip_masks(bits, flips), 50, 2)
-    index = faiss.IndexBinaryHash(768, bits) if tables == 1 else faiss.IndexBinaryMultiHash(768, tables, bits)
-    index.add(codes)
-    index.nflip = flips
-    faiss.cvar.indexBinaryHash_stats.reset()
-    faiss_dist, faiss_rows = index.search(question_codes, 50)
-    assert faiss.cvar.indexBinaryHash_stats.ndis == scanned.sum()  # the same share of codes compared
-    assert np.array_equal(np.where(faiss_rows >= 0, faiss_dist, 10**6).clip(max=769),
-                          np.where(rows >= 0, dist, 10**6).clip(max=769))
-    # each question's candidates are its nearest shortlisted codes, in (distance, row) order
-    keys = dist.astype(np.int64) * 3000 + np.where(rows >= 0, rows, 2999)
-    assert (np.diff(keys, axis=1) >= 0).all()
-
-
 def test_torch_kernels_equal_the_cpu_kernels_on_cpu_tensors():
     rng = np.random.default_rng(5)
     for n, bits in [(3000, 768), (500, 64), (9, 384)]:
@@ -447,24 +312,3 @@ def test_kept_codes_are_the_candidates_codes_through_compaction_and_rescans():
             assert np.array_equal(rows, brute_hamming(codes, questions, size)[1])
             assert np.array_equal(kept, to_words(codes[rows.ravel()]).reshape(kept.shape))
             assert stats["rescanned_chunks"] >= n_threads  # the first question's chunks were scanned again
-
-
-@pytest.mark.parametrize("bits", [72, 768])
-def test_scan_and_rerank_in_one_call_equals_the_two_calls(bits):
-    """`fused.scan_and_rerank` (kept codes, reranked row-major in the same call) against `hamming_top_l` then
-    `rerank_top_k` on the index: identical scores and rows, ties included, with fewer codes than l, 1 and 2
-    threads, the byte tables and (where compiled for) the nibble lookups."""
-    from bprlab.index.kernels.fused import scan_and_rerank
-
-    rng = np.random.default_rng(bits)
-    for n, l, k in ((4000, 300, 100), (90, 200, 120)):
-        emb = rng.standard_normal((n, bits)).astype(np.float32)
-        codes = BlockedCodes.from_rows(np.packbits(emb >= 0, axis=1)[rng.integers(0, n, n)])  # duplicates: ties
-        questions = rng.standard_normal((3, bits)).astype(np.float32)
-        for n_threads in (1, 2):
-            for nibbles in (False, nibble.AVAILABLE):
-                scores, rows, (scan, rerank) = scan_and_rerank(codes, questions, l, k, n_threads, nibbles=nibbles)
-                _, candidates = hamming_top_l(codes, questions, l, n_threads)
-                want = rerank_top_k(codes, questions, candidates, k, n_threads, nibbles=nibbles)
-                assert np.array_equal(scores, want[0]) and np.array_equal(rows, want[1])
-                assert scan > 0 and rerank >= 0

@@ -1,4 +1,5 @@
-"""The Python API, `bprlab search` and `bprlab export`: the same passages as the run's own evaluation."""
+"""The Python API and `bprlab search`: the same passages as the run's own evaluation (`bprlab export`:
+tests/test_export.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from conftest import empty_config, evaluated_rows, questions_of
 
 from bprlab.cli import stages
 from bprlab.cli.main import main
@@ -17,34 +18,15 @@ from bprlab.retriever import Retriever
 from bprlab.runs import RunPaths
 
 
-@pytest.fixture
-def bpr_run(tiny_overrides):
-    overrides = [*tiny_overrides, "name=bpr", "method=bpr", "index.kind=binary_flat", "eval.top_k=[1,3]"]
-    cfg = load_config(None, overrides)
-    stages.run(cfg)
-    return cfg, overrides
-
-
-def _evaluated_rows(cfg, k):
-    with np.load(RunPaths(cfg).eval / "retrieval.npz") as saved:
-        return saved["rows"][:, :k]
-
-
-def _questions(cfg):
-    from bprlab.data.readers import read_qa
-
-    return [q.question for q in read_qa(cfg.data.test_file)]
-
-
 def test_retriever_returns_the_runs_own_evaluation(bpr_run):
     cfg, overrides = bpr_run
     retriever = Retriever.from_config(None, overrides)
-    hits = retriever.search(_questions(cfg), k=3)
-    assert [[h.row for h in per] for per in hits] == _evaluated_rows(cfg, 3).tolist()
+    hits = retriever.search(questions_of(cfg), k=3)
+    assert [[h.row for h in per] for per in hits] == evaluated_rows(cfg, 3).tolist()
     first = hits[0][0]
     assert first.id and first.title and first.text and first.rank == 1
-    same = Retriever.from_run(RunPaths(cfg).root).search(_questions(cfg)[:2], k=3)
-    assert [[h.row for h in per] for per in same] == _evaluated_rows(cfg, 3)[:2].tolist()
+    same = Retriever.from_run(RunPaths(cfg).root).search(questions_of(cfg)[:2], k=3)
+    assert [[h.row for h in per] for per in same] == evaluated_rows(cfg, 3)[:2].tolist()
     assert retriever.encode_passages([("Oslo", "Oslo is the capital of Norway.")]).shape == (1, 32)
     # the docstring example runs
     result = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
@@ -57,51 +39,15 @@ def test_search_command_prints_ranked_passages_and_reads_stdin(bpr_run, tmp_path
     cfg, overrides = bpr_run
     config = tmp_path / "empty.yaml"
     config.write_text("{}\n")
-    question = _questions(cfg)[0]
+    question = questions_of(cfg)[0]
     assert main(["search", str(config), question, *overrides, "--k", "2", "--answers", "Paris"]) == 0
     out = capsys.readouterr().out
     assert question in out and " 1. " in out and " 2. " in out and " 3. " not in out
-    monkeypatch.setattr("sys.stdin", io.StringIO(question + "\n\n" + _questions(cfg)[1] + "\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO(question + "\n\n" + questions_of(cfg)[1] + "\n"))
     assert main(["search", str(config), *overrides, "--k", "3"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [len(line["hits"]) for line in lines] == [3, 3] and lines[0]["question"] == question
-    assert [h["row"] for h in lines[0]["hits"]] == _evaluated_rows(cfg, 3)[0].tolist()
-
-
-def test_export_round_trip_with_plain_transformers_and_faiss(bpr_run, tmp_path):
-    import faiss
-    from transformers import AutoModel, AutoTokenizer
-
-    from bprlab.core.encoder import load_biencoder
-
-    cfg, overrides = bpr_run
-    assert main(["export", str(_empty(tmp_path)), *overrides, "--to", str(tmp_path / "out")]) == 0
-    out = tmp_path / "out"
-    model, _ = load_biencoder(RunPaths(cfg).checkpoint())
-    tokenizer = AutoTokenizer.from_pretrained(out / "question_encoder")
-    plain = AutoModel.from_pretrained(out / "question_encoder").eval()
-    batch = tokenizer(_questions(cfg)[:3], padding=True, return_tensors="pt")
-    with torch.no_grad():
-        ours = model.eval().question_tower(**batch)
-        theirs = plain(**batch).last_hidden_state[:, 0]
-    assert torch.equal(ours, theirs)  # bit for bit on the CPU
-    index = faiss.read_index_binary(str(out / "index" / "passages.faissindex"))
-    codes = faiss.vector_to_array(index.xb).reshape(index.ntotal, -1)
-    assert np.array_equal(codes, np.load(RunPaths(cfg).index / "codes.npy"))
-    ids = (out / "index" / "ids.txt").read_text().split()
-    assert ids == [str(i) for i in range(1, 9)]
-    reloaded = Retriever.from_export(out)
-    hits = reloaded.search(_questions(cfg), k=3)
-    assert [[h.row for h in per] for per in hits] == _evaluated_rows(cfg, 3).tolist()
-    assert hits[0][0].id == ids[hits[0][0].row]
-    card = (out / "README.md").read_text()
-    assert "packbits" in card and "bpr" in card
-
-
-def _empty(tmp_path):
-    path = tmp_path / "empty.yaml"
-    path.write_text("{}\n")
-    return path
+    assert [h["row"] for h in lines[0]["hits"]] == evaluated_rows(cfg, 3)[0].tolist()
 
 
 def test_a_clone_without_shared_data_fetches_squad_once_and_checks_it(tmp_path, monkeypatch):
@@ -150,8 +96,8 @@ def test_retriever_serves_every_index_kind_as_the_evaluation_did(tiny_overrides,
     overrides = [*tiny_overrides, "name=kinds", *extra, "eval.top_k=[1,3]"]
     cfg = load_config(None, overrides)
     stages.run(cfg)
-    hits = Retriever.from_config(None, overrides).search(_questions(cfg), k=3)
-    assert [[h.row for h in per] for per in hits] == _evaluated_rows(cfg, 3).tolist()
+    hits = Retriever.from_config(None, overrides).search(questions_of(cfg), k=3)
+    assert [[h.row for h in per] for per in hits] == evaluated_rows(cfg, 3).tolist()
 
 
 def test_overrides_and_questions_may_follow_an_option():
@@ -170,97 +116,14 @@ def test_overrides_and_questions_may_follow_an_option():
         assert exit_.value.code == 2
 
 
-def test_export_never_replaces_what_it_did_not_write(bpr_run, tmp_path, capsys, monkeypatch):
-    cfg, overrides = bpr_run
-    config = _empty(tmp_path)
-    mine = tmp_path / "my-files"
-    mine.mkdir()
-    (mine / "thesis.tex").write_text("years of work")
-    a_file = tmp_path / "notes.txt"
-    a_file.write_text("notes")
-    monkeypatch.chdir(tmp_path)
-    run_root = RunPaths(cfg).root
-    for target, message in ((mine, "is not a bprlab export"), (a_file, "a file is there"),
-                            (run_root, "holds"), (run_root.parent, "holds"), (tmp_path, "holds"),
-                            (tmp_path / ".", "holds"), (run_root / "..", "holds")):
-        code = main(["export", str(config), *overrides, "--to", str(target), "--force"])
-        err = capsys.readouterr().err.strip().splitlines()
-        assert code == 2 and len(err) == 1 and message in err[0], (target, err)
-    assert (mine / "thesis.tex").read_text() == "years of work" and a_file.read_text() == "notes"
-    assert (run_root / "train.json").is_file() and not list(tmp_path.glob(".*.old"))
-    out = tmp_path / "exported"
-    assert main(["export", str(config), *overrides, "--to", str(out)]) == 0
-    capsys.readouterr()
-    assert main(["export", str(config), *overrides, "--to", str(out)]) == 2  # an earlier export: only with --force
-    assert "add --force" in capsys.readouterr().err
-    assert main(["export", str(config), *overrides, "--to", str(out), "--force"]) == 0
-
-
 def test_search_and_export_refuse_an_index_from_weights_retrained_since(bpr_run, tmp_path, capsys):
     cfg, overrides = bpr_run
     retrained = [*overrides, "seed=7"]  # another training: new weights in the same run folder, the index left as it was
     stages.train(load_config(None, retrained))
     with pytest.raises(Exception, match="other weights than"):
         Retriever.from_config(None, retrained)
-    code = main(["export", str(_empty(tmp_path)), *retrained, "--to", str(tmp_path / "out")])
+    code = main(["export", str(empty_config(tmp_path)), *retrained, "--to", str(tmp_path / "out")])
     assert code == 2 and "other weights than" in capsys.readouterr().err and not (tmp_path / "out").exists()
-
-
-@pytest.mark.parametrize("extra", [["method=bpr", "index.kind=binary_flat"],
-                                   ["method=dpr", "index.kind=flat", "model.pooling=mean", "model.normalize=true"],
-                                   ["method=bpr", "index.kind=binary_flat", "model.projection_dim=16"]],
-                         ids=["bpr-cls", "dpr-mean-normalised", "bpr-projection"])
-def test_exported_towers_load_in_sentence_transformers_as_the_run(tiny_overrides, tmp_path, extra):
-    """SentenceTransformer(DIR/question_encoder) and (DIR/passage_encoder) give the run's own vectors (pooling,
-    normalisation, projection; DPR's passage pairs as one segment), and quantize_embeddings(ubinary) gives BPR's
-    packed codes bit for bit."""
-    st = pytest.importorskip("sentence_transformers")
-    from sentence_transformers.quantization import quantize_embeddings
-
-    from bprlab.core.hashing import pack_codes
-    from bprlab.data.readers import iter_passages
-
-    overrides = [*tiny_overrides, "name=st", *extra]
-    cfg = load_config(None, overrides)
-    stages.run(cfg)
-    out = tmp_path / "exported"
-    assert main(["export", str(_empty(tmp_path)), *overrides, "--to", str(out)]) == 0
-    retriever = Retriever.from_config(None, overrides)
-    questions = _questions(cfg)
-    passages = list(iter_passages(cfg.data.passages_file))
-    ours_q = retriever.encode_questions(questions)
-    ours_p = retriever.encode_passages(passages)
-    theirs_q = st.SentenceTransformer(str(out / "question_encoder"), device="cpu").encode(questions)
-    theirs_p = st.SentenceTransformer(str(out / "passage_encoder"), device="cpu").encode(
-        [[p.title, p.text] for p in passages])
-    # a projection's LayerNorm: sentence-transformers' eps is 1e-5, the run's the encoder's own (export_st)
-    tolerance = dict(rtol=1e-3, atol=1e-5) if cfg.model.projection_dim else {}
-    assert torch.allclose(torch.from_numpy(theirs_q), torch.from_numpy(ours_q), **tolerance)
-    assert torch.allclose(torch.from_numpy(theirs_p), torch.from_numpy(ours_p), **tolerance)
-    if cfg.method.value == "bpr":
-        codes = np.load(RunPaths(cfg).index / "codes.npy")
-        assert np.array_equal(quantize_embeddings(theirs_p, precision="ubinary"), codes)
-        assert np.array_equal(pack_codes(ours_p), codes)
-
-
-def test_an_export_that_sentence_transformers_would_misread_is_not_written(bpr_run, tmp_path, monkeypatch):
-    pytest.importorskip("sentence_transformers")
-    from bprlab import export_st
-
-    cfg, overrides = bpr_run
-    real = export_st.write_sentence_transformers
-
-    def without_modules(folder, *args):  # as if modules.json were lost: sentence-transformers mean-pools
-        real(folder, *args)
-        (folder / "modules.json").unlink()
-
-    monkeypatch.setattr(export_st, "write_sentence_transformers", without_modules)
-    out = tmp_path / "exp"
-    assert main(["export", str(_empty(tmp_path)), *overrides, "--to", str(out)]) == 2
-    assert not out.exists()
-    monkeypatch.setattr(export_st, "write_sentence_transformers", real)
-    assert main(["export", str(_empty(tmp_path)), *overrides, "--to", str(out)]) == 0
-    assert "falls back to mean pooling" in (out / "README.md").read_text()
 
 
 def test_a_run_that_fails_at_its_index_stage_keeps_the_last_good_config(bpr_run):
@@ -273,8 +136,8 @@ def test_a_run_that_fails_at_its_index_stage_keeps_the_last_good_config(bpr_run)
     with pytest.raises(ConfigError, match="must divide the embedding dimension"):
         stages.run(bad)
     assert (RunPaths(cfg).root / "config.yaml").read_text() == before
-    hits = Retriever.from_run(RunPaths(cfg).root).search(_questions(cfg)[:2], k=3)
-    assert [[h.row for h in per] for per in hits] == _evaluated_rows(cfg, 3)[:2].tolist()
+    hits = Retriever.from_run(RunPaths(cfg).root).search(questions_of(cfg)[:2], k=3)
+    assert [[h.row for h in per] for per in hits] == evaluated_rows(cfg, 3)[:2].tolist()
 
 
 def test_evaluate_and_the_retriever_encode_questions_alike(bpr_run, tmp_path):
@@ -285,7 +148,7 @@ def test_evaluate_and_the_retriever_encode_questions_alike(bpr_run, tmp_path):
     from bprlab.eval.retrieval import encode_questions
 
     cfg, overrides = bpr_run
-    questions = _questions(cfg)
+    questions = questions_of(cfg)
     checkpoint = RunPaths(cfg).checkpoint()
     evaluated, _, _ = encode_questions(cfg, checkpoint, questions)
     assert np.array_equal(Retriever.from_config(None, overrides).encode_questions(questions), evaluated)
@@ -296,7 +159,7 @@ def test_evaluate_and_the_retriever_encode_questions_alike(bpr_run, tmp_path):
     retriever = Retriever.from_config(None, foreign)
     assert np.array_equal(retriever.encode_questions(questions), evaluated)
     rows = [[h.row for h in per] for per in retriever.search(questions, k=3)]
-    assert rows == _evaluated_rows(cfg, 3).tolist()
+    assert rows == evaluated_rows(cfg, 3).tolist()
     changed = [*overrides, "data.max_question_length=16"]
     with pytest.raises(ConfigError, match="data.max_question_length=16: .* was trained with data.max_question_length"):
         encode_questions(load_config(None, changed), checkpoint, questions)
@@ -312,7 +175,7 @@ def test_search_takes_vectors_refuses_bad_input_and_never_imports_lightning(bpr_
 
     cfg, overrides = bpr_run
     retriever = Retriever.from_config(None, overrides)
-    questions = _questions(cfg)
+    questions = questions_of(cfg)
     vectors = retriever.encode_questions(questions)
     by_vector = [[h.row for h in per] for per in retriever.search(vectors, k=3)]
     assert by_vector == [[h.row for h in per] for per in retriever.search(questions, k=3)]
@@ -335,49 +198,9 @@ def test_search_takes_vectors_refuses_bad_input_and_never_imports_lightning(bpr_
 def test_search_reads_utf8_from_stdin_and_names_the_line_that_is_not(bpr_run, tmp_path, capsys, monkeypatch):
     cfg, overrides = bpr_run
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("Où est Oslo?\ncaf\xe9\n".encode("latin-1"))))
-    code = main(["search", str(_empty(tmp_path)), *overrides, "--k", "2"])
+    code = main(["search", str(empty_config(tmp_path)), *overrides, "--k", "2"])
     captured = capsys.readouterr()
     assert code == 2 and "stdin: line 1 is not UTF-8" in captured.err
-
-
-def test_a_damaged_export_is_one_clear_error(bpr_run, tmp_path):
-    from bprlab.errors import StageError
-
-    cfg, overrides = bpr_run
-    out = tmp_path / "exp"
-    assert main(["export", str(_empty(tmp_path)), *overrides, "--to", str(out)]) == 0
-    questions = _questions(cfg)[:1]
-    damages = [
-        (lambda: (out / "index" / "passages.faissindex").write_bytes(b"\0" * 10), "passages.faissindex: damaged"),
-        (lambda: (out / "index" / "passages.faissindex").unlink(), "passages.faissindex: missing"),
-        (lambda: (out / "index" / "ids.txt").unlink(), "ids.txt: missing"),
-        (lambda: (out / "bprlab.json").write_text("{not json"), "bprlab.json: damaged"),
-        (lambda: (out / "question_encoder" / "model.safetensors").write_bytes(b"garbage"), "question_encoder: missing "
-                                                                                            "or damaged"),
-    ]
-    for damage, message in damages:
-        import shutil
-
-        shutil.rmtree(out)
-        assert main(["export", str(_empty(tmp_path)), *overrides, "--to", str(out)]) == 0
-        damage()
-        with pytest.raises(StageError, match=message):
-            Retriever.from_export(out).search(questions, k=2)
-    import shutil
-
-    from bprlab.errors import ConfigError
-
-    shutil.rmtree(out)  # an export whose question tower lost its tokenizer: refused, not read as [UNK]s
-    assert main(["export", str(_empty(tmp_path)), *overrides, "--to", str(out)]) == 0
-    for path in (out / "question_encoder").iterdir():
-        if path.name.startswith(("tokenizer", "vocab")):
-            path.unlink()
-    with pytest.raises(ConfigError, match="question_encoder has no tokenizer files"):
-        Retriever.from_export(out).search(questions, k=2)
-    with pytest.raises(StageError, match="not the corpus this export was made from"):
-        other = tmp_path / "other.tsv"
-        other.write_text("id\ttext\ttitle\n1\tsomething else\tX\n")
-        Retriever.from_export(out, passages=other)
 
 
 KINDS = [["index.kind=flat"], ["index.kind=binary_flat"], ["index.kind=binary_hash", "index.hash_bits=4"],

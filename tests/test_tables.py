@@ -133,6 +133,8 @@ def test_reproduce_records_units_resumes_and_redoes_what_changed(tiny_overrides,
                        "units/no-rerank/seed43.json", "units/zero-shot/seed42.json"]
     unit = json.loads((out / "units" / "bpr" / "seed43.json").read_text())
     assert unit["run"] == "squad-bpr-seed43" and len(unit["outcomes"]["first_hit"]) == 8
+    assert unit["training"] == {"global_step": 2, "world_size": 1, "resumes": []}  # how its model was trained
+    assert json.loads((out / "units" / "zero-shot" / "seed42.json").read_text())["training"] is None
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary[0]["per_seed"]) == {"42", "43"}
     assert summary[0]["intervals"]["top1"]["over"] == "seeds and questions"

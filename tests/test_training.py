@@ -50,6 +50,7 @@ def test_killed_run_resumes_from_last_with_beta_continuing(tiny_overrides):
     second = Recorder()
     summary = train(cfg, extra_callbacks=[second])
     assert summary["resumed_from"].endswith("last.ckpt")
+    assert summary["resumes"] == [{"step": 3, "epoch": 1, "world_size": 1}]  # 2 steps an epoch
     assert second.seen[0] == (3, pytest.approx(hash_beta(3, 0.5)))  # beta is not reset by the resume
     assert [s for s, _ in second.seen] == [3, 4, 5] and summary["global_step"] == 6
 
@@ -139,9 +140,13 @@ def test_a_run_killed_again_between_the_batches_of_one_accumulated_step_still_re
         train(cfg, extra_callbacks=[Recorder(crash_at=3)])
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(cfg, extra_callbacks=[SecondBatchOfStep4()])
-    train(cfg)
+    summary = train(cfg)
     ours, theirs = _weights(cfg), _weights(straight_cfg)
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    # one resume on the path to the final weights: the first resumed session saved nothing before it was killed, so
+    # the second went on from the same step-3 checkpoint, as if the first had never started
+    assert summary["resumes"] == [{"step": 3, "epoch": 1, "world_size": 1}]
+    assert json.loads(RunPaths(straight_cfg).train_summary.read_text())["resumes"] == []
 
 
 @pytest.mark.parametrize("extra", [

@@ -159,9 +159,19 @@ def run_unit(unit: Unit, folder: Path, records_only: bool = False) -> dict | Non
     record = {"method": unit.row.method, "seed": unit.seed, "run": unit.cfg.name, "format": FORMAT, "fingerprint": stamp,
               # wall time, and the CPU time of this process's threads (less sensitive to other work beside it)
               "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu, "metrics": metrics,
-              "outcomes": read_outcomes(RunPaths(unit.cfg).eval)}
+              "outcomes": read_outcomes(RunPaths(unit.cfg).eval), "training": _training(RunPaths(unit.cfg))}
     write_json(path, record)
     return record
+
+
+def _training(paths: RunPaths) -> dict | None:
+    """How the unit's model was trained, from its run's train.json: optimizer steps, ranks and every resume, so the
+    record keeps it after the run folder is gone. None for a row that trains nothing."""
+    summary = read_sound_json(paths.train_summary)
+    if summary is None:
+        return None
+    return {"global_step": summary.get("global_step"), "world_size": summary.get("world_size"),
+            "resumes": summary.get("resumes")}  # None: trained before train.json listed its resumes
 
 
 def reproduce(table_path: str, overrides: list[str], dataset: str | None = None, seeds: int | None = None,

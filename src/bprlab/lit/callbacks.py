@@ -1,5 +1,5 @@
-"""Callbacks: model selection from an epoch on, random state across a resume, one config on every rank, and
-sharded, atomic writing of encoded passages."""
+"""Callbacks: model selection from an epoch on, random state and a history of resumes across a resume, one config on
+every rank, and sharded, atomic writing of encoded passages."""
 
 from __future__ import annotations
 
@@ -92,6 +92,31 @@ class RandomState(pl.Callback):
         random.setstate((version, tuple(words), gauss_next))
         if state["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class ResumeHistory(pl.Callback):
+    """The resumes on the path to the run's weights, carried from checkpoint to checkpoint: the optimizer step, epoch
+    and number of ranks training went on from. A run killed and resumed several times lists each resume whose
+    training reached a checkpoint (a resumed session killed before it saved anything leaves the next one to go on
+    from the same file, as if it had never started). train.json's `resumes`, which `bprlab reproduce` copies into
+    its unit records, so a record says how its model was trained after the run folder is gone; [] for a run
+    trained in one go."""
+
+    KEY = "resume_history"
+
+    def __init__(self):
+        self.resumes: list[dict] = []
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        self.resumes = list(checkpoint.get(self.KEY, []))  # a checkpoint from before this history: no earlier ones
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.ckpt_path:  # fit(ckpt_path=...): the checkpoint is restored by now
+            self.resumes.append({"step": trainer.global_step, "epoch": trainer.current_epoch,
+                                 "world_size": trainer.world_size})
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[self.KEY] = list(self.resumes)
 
 
 def _random_state() -> dict:

@@ -18,7 +18,13 @@ from bprlab.config.loader import to_dict
 from bprlab.config.schema import RunConfig
 from bprlab.data.collate import Collator
 from bprlab.errors import ConfigError, StageError
-from bprlab.lit.callbacks import RandomState, ResumeCheckpoint, SameConfigOnEveryRank, SelectionCheckpoint
+from bprlab.lit.callbacks import (
+    RandomState,
+    ResumeCheckpoint,
+    ResumeHistory,
+    SameConfigOnEveryRank,
+    SelectionCheckpoint,
+)
 from bprlab.lit.datamodule import RetrieverDataModule
 from bprlab.lit.loggers import make_logger
 from bprlab.lit.modules import RetrieverModule, module_class
@@ -155,8 +161,10 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     logger = make_logger(cfg, paths.root)
     requeue = RequeueOnSignal(paths.last_checkpoint) if _under_srun() else None
     same_config = SameConfigOnEveryRank(to_dict(cfg))
-    callbacks = [last, best, RandomState(), same_config, *([pl.callbacks.LearningRateMonitor("step")] if logger else []),
-                 *([requeue] if requeue else []), *(extra_callbacks or [])]
+    history = ResumeHistory()
+    callbacks = [last, best, RandomState(), history, same_config,
+                 *([pl.callbacks.LearningRateMonitor("step")] if logger else []), *([requeue] if requeue else []),
+                 *(extra_callbacks or [])]
     trainer = make_trainer(cfg, callbacks, logger=logger, **(trainer_options or {}))  # options: tests' plugins
     resume = _resume_point(paths, cfg)
     try:
@@ -174,6 +182,7 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
         "global_batch_size": cfg.train.batch_size * trainer.world_size,  # questions per optimizer step
         "epochs": trainer.current_epoch,
         "resumed_from": str(resume) if resume else None,
+        "resumes": history.resumes,  # every resume of the run, in order; [] when it trained in one go
         "config_hash": same_config.hash,  # the same on every rank (checked when the process group formed)
         "fingerprint": stamp,
     }

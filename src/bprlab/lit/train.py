@@ -182,7 +182,7 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
         "global_batch_size": cfg.train.batch_size * trainer.world_size,  # questions per optimizer step
         "epochs": trainer.current_epoch,
         "resumed_from": str(resume) if resume else None,
-        "resumes": history.resumes,  # every resume of the run, in order; [] when it trained in one go
+        "resumes": history.resumes,  # the resumes behind these weights, in order (ResumeHistory); [] for one go
         "config_hash": same_config.hash,  # the same on every rank (checked when the process group formed)
         "fingerprint": stamp,
     }

@@ -81,8 +81,8 @@ def test_an_untrained_row_pairs_with_every_seed_of_a_trained_one():
 def _test(effect, low, high, p=0.001, noise="measured", **extra):
     se = (high - low) / 2 / 1.96
     return {"effect": effect, "se": se, "df": float("inf"), "var_seeds": se ** 2 / 2, "var_questions": se ** 2 / 2,
-            "var_interaction": 0.0, "seed_pairs": 3, "clusters": 300, "p": p, "training_noise": noise,
-            "metric": "top20", "ci": [low, high], **extra}
+            "var_interaction": 0.0, "seed_pairs": 3, "clusters": 300, "cluster_unit": "paragraph", "p": p,
+            "training_noise": noise, "metric": "top20", "ci": [low, high], **extra}
 
 
 @pytest.mark.parametrize("claim, test, p_adjusted, expected", [
@@ -176,3 +176,39 @@ def test_a_closeness_claim_is_a_noninferiority_test_of_its_miss_ratio():
                         dpr, bpr, 3)
     assert points["p_noninferiority"] == pytest.approx(0.5, abs=1e-9)
 
+
+
+def test_a_claim_is_printed_with_the_stage_coverage_its_table_measured_and_its_reading_only_where_declared():
+    from bprlab.report.claims import claim_rows, stage_coverage
+    from bprlab.report.claims_report import claims_markdown
+
+    def row(method, **hamming):
+        return {"method": method, "intervals": {**{f"hamming@{l}": {"mean": v} for l, v in hamming.items()},
+                                                "top20": {"mean": 90.0}}}
+
+    rows = [row("base", **{"20": 88.0, "100": 97.0, "1000": 99.04}), row("codes", **{"20": 87.0, "1000": 98.96}),
+            row("pq"), row("short", **{"20": 80.0, "100": 95.0})]
+    # the largest l every stage-searching side swept; a row without a Hamming stage is left out, none -> None
+    assert stage_coverage(rows, ("codes", "base")) == {"l": 1000, "codes": 98.96, "base": 99.04}
+    assert stage_coverage(rows, ("short", "base")) == {"l": 100, "short": 95.0, "base": 97.0}
+    assert stage_coverage(rows, ("pq", "base")) == {"l": 1000, "base": 99.04}
+    assert stage_coverage(rows, ("pq", "absent")) is None
+
+    claims = [{"claim": "codes", "row": "codes", "metric": "hamming@20", "expect": "lower", "reading": "l = k = 20"},
+              {"claim": "close", "row": "pq", "metric": "top5", "margin": {"top5": {"miss_ratio": 1.1},
+                                                                           "ndcg@10": {"miss_ratio": 1.1}},
+               "reading": "top-5, the k nearest the paper's"}]
+    ni = {"p_noninferiority": 0.01, "p_outside_margin": 0.99, "miss_ratio": 1.0, "margin": {"miss_ratio": 1.1},
+          "noninferiority": _test(-1, -2, 0), "equal_distance": 1.0}
+    answers = {**_claim_table("abl-compression", claims, [_test(-2, -3, -1, p=0.01, metric="hamming@20"),
+                                                          {**_test(1, 0, 2, p=0.3, metric="top5"), **ni}]),
+               "rows": rows}
+    twin = {**_claim_table("abl-compression-beir", claims, [_test(-2, -3, -1, p=0.01, metric="hamming@20"),
+                                                            {**_test(1, 0, 2, p=0.3, metric="ndcg@10"), **ni}]),
+            "rows": rows}
+    text = claims_markdown(claim_rows([answers, twin], ("abl-compression",)))
+    primary, secondary = text.split("Secondary readings")
+    assert "read at l = k = 20; hamming@1000 = 99.0 (codes), 99.0 (base) |" in primary
+    assert "read at top-5, the k nearest the paper's; hamming@1000 = 99.0 (base) |" in primary
+    # the twin reads the closeness claim on ndcg@10: the top-5 reading declared for the primary metric is not its own
+    assert "read at l = k = 20; hamming@1000" in secondary and "read at top-5" not in secondary

@@ -61,13 +61,13 @@ def time_section(tables: list[dict]) -> str:
              "Each table's units on the machine that ran them (a model shared by several rows or tables is counted "
              "where it was trained): wall time, and CPU time of the process's threads (2 cores: up to twice the wall "
              "time; unlike wall time, it does not count time the run stood paused).", "",
-             "| table | units | wall minutes | CPU minutes |", "|---|---|---|---|"]
+             "| table | units | wall hours | CPU hours |", "|---|---|---|---|"]
     wall = cpu = 0.0
     for table in tables:
         wall, cpu = wall + (table.get("seconds") or 0.0), cpu + (table.get("cpu_seconds") or 0.0)
-        lines.append(f"| {table['run_name']} | {table.get('units', '-')} | {(table.get('seconds') or 0) / 60:.1f} | "
-                     f"{(table.get('cpu_seconds') or 0) / 60:.1f} |")
-    lines.append(f"| **total** | | **{wall / 60:.1f}** ({wall / 3600:.2f} h) | {cpu / 60:.1f} |")
+        lines.append(f"| {table['run_name']} | {table.get('units', '-')} | {(table.get('seconds') or 0) / 3600:.2f} | "
+                     f"{(table.get('cpu_seconds') or 0) / 3600:.2f} |")
+    lines.append(f"| **total** | | **{wall / 3600:.2f}** | **{cpu / 3600:.2f}** |")
     return "\n".join(lines)
 
 

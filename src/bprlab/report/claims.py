@@ -173,9 +173,10 @@ def claim_rows(tables: list[dict], order: tuple[str, ...] = ()) -> list[dict]:
         at = rank(table)[0]
         tests = table.get("claim_tests") or [None] * len(table.get("claims") or [])
         for claim, test in zip(table.get("claims") or [], tests):
-            reading = {**claim, "table": table["run_name"], "baseline": claim.get("baseline", table.get("baseline")),
-                       "test": test,
+            against = claim.get("baseline", table.get("baseline"))
+            reading = {**claim, "table": table["run_name"], "baseline": against, "test": test,
                        "declared_metric": claim["metric"], "metric": (test or {}).get("metric", claim["metric"]),
+                       "stage": stage_coverage(table.get("rows") or [], (claim["row"], against)),
                        "primary": False}
             out.append(reading)
             groups.setdefault((at if at < len(order) else table["run_name"], claim["claim"]), []).append(reading)
@@ -186,6 +187,25 @@ def claim_rows(tables: list[dict], order: tuple[str, ...] = ()) -> list[dict]:
             chosen["primary"] = True
     _judge(out)
     return out
+
+
+def stage_coverage(rows: list[dict], methods: tuple) -> dict | None:
+    """How much the Hamming stage keeps at the largest l swept for every one of `methods` that searches through
+    the stage (a float or PQ row has none): {"l": l, method: hamming@l mean}, None when none does. Read from the
+    table's own rows, so the figure a claim is printed with is the one its table measured."""
+    swept = {}
+    for row in rows:
+        if row.get("method") in methods:
+            means = {int(k.split("@", 1)[1]): v.get("mean") for k, v in (row.get("intervals") or {}).items()
+                     if k.startswith("hamming@") and k.split("@", 1)[1].isdigit() and isinstance(v, dict)}
+            means = {l: v for l, v in means.items() if isinstance(v, (int, float))}
+            if means:
+                swept[row["method"]] = means
+    common = set.intersection(*(set(m) for m in swept.values())) if swept else set()
+    if not common:
+        return None
+    l = max(common)
+    return {"l": l, **{method: means[l] for method, means in swept.items()}}
 
 
 def _judge(readings: list[dict]) -> None:

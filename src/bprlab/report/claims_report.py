@@ -18,7 +18,9 @@ target" is the number of seeds at which that MDE falls to the paper's effect (or
 matters); "none" where seeds alone cannot get there: with training noise averaged away the question sample
 still limits the MDE to the figure given (more questions, not more seeds, would be needed). A closeness claim is a
 non-inferiority test of its margin (one-sided p). The interval column is the 95% interval over seeds and
-questions, unadjusted."""
+questions, unadjusted. For each side that searches through the Hamming stage, the design column gives hamming@l at the
+largest l its table swept (the % of questions with an answer among the stage's l candidates, as measured): near
+100, the candidate stage does not bind at that l."""
 
 
 def fmt_p(test: dict, value: float | None) -> str:
@@ -55,8 +57,12 @@ def _where(reading: dict) -> str:
     unit = test["cluster_unit"] + ("s" if test["cluster_unit"] in ("paragraph", "question") else "")
     noise = test["training_noise"].replace("measured", f"{test.get('seed_pairs', '')} seed pairs")
     parts = [noise, f"{test['clusters']:,} {unit}"]
-    if reading.get("reading"):
-        parts.append(f"read at {reading['reading']}")
+    if reading.get("reading") and reading["metric"] == reading.get("declared_metric", reading["metric"]):
+        parts.append(f"read at {reading['reading']}")  # declared for the primary metric, not a twin's other one
+    stage = reading.get("stage")
+    if stage:
+        kept = ", ".join(f"{stage[m]:.1f} ({m})" for m in (reading["row"], reading["baseline"]) if m in stage)
+        parts.append(f"hamming@{stage['l']} = {kept}")
     if reading.get("exercised") is False:
         parts.append(f"mechanism not exercised: {reading.get('why', '')}".strip())
     return "; ".join(parts)

@@ -138,6 +138,20 @@ def test_bm25_finds_the_gold_passages_of_the_lexical_fixture(tiny_overrides, bei
     assert metrics["method"] == "bm25" and metrics["encoder"] is None and metrics["bytes_per_passage"] > 0
 
 
+def test_bm25_ranks_equal_scores_in_corpus_order_and_retrieves_only_passages_sharing_a_term():
+    """The same ranking on every machine: bm25s's own top-k leaves equal scores in whatever order the machine's
+    numpy SIMD variant does."""
+    from bprlab.config.schema import IndexConfig
+    from bprlab.index.bm25 import BM25Index
+
+    index = BM25Index.create(IndexConfig(kind="bm25"))
+    index.build(["green pear"] * 5 + ["red apple"] * 60)
+    found = index.search(["red", "blue", "red"], k=70)
+    assert found.rows[0].tolist() == list(range(5, 65)) + [-1] * 10  # 60 equal scores, then nothing
+    assert (found.rows[1] == -1).all() and found.rows[2].tolist() == found.rows[0].tolist()
+    assert index.search(["red"], k=50).rows[0].tolist() == list(range(5, 55))  # the first 50 of the 60 tied
+
+
 def test_untrained_run_on_an_evaluation_only_folder_says_so(tiny_overrides, beir_folder, capsys, tmp_path):
     code = _cli(tmp_path, "evaluate", *_eval_overrides(tiny_overrides, beir_folder), "name=never-trained",
                 "method=dpr", "index.kind=flat")

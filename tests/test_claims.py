@@ -182,9 +182,9 @@ def test_a_claim_is_printed_with_the_stage_coverage_its_table_measured_and_its_r
     from bprlab.report.claims import claim_rows, stage_coverage
     from bprlab.report.claims_report import claims_markdown
 
-    def row(method, **hamming):
-        return {"method": method, "intervals": {**{f"hamming@{l}": {"mean": v} for l, v in hamming.items()},
-                                                "top20": {"mean": 90.0}}}
+    def row(method, **hamming):  # as aggregate_row writes one: each mean at the top level and in its interval
+        return {"method": method, "top20": 90.0, **{f"hamming@{l}": v for l, v in hamming.items()},
+                "intervals": {**{f"hamming@{l}": {"mean": v} for l, v in hamming.items()}, "top20": {"mean": 90.0}}}
 
     rows = [row("base", **{"20": 88.0, "100": 97.0, "1000": 99.04}), row("codes", **{"20": 87.0, "1000": 98.96}),
             row("pq"), row("short", **{"20": 80.0, "100": 95.0})]

@@ -91,3 +91,19 @@ def test_malformed_source_fails_without_output(tmp_path):
     with pytest.raises(DataFormatError, match="article 0, paragraph 0"):
         prepare_squad(SquadConfig(source=str(bad)), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_hard_negatives_of_equal_bm25_score_keep_corpus_order():
+    """The ranking is the same on every machine: equal scores in corpus order, not in whatever order numpy's
+    SIMD partition / sort variant leaves them (which made the prepared files differ between machines)."""
+    from bprlab.data.records import Passage
+    from bprlab.data.squad import Question, _bm25_negatives
+
+    passages = [Passage("Topic", "alpha beta gamma", str(i)) for i in range(300)]
+    for i in (250, 260):  # a higher score (the query term twice, same length) wherever it sits in the corpus
+        passages[i] = Passage("Topic", "alpha alpha gamma", str(i))
+    passages[5] = Passage("Topic", "alpha zeta gamma", "5")  # holds the answer: never a negative
+    question = Question("What is alpha?", ["zeta"], None)
+    cfg = SquadConfig(source="unused", bm25_depth=100, hard_negatives=30)
+    got = [p.id for p in _bm25_negatives([question], passages, cfg)[id(question)]]
+    assert got == ["250", "260"] + [str(i) for i in range(31) if i != 5][:28]

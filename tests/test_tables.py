@@ -49,6 +49,29 @@ def test_seeds_baseline_and_extends(tmp_path):
     assert plan_units(listed, [])[0].cfg.name == "squad-bpr-seed7"  # not the configured seed (42): a run of its own
 
 
+def test_a_twin_on_an_evaluation_folder_names_the_files_its_trained_rows_train_on(tmp_path):
+    """A trained row evaluated on a BEIR folder is trained on its experiment's squad files: its config names them,
+    so the unit's stamp follows their content (a run retrained on other data never leaves the twin's record
+    looking current), and its run trains on them where it is missing."""
+    from bprlab.cli.reproduce import plan_units
+    from bprlab.stamps import training_files
+
+    squad = tmp_path / "data" / "squad"
+    squad.mkdir(parents=True)
+    train, dev = squad / "biencoder-squad-train.json", squad / "biencoder-squad-dev.json"
+    train.write_text("[]")
+    dev.write_text("[]")
+    table = read_table(_table(tmp_path, ROWS))
+    twin = [f"data.root={tmp_path / 'data'}", "data.dataset=beir", f"data.path={tmp_path / 'beir'}"]
+    units = {u.row.method: u for u in plan_units(table, twin)}
+    assert (units["bpr"].cfg.data.train_file, units["bpr"].cfg.data.dev_file) == (str(train), str(dev))
+    assert units["zero-shot"].cfg.data.train_file is None  # trains nothing: no training data to name
+    before = training_files(units["bpr"].cfg)
+    assert set(before) == {"train", "dev"}
+    train.write_text('[{"question": "other"}]')
+    assert training_files(units["bpr"].cfg)["train"] != before["train"]
+
+
 def test_a_row_runs_its_own_seeds(tmp_path):
     """The seeds a claim's power analysis asks for, on its rows only; --seeds still wins over every row."""
     from bprlab.cli.reproduce import in_seed_order, plan_units

@@ -47,6 +47,8 @@ def plan_units(table: Table, overrides: list[str], seeds: int | None = None) -> 
     for row in table.rows:
         base = load_config(row.experiment, [*table.overrides, *row.overrides, *overrides])
         trained = base.checkpoint != Checkpoint.pretrained.value and input_kind(base.index) != "text"
+        if trained and base.data.dataset.folder and not base.data.train_file:
+            _name_training_files(base, table, row, overrides)
         for seed in table.seed_list(base.seed, seeds, row) if trained else [base.seed]:
             cfg = copy.deepcopy(base)
             cfg.seed, cfg.name = seed, seeded_name(base.name, seed, base.seed)
@@ -55,6 +57,25 @@ def plan_units(table: Table, overrides: list[str], seeds: int | None = None) -> 
             cfg.wandb.tags = [*cfg.wandb.tags, f"table-{table.name}"]
             units.append(Unit(row, seed, cfg))
     return units
+
+
+# what picks an evaluation folder, dropped to find the data a row trains on
+FOLDER_KEYS = ("data.dataset=", "data.path=", "data.split=", "data.ignore_identical_ids=")
+
+
+def _name_training_files(cfg: RunConfig, table: Table, row: Row, overrides: list[str]) -> None:
+    """A trained row evaluated on a BEIR / jsonl folder (a table's twin) is trained on its experiment's own
+    dataset. The config names those files, so the unit's stamp covers the data its weights come from (a folder
+    evaluated only brings none: retraining the run on other data would leave the twin's record looking current)
+    and its run trains on them where it is missing, as the row's own table would."""
+    from bprlab.data.paths import data_paths
+
+    own = load_config(row.experiment, [*table.overrides, *row.overrides,
+                                       *(o for o in overrides if not o.startswith(FOLDER_KEYS))])
+    if own.data.dataset.folder:
+        raise ConfigError(f"{table.path}: row {row.method} is trained, and {row.experiment} names no data to train "
+                          "on: set data.train_file and data.dev_file")
+    cfg.data.train_file, cfg.data.dev_file = map(str, data_paths(own.data).training())
 
 
 def in_seed_order(units: list[Unit]) -> list[Unit]:

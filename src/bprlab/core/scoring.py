@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -25,3 +26,19 @@ def average_rank(question: torch.Tensor, passage: torch.Tensor, gold: torch.Tens
 def inner_product_from_hamming(hamming, dim: int):
     """For +-1 vectors of length d: <h_q, h_p> = d - 2 * Hamming(h_q, h_p)."""
     return dim - 2 * hamming
+
+
+def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k highest of `scores` (1-D), highest first, equal scores in position order: the same
+    ranking on every machine. numpy's partition and quicksort leave equal keys in an order that differs between
+    their SIMD variants (AVX-512, AVX2, baseline); here a partition only finds the k-th highest value (a value,
+    the same everywhere), and a stable sort orders every position at or above it."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    if k < len(scores):
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+        candidates = np.flatnonzero(scores >= kth)  # ties at the k-th value included, in position order
+    else:
+        candidates = np.arange(len(scores))
+    return candidates[np.argsort(-scores[candidates], kind="stable")[:k]]

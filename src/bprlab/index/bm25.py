@@ -2,7 +2,8 @@
 
 Built from the passage store's texts (title + text, as DPR's BM25 baseline indexes them) with bm25s (Lucene's
 BM25 scoring, k1 = 1.2, b = 0.75; English stopwords; Snowball English stemming via PyStemmer), searched with the
-question texts: `input_kind = "text"`, so no encoder runs for it. Tokenising is in Python, fine for BEIR-sized
+question texts: `input_kind = "text"`, so no encoder runs for it. Tokenising and ranking are in Python, one question
+at a time (equal scores in corpus order, core.scoring.top_indices, so every machine ranks alike), fine for BEIR-sized
 corpora and the demo; for 21M Wikipedia passages use a Lucene index (pyserini), as the BPR paper's BM25 rows do.
 On disk: bm25s's own files (sparse score matrix + vocabulary), memory-mapped at load.
 """
@@ -15,6 +16,7 @@ from typing import Iterable
 import numpy as np
 
 from bprlab.config.schema import IndexConfig
+from bprlab.core.scoring import top_indices
 from bprlab.errors import StageError
 from bprlab.index.base import SearchResult, SearchStats
 
@@ -43,7 +45,6 @@ class BM25Index:
 
     def __init__(self, cfg: IndexConfig, retriever=None, ntotal: int = 0, nbytes: int = 0):
         self.cfg, self.retriever, self._ntotal, self._nbytes = cfg, retriever, ntotal, nbytes
-        self.threads = cfg.threads
         self.stats = SearchStats()
         self.stemmer = _stemmer()
 
@@ -72,13 +73,14 @@ class BM25Index:
         tokens = _tokenize(list(questions), self.stemmer)
         rows = np.full((len(questions), k), -1, dtype=np.int64)
         scores = np.full((len(questions), k), -np.inf, dtype=np.float32)
-        if depth:
-            found, found_scores = self.retriever.retrieve(tokens, k=depth, show_progress=False,
-                                                           n_threads=self.threads or 1)
-            # bm25s pads with documents of score 0 when fewer match: those are not retrieved
-            hit = found_scores > 0
-            rows[:, :depth] = np.where(hit, found, -1)
-            scores[:, :depth] = np.where(hit, found_scores, -np.inf)
+        for i, terms in enumerate(tokens if depth else ()):
+            ids = self.retriever.get_tokens_ids(terms)  # terms absent from the corpus score nothing
+            if not ids:
+                continue
+            all_scores = self.retriever.get_scores_from_ids(ids)  # (N,) every passage, as bm25s's retrieve scores
+            best = top_indices(all_scores, depth)  # equal scores in corpus order, on every machine
+            best = best[all_scores[best] > 0]  # a passage sharing no term with the question is not retrieved
+            rows[i, : len(best)], scores[i, : len(best)] = best, all_scores[best]
         self.stats.queries += len(questions)
         self.stats.codes_scanned += len(questions) * n  # the posting lists of the query terms: counted as a scan
         self.stats.ntotal = n

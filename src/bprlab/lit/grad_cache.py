@@ -25,7 +25,7 @@ from typing import Iterator
 import torch
 
 from bprlab.lit.gather import gather_positive_idx, gather_with_local_grad
-from bprlab.lit.precision import loss_in_fp32
+from bprlab.lit.precision import at_least_fp32, loss_in_fp32
 
 
 def chunks(batch: dict, size: int) -> list[dict]:
@@ -85,8 +85,8 @@ def cached_backward(model, loss_fn, batch: dict, chunk_size: int, beta: float, b
             question, passage = encode_chunk(model, part)
             questions.append(question)
             passages.append(passage)
-    question = torch.cat(questions).detach().float().requires_grad_()  # (B, D)
-    passage = torch.cat(passages).detach().float().requires_grad_()  # (B * (1 + n), D)
+    question = at_least_fp32(torch.cat(questions).detach()).requires_grad_()  # (B, D)
+    passage = at_least_fp32(torch.cat(passages).detach()).requires_grad_()  # (B * (1 + n), D)
     # (2) the global loss and its gradient with respect to this rank's representations
     positive_idx = gather_positive_idx(batch["positive_idx"], passage.shape[0])
     out = loss_in_fp32(loss_fn, gather_with_local_grad(question), gather_with_local_grad(passage), positive_idx, beta)

@@ -10,6 +10,11 @@ from __future__ import annotations
 import torch
 
 
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float32, or as it is where it is wider (a float64 model keeps its precision through the loss)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def loss_in_fp32(loss_fn, question: torch.Tensor, passage: torch.Tensor, positive_idx: torch.Tensor, beta: float):
     with torch.autocast(device_type=question.device.type, enabled=False):
-        return loss_fn(question.float(), passage.float(), positive_idx, beta=beta)
+        return loss_fn(at_least_fp32(question), at_least_fp32(passage), positive_idx, beta=beta)

@@ -40,6 +40,15 @@ BOTH = "seeds and questions"
 QUESTIONS_ONLY = "questions only"
 
 
+def stage_means(row: dict) -> dict[int, float]:
+    """A table row's candidate stage (bprlab.eval.stage): {l: hamming@l mean} for every l the row swept, in
+    increasing l; empty for a row that searches without the stage (float, PQ) or whose stage has no number."""
+    means = {int(key[len(PREFIX):]): value for key, value in row.items()
+             if key.startswith(PREFIX) and key[len(PREFIX):].isdigit()
+             and isinstance(value, (int, float)) and not isinstance(value, bool)}
+    return dict(sorted(means.items()))
+
+
 def aggregate_row(method: str, units: list[dict], table_seeds: int | None = None) -> dict:
     """One row: mean of every accuracy metric over seeds with its interval (training noise and question sample
     together where the row has >= 2 seeds; else the question sample only, labelled), costs, each seed's numbers."""

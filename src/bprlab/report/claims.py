@@ -37,7 +37,7 @@ Verdicts (primary readings; Holm over all of them at ALPHA):
 from __future__ import annotations
 
 from bprlab.errors import ConfigError
-from bprlab.report.aggregate import compare
+from bprlab.report.aggregate import compare, stage_means
 from bprlab.report.power import design_power
 from bprlab.report.stats import ALPHA, Combined, holm
 
@@ -193,14 +193,8 @@ def stage_coverage(rows: list[dict], methods: tuple) -> dict | None:
     """How much the Hamming stage keeps at the largest l swept for every one of `methods` that searches through
     the stage (a float or PQ row has none): {"l": l, method: hamming@l mean}, None when none does. Read from the
     table's own rows, so the figure a claim is printed with is the one its table measured."""
-    swept = {}
-    for row in rows:
-        if row.get("method") in methods:
-            means = {int(k.split("@", 1)[1]): v.get("mean") for k, v in (row.get("intervals") or {}).items()
-                     if k.startswith("hamming@") and k.split("@", 1)[1].isdigit() and isinstance(v, dict)}
-            means = {l: v for l, v in means.items() if isinstance(v, (int, float))}
-            if means:
-                swept[row["method"]] = means
+    swept = {row["method"]: means for row in rows
+             if row.get("method") in methods and (means := stage_means(row))}
     common = set.intersection(*(set(m) for m in swept.values())) if swept else set()
     if not common:
         return None

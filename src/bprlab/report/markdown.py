@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bprlab.report.aggregate import BOTH, QUESTIONS_ONLY
+from bprlab.eval.stage import PREFIX
+from bprlab.report.aggregate import BOTH, QUESTIONS_ONLY, stage_means
 from bprlab.report.claims_report import fmt_p
 
 SUMMARY_COLUMNS = ("method", "code_bits", "bytes_per_passage", "index_bytes", "top1", "top5", "top20", "top100",
@@ -115,11 +116,11 @@ def comparison_table(rows: list[dict], baseline: str) -> str:
 def stage_table(rows: list[dict]) -> str:
     """The candidate stage of the rows that have one (bprlab.eval.stage): % of questions with an answer among the
     first l Hamming candidates, for each l, with intervals as in the main table."""
-    staged = [row for row in rows if any(k.startswith("hamming@") for k in row)]
+    staged = [row for row in rows if stage_means(row)]
     if not staged:
         return ""
-    kept = sorted({int(k.split("@")[1]) for row in staged for k in row if k.startswith("hamming@")})
-    columns = ("method", *(f"hamming@{n}" for n in kept))
+    kept = sorted({n for row in staged for n in stage_means(row)})
+    columns = ("method", *(f"{PREFIX}{n}" for n in kept))
     lines = ["Candidate stage (`hamming@l`: % of questions with an answer among the first l Hamming candidates; the "
              "recall of the stage at l and the top-l of the Hamming order alone):", "",
              "| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]

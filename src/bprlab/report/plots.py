@@ -8,6 +8,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from bprlab.artifacts import atomic_path
+from bprlab.eval.stage import PREFIX
+from bprlab.report.aggregate import stage_means
 
 MARKERS = "osD^v<>pPX*h"
 
@@ -108,20 +110,16 @@ def candidate_stage(rows: list[dict], title: str, path: Path) -> Path | None:
     """Per row with a candidate stage (bprlab.eval.stage): the % of questions whose answer is among the first l
     Hamming candidates against l (log x), with its interval where the row has one; where a curve reaches the l a
     search keeps, the stage no longer binds."""
-    curves = []
-    for row in rows:
-        kept = sorted(int(k.split("@")[1]) for k in row if k.startswith("hamming@") and row.get(k) is not None)
-        if kept:
-            curves.append((row, kept))
+    curves = [(row, means) for row in rows if (means := stage_means(row))]
     if not curves:
         return None
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.4))
-    for i, (row, kept) in enumerate(curves):
-        values = [row[f"hamming@{n}"] for n in kept]
+    for i, (row, means) in enumerate(curves):
+        kept, values = list(means), list(means.values())
         color = plt.get_cmap("tab10")(i % 10)
         ax.plot(kept, values, marker=MARKERS[i % len(MARKERS)], color=color, label=row["method"])
-        bounds = [(row.get("intervals") or {}).get(f"hamming@{n}") or {} for n in kept]
+        bounds = [(row.get("intervals") or {}).get(f"{PREFIX}{n}") or {} for n in kept]
         if all(b.get("low") is not None for b in bounds):
             ax.fill_between(kept, [b["low"] for b in bounds], [b["high"] for b in bounds], color=color, alpha=0.15)
     ax.set_xscale("log")

@@ -8,7 +8,7 @@ from bprlab.bench.report import write_bench
 from bprlab.bench.search import SearchPlan, run_search_bench
 
 
-@pytest.mark.slow  # the whole search bench end to end: minutes on a 2-core AVX2 machine, half the default suite's budget
+@pytest.mark.slow  # the whole search bench end to end (every search, size and batch, the loops, the report)
 def test_tiny_search_bench_finds_every_planted_passage(tmp_path):
     plan = SearchPlan(float_sizes=[3000], code_sizes=[6000], bits=[64], batches=[1, 8], threads=[1],
                       min_seconds=0.0, max_batches=2, bandwidth_bytes=1 << 22, pause_seconds=0.0,

@@ -42,3 +42,14 @@ def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
     else:
         candidates = np.arange(len(scores))
     return candidates[np.argsort(-scores[candidates], kind="stable")[:k]]
+
+
+def bm25_top(retriever, terms: list[str], k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, scores): the k best of n passages for one tokenised question under a bm25s retriever, best first,
+    equal scores in corpus order (`top_indices`). Every passage is scored with `get_scores_from_ids`, which adds the
+    terms' scores element by element, so the scores do not depend on the machine either; a question with no term
+    in the corpus scores 0 everywhere."""
+    ids = retriever.get_tokens_ids(terms)  # terms absent from the corpus score nothing
+    scores = retriever.get_scores_from_ids(ids) if ids else np.zeros(n, dtype=np.float32)
+    rows = top_indices(scores, k)
+    return rows, scores[rows]

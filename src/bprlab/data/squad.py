@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from bprlab.artifacts import atomic_dir, file_sha256, fingerprint, read_sound_json, write_json
 from bprlab.config.schema import SquadConfig
-from bprlab.core.scoring import top_indices
+from bprlab.core.scoring import bm25_top
 from bprlab.data.answers import has_answer
 from bprlab.data.clusters import PARAGRAPH, write_clusters
 from bprlab.data.readers import write_biencoder, write_passages, write_qa
@@ -190,11 +190,10 @@ def _questions(articles, chunks_by_paragraph, splits) -> tuple[dict[str, list[Qu
 
 def _bm25_negatives(questions: list[Question], passages: list[Passage], cfg: SquadConfig) -> dict[int, list[Passage]]:
     """Top BM25 passages without an answer, best first (DPR's hard negatives); equal scores in corpus order
-    (core.scoring.top_indices), so the prepared files are the same on every machine. bm25s's own top-k orders
+    (core.scoring.bm25_top), so the prepared files are the same on every machine. bm25s's own top-k orders
     equal scores as the machine's numpy SIMD variant leaves them: a third of the training questions had their
     hard negatives in another order from one machine to the next."""
     import bm25s
-    import numpy as np
 
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize([f"{p.title} {p.text}" for p in passages], stopwords="en", show_progress=False),
@@ -203,9 +202,8 @@ def _bm25_negatives(questions: list[Question], passages: list[Passage], cfg: Squ
     depth = min(cfg.bm25_depth, len(passages))
     negatives = {}
     for q, terms in zip(tqdm(questions, desc="BM25 hard negatives", unit="q"), queries):
-        ids = retriever.get_tokens_ids(terms)  # terms absent from the corpus score nothing
-        scores = retriever.get_scores_from_ids(ids) if ids else np.zeros(len(passages), dtype=np.float32)
-        found = (passages[r] for r in top_indices(scores, depth) if not has_answer(q.answers, passages[r].text))
+        rows, _ = bm25_top(retriever, terms, depth, len(passages))
+        found = (passages[r] for r in rows if not has_answer(q.answers, passages[r].text))
         negatives[id(q)] = [p for _, p in zip(range(cfg.hard_negatives), found)]
     return negatives
 

@@ -16,7 +16,7 @@ from typing import Iterable
 import numpy as np
 
 from bprlab.config.schema import IndexConfig
-from bprlab.core.scoring import top_indices
+from bprlab.core.scoring import bm25_top
 from bprlab.errors import StageError
 from bprlab.index.base import SearchResult, SearchStats
 
@@ -74,13 +74,9 @@ class BM25Index:
         rows = np.full((len(questions), k), -1, dtype=np.int64)
         scores = np.full((len(questions), k), -np.inf, dtype=np.float32)
         for i, terms in enumerate(tokens if depth else ()):
-            ids = self.retriever.get_tokens_ids(terms)  # terms absent from the corpus score nothing
-            if not ids:
-                continue
-            all_scores = self.retriever.get_scores_from_ids(ids)  # (N,) every passage, as bm25s's retrieve scores
-            best = top_indices(all_scores, depth)  # equal scores in corpus order, on every machine
-            best = best[all_scores[best] > 0]  # a passage sharing no term with the question is not retrieved
-            rows[i, : len(best)], scores[i, : len(best)] = best, all_scores[best]
+            best, best_scores = bm25_top(self.retriever, terms, depth, n)  # equal scores in corpus order
+            best = best[best_scores > 0]  # a passage sharing no term with the question is not retrieved
+            rows[i, : len(best)], scores[i, : len(best)] = best, best_scores[: len(best)]
         self.stats.queries += len(questions)
         self.stats.codes_scanned += len(questions) * n  # the posting lists of the query terms: counted as a scan
         self.stats.ntotal = n

@@ -337,3 +337,16 @@ def test_encoded_shards_merge_in_row_order(tmp_path):
 
     with pytest.raises(StageError, match="manifest says 7"):
         read_encoded(tmp_path)
+
+
+def test_top_k_keeps_equal_scores_in_column_order_and_drops_missing_rows():
+    """Columns arrive in Hamming order with ties by row id; the kept k keep that order among equal scores (on every
+    machine: no partition whose SIMD variant picks among ties), and a -1 row never wins."""
+    from bprlab.index.base import top_k
+
+    scores = np.array([[1.0, 3.0, 3.0, 3.0, 2.0, 3.0], [5.0, 5.0, 5.0, 5.0, 5.0, 5.0]], np.float32)
+    rows = np.array([[10, 11, 12, 13, 14, 15], [-1, 21, 22, -1, 24, 25]])
+    kept = top_k(scores, rows, 3)
+    assert kept.rows.tolist() == [[11, 12, 13], [21, 22, 24]]
+    padded = top_k(scores[:, :2], np.array([[10, 11], [-1, -1]]), 4)
+    assert padded.rows.tolist() == [[11, 10, -1, -1], [-1, -1, -1, -1]] and np.isinf(padded.scores[1]).all()

@@ -166,14 +166,10 @@ def write_faiss_file(index, path: str | Path) -> None:
 
 
 def top_k(scores: np.ndarray, rows: np.ndarray, k: int) -> SearchResult:
-    """Keep the k best of each row of `scores` (Q, M), highest first; rows == -1 never win."""
+    """Keep the k best of each row of `scores` (Q, M), highest first, equal scores in column order (a stable sort:
+    the same on every machine, and candidates in Hamming order keep their ties by row id); rows == -1 never win."""
     scores = np.where(rows < 0, -np.inf, scores).astype(np.float32)
-    if scores.shape[1] > k:
-        candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (Q, k), unordered
-    else:
-        candidates = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-    order = np.argsort(-np.take_along_axis(scores, candidates, axis=1), axis=1, kind="stable")
-    best = np.take_along_axis(candidates, order, axis=1)  # (Q, k) columns, best first
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (Q, min(M, k)) columns, best first
     out_scores = np.take_along_axis(scores, best, axis=1)
     out_rows = np.where(np.isinf(out_scores), -1, np.take_along_axis(rows, best, axis=1))
     return _pad(SearchResult(out_scores, out_rows.astype(np.int64)), k)

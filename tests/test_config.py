@@ -71,6 +71,17 @@ def test_invalid_combinations_fail_in_the_schema(overrides, needle):
     assert needle in str(err.value)
 
 
+def test_each_folder_key_is_refused_away_from_a_folder():
+    """FOLDER_KEYS (what reproduce drops to find a twin's training data) are the keys only a folder reads."""
+    from bprlab.config.schema import FOLDER_KEYS
+
+    values = {"path": "data/squad-beir", "split": "dev", "ignore_identical_ids": "false"}
+    assert set(FOLDER_KEYS) == set(values)
+    for key, value in values.items():
+        with pytest.raises(ConfigError, match=f"data.{key}"):
+            load_config(None, ["data.dataset=squad", f"data.{key}={value}"])
+
+
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_committed_experiment_validates(path):
     load_config(path)

@@ -23,7 +23,7 @@ from pathlib import Path
 from bprlab.artifacts import read_sound_json, write_json
 from bprlab.config import load_config
 from bprlab.config.enums import Checkpoint
-from bprlab.config.schema import RunConfig
+from bprlab.config.schema import FOLDER_KEYS, RunConfig
 from bprlab.errors import ConfigError, StageError
 from bprlab.index.base import input_kind
 from bprlab.runs import RunPaths, run_lock
@@ -60,7 +60,7 @@ def plan_units(table: Table, overrides: list[str], seeds: int | None = None) -> 
 
 
 # what picks an evaluation folder, dropped to find the data a row trains on
-FOLDER_KEYS = ("data.dataset=", "data.path=", "data.split=", "data.ignore_identical_ids=")
+FOLDER_OVERRIDES = tuple(f"data.{key}=" for key in ("dataset", *FOLDER_KEYS))
 
 
 def _name_training_files(cfg: RunConfig, table: Table, row: Row, overrides: list[str]) -> None:
@@ -71,7 +71,7 @@ def _name_training_files(cfg: RunConfig, table: Table, row: Row, overrides: list
     from bprlab.data.paths import data_paths
 
     own = load_config(row.experiment, [*table.overrides, *row.overrides,
-                                       *(o for o in overrides if not o.startswith(FOLDER_KEYS))])
+                                       *(o for o in overrides if not o.startswith(FOLDER_OVERRIDES))])
     if own.data.dataset.folder:
         raise ConfigError(f"{table.path}: row {row.method} is trained, and {row.experiment} names no data to train "
                           "on: set data.train_file and data.dev_file")

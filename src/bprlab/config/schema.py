@@ -70,6 +70,10 @@ class SquadConfig:
     seed: int = key(13, stage="prepare", help="the seed of the article split and the random negatives")
 
 
+# What picks a BEIR / jsonl evaluation folder, besides data.dataset: keys that config.validate refuses away from one
+FOLDER_KEYS = ("path", "split", "ignore_identical_ids")
+
+
 @dataclass
 class DataConfig:
     dataset: DatasetName = key(DatasetName.squad, stage="eval",

@@ -3,6 +3,7 @@ the secondary readings (twins on another dataset, the same models), labelled as 
 
 from __future__ import annotations
 
+from bprlab.eval.stage import PREFIX
 from bprlab.report.stats import ALPHA
 
 VERDICTS = """How to read it (docs/method.md#uncertainty): each claim is tested once, on its primary metric, with a
@@ -62,7 +63,7 @@ def _where(reading: dict) -> str:
     stage = reading.get("stage")
     if stage:
         kept = ", ".join(f"{stage[m]:.1f} ({m})" for m in (reading["row"], reading["baseline"]) if m in stage)
-        parts.append(f"hamming@{stage['l']} = {kept}")
+        parts.append(f"{PREFIX}{stage['l']} = {kept}")
     if reading.get("exercised") is False:
         parts.append(f"mechanism not exercised: {reading.get('why', '')}".strip())
     return "; ".join(parts)

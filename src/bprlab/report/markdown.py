@@ -116,10 +116,11 @@ def comparison_table(rows: list[dict], baseline: str) -> str:
 def stage_table(rows: list[dict]) -> str:
     """The candidate stage of the rows that have one (bprlab.eval.stage): % of questions with an answer among the
     first l Hamming candidates, for each l, with intervals as in the main table."""
-    staged = [row for row in rows if stage_means(row)]
+    stages = [(row, stage_means(row)) for row in rows]
+    staged = [row for row, means in stages if means]
     if not staged:
         return ""
-    kept = sorted({n for row in staged for n in stage_means(row)})
+    kept = sorted({n for _, means in stages for n in means})
     columns = ("method", *(f"{PREFIX}{n}" for n in kept))
     lines = ["Candidate stage (`hamming@l`: % of questions with an answer among the first l Hamming candidates; the "
              "recall of the stage at l and the top-l of the Hamming order alone):", "",

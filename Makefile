@@ -13,6 +13,9 @@ SWEEP ?= sweeps/beta_squad.yaml
 COUNT ?=
 SEEDS ?=
 ARGS ?=
+# The tests in one worker process per core (pytest-xdist, at most 4), each test file kept in one worker: the numba
+# kernels a file compiles are compiled once. TEST_WORKERS= runs them in this process.
+TEST_WORKERS ?= -n auto --maxprocesses=4 --dist loadfile
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
@@ -43,10 +46,10 @@ demo: $(STAMP) ## The main job on the embedded default: squad + MiniLM, DPR vs B
 test: $(STAMP) ## Lint (ruff), the layering contract (import-linter), then the fast offline CPU tests
 	$(BIN)/ruff check src tests
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(TEST_WORKERS)
 
 test-slow: $(STAMP) ## The slow tier as well (end-to-end CLI runs, the cluster rehearsal)
-	$(BIN)/python -m pytest -q -m "not gpu"
+	$(BIN)/python -m pytest -q -m "not gpu" $(TEST_WORKERS)
 
 cluster-check: $(STAMP) ## The SLURM path rehearsed on this CPU: srun-started ranks, requeue, a dead rank, the sbatch scripts (~5 min)
 	$(BIN)/python -m pytest -v -m "not gpu" tests/test_cluster.py

@@ -150,7 +150,8 @@ def test_the_bench_runs_again_without_blas_overrides_and_says_so(tmp_path):
     import subprocess
     import sys
 
-    env = {**os.environ, "OPENBLAS_CORETYPE": "Prescott", "OMP_NUM_THREADS": "1"}
+    inherited = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}  # a test worker's own
+    env = {**inherited, "OPENBLAS_CORETYPE": "Prescott", "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "bprlab.cli.main", "bench", "search", "--quick", "--sizes", "3000",
                           "--code-sizes", "", "--bits", "64", "--out", str(tmp_path)], env=env, capture_output=True,
                          text=True, timeout=600)

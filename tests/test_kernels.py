@@ -33,7 +33,13 @@ def random_codes(rng, n, nbytes, distinct=None):
     return pool[rng.integers(0, distinct, n)]
 
 
-@pytest.mark.parametrize("bits", [64, 128, 384, 768, 1024, 1088, 72])
+# Code widths in bits: one word, two (full and partial), the embedded default's, the paper's, the longest code with a
+# distance loop compiled for its width (the slow tier: each width compiles kernels of its own) and one past it
+LONGEST_FIXED = pytest.param(1024, marks=pytest.mark.slow)
+WIDTHS = [64, 128, 384, 768, LONGEST_FIXED, 1088, 72]
+
+
+@pytest.mark.parametrize("bits", WIDTHS)
 @pytest.mark.parametrize("n,l", [(1000, 50), (130, 200), (1, 5), (777, 777)])
 def test_scan_is_exact_with_ties_by_row(bits, n, l):
     rng = np.random.default_rng(bits + n)
@@ -46,7 +52,7 @@ def test_scan_is_exact_with_ties_by_row(bits, n, l):
     assert (rows[:, m:] == -1).all() and (dist[:, m:] > bits).all()  # fewer codes than l: padded
 
 
-@pytest.mark.parametrize("bits", [64, 128, 384, 768, 1024, 1088, 72])
+@pytest.mark.parametrize("bits", WIDTHS)
 def test_the_loop_compiled_for_a_width_equals_the_run_time_loop(bits):
     """Codes up to 16 words get a distance loop compiled for their width (1088 bits: past it, both are the run-time
     loop); on a batch with an odd last question, ties everywhere, 1 and 2 threads: the same as numpy's brute force."""
@@ -64,7 +70,7 @@ def test_the_loop_compiled_for_a_width_equals_the_run_time_loop(bits):
             assert np.array_equal(dist, want_dist) and np.array_equal(rows, want_rows), (n_threads, fixed)
 
 
-@pytest.mark.parametrize("bits", [8, 64, 72, 384, 768, 1024])
+@pytest.mark.parametrize("bits", [8, 64, 72, 384, 768, LONGEST_FIXED])
 def test_questions_packed_inside_the_scan_match_pack_codes(bits):
     """The compiled packing of float questions is core.hashing's sign (numpy order, -0.0 >= 0; NaN, which the index
     refuses before any kernel, would be bit 0), and the scan of embeddings is the scan of their packed codes."""

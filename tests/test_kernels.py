@@ -11,6 +11,7 @@ import pytest
 
 from bprlab.core.hashing import pack_codes
 from bprlab.index.kernels import torch_search
+from bprlab.index.kernels.distance import MAX_FIXED_WORDS
 from bprlab.index.kernels.hamming import hamming_top_l, sign_words
 from bprlab.index.kernels.layout import BlockedCodes, to_words
 from bprlab.index.kernels.lut import rerank_top_k, score_all_top_k
@@ -35,8 +36,8 @@ def random_codes(rng, n, nbytes, distinct=None):
 
 # Code widths in bits: one word, two (full and partial), the embedded default's, the paper's, the longest code with a
 # distance loop compiled for its width (the slow tier: each width compiles kernels of its own) and one past it
-LONGEST_FIXED = pytest.param(1024, marks=pytest.mark.slow)
-WIDTHS = [64, 128, 384, 768, LONGEST_FIXED, 1088, 72]
+LONGEST_FIXED = pytest.param(64 * MAX_FIXED_WORDS, marks=pytest.mark.slow)
+WIDTHS = [64, 128, 384, 768, LONGEST_FIXED, 64 * MAX_FIXED_WORDS + 64, 72]
 
 
 @pytest.mark.parametrize("bits", WIDTHS)
@@ -56,7 +57,7 @@ def test_scan_is_exact_with_ties_by_row(bits, n, l):
 def test_the_loop_compiled_for_a_width_equals_the_run_time_loop(bits):
     """Codes up to 16 words get a distance loop compiled for their width (1088 bits: past it, both are the run-time
     loop); on a batch with an odd last question, ties everywhere, 1 and 2 threads: the same as numpy's brute force."""
-    from bprlab.index.kernels.distance import MAX_FIXED_WORDS, fixed_width
+    from bprlab.index.kernels.distance import fixed_width
 
     assert len(fixed_width(bits // 64 + (bits % 64 > 0))) == (0 if bits > 64 * MAX_FIXED_WORDS else -(-bits // 64))
     rng = np.random.default_rng(bits)

@@ -102,6 +102,9 @@ def test_the_sbatch_scripts_read_as_the_batch_shell_runs_them():
     for script in SLURM.glob("train*.sbatch"):  # the signal the requeue handler waits for, and the requeue itself
         text = script.read_text()
         assert "#SBATCH --signal=SIGUSR1@90" in text and "#SBATCH --requeue" in text
+    agent = (SLURM / "sweep_agent.sbatch").read_text()  # the agent's shell gets the warning and passes it on
+    assert "#SBATCH --signal=B:SIGUSR1@90" in agent and "#SBATCH --requeue" in agent
+    assert "wandb agent --forward-signals --count 1" in agent
 
 
 # --- processes started as srun starts them ------------------------------------------------------------------------
@@ -132,13 +135,13 @@ def _logs(tasks) -> str:
     return "\n".join(f"--- rank {t.rank}\n{t.log.read_text()[-3000:]}" for t in tasks)
 
 
-def _history_steps(offline_run: Path) -> list[int]:
-    """`trainer/global_step` of every history row in an offline W&B run file (run-<id>.wandb: W&B's record log, a
-    LevelDB-style log of protobuf Records: 7-byte header, 32 KiB blocks, each chunk crc32 + length + type)."""
+def _records(offline_run: Path) -> list:
+    """The protobuf Records of an offline W&B run file (run-<id>.wandb: W&B's record log, a LevelDB-style log: 7-byte
+    header, 32 KiB blocks, each chunk crc32 + length + type)."""
     from wandb.proto import wandb_internal_pb2
 
     data = next(offline_run.glob("run-*.wandb")).read_bytes()
-    position, pending, steps = 7, b"", []
+    position, pending, records = 7, b"", []
     while position + 7 <= len(data):
         block_left = 32768 - (position % 32768)
         if block_left < 7:  # a block's tail too short for a header is padding
@@ -151,12 +154,27 @@ def _history_steps(offline_run: Path) -> list[int]:
         if kind in (1, 4) and pending:
             record = wandb_internal_pb2.Record()
             record.ParseFromString(pending)
-            if record.WhichOneof("record_type") == "history":
-                items = {item.key or "/".join(item.nested_key): item.value_json for item in record.history.item}
-                if "trainer/global_step" in items:
-                    steps.append(int(float(items["trainer/global_step"])))
+            records.append(record)
             pending = b""
+    return records
+
+
+def _history_steps(offline_run: Path) -> list[int]:
+    """`trainer/global_step` of every history row in an offline W&B run."""
+    steps = []
+    for record in _records(offline_run):
+        if record.WhichOneof("record_type") == "history":
+            items = {item.key or "/".join(item.nested_key): item.value_json for item in record.history.item}
+            if "trainer/global_step" in items:
+                steps.append(int(float(items["trainer/global_step"])))
     return steps
+
+
+def _ending(offline_run: Path) -> tuple[bool, int | None]:
+    """Whether an offline W&B session was marked preempting, and the exit code it ended with."""
+    kinds = [(r.WhichOneof("record_type"), r) for r in _records(offline_run)]
+    exits = [r.exit.exit_code for kind, r in kinds if kind == "exit"]
+    return any(kind == "preempting" for kind, _ in kinds), exits[-1] if exits else None
 
 
 def test_ranks_started_as_srun_starts_them_train_what_lightnings_launcher_trains(tiny_overrides, tmp_path):
@@ -253,6 +271,127 @@ def test_a_requeued_job_continues_its_run_and_its_wandb_history(tiny_overrides, 
     history = [step for segment in segments for step in _history_steps(segment)]
     assert history and history == sorted(history) and history[-1] <= 40
     assert min(_history_steps(segments[1])) > max(_history_steps(segments[0]))  # continued, not from step 0
+
+
+# --- a W&B sweep trial on SLURM: preempted, handed to the next agent, resumed ---------------------------------------
+
+@pytest.fixture
+def warning_state(monkeypatch, tmp_path):
+    """bprlab.slurm's per-process state, fresh, with a fake scontrol and a SLURM job around the test."""
+    from bprlab import slurm
+
+    monkeypatch.setattr(slurm, "_state", {"signalled": False, "training": False, "requeued": False})
+    env, record = _fake_scontrol(tmp_path)
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("SLURM_JOB_ID", "321")
+    for name in ("SLURM_ARRAY_JOB_ID", "SLURM_PROCID", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    return slurm, record
+
+
+def test_the_warning_outside_training_requeues_a_job_but_stops_a_sweep_trial(warning_state, monkeypatch):
+    """A job asks scontrol at once (its stages resume); a trial an agent started raises Requeued instead, so that the
+    CLI can mark its W&B run preempting, and never requeues the agent's job itself; a second signal is not
+    answered twice."""
+    from bprlab.errors import Requeued
+
+    slurm, record = warning_state
+    monkeypatch.delenv("WANDB_SWEEP_ID", raising=False)
+    slurm._handler(signal.SIGUSR1, None)
+    assert record.read_text().split() == ["requeue", "321"]
+    record.unlink()
+    monkeypatch.setattr(slurm, "_state", {"signalled": False, "training": False, "requeued": False})
+    monkeypatch.setenv("WANDB_SWEEP_ID", "sweep1")
+    monkeypatch.setenv("WANDB_RUN_ID", "run1")
+    with pytest.raises(Requeued, match="W&B hands this sweep trial to the next agent"):
+        slurm._handler(signal.SIGUSR1, None)
+    slurm._handler(signal.SIGUSR1, None)  # the same warning again, while the first is being answered: no raise
+    assert not record.exists() and slurm.signalled()
+
+
+def test_during_training_the_warning_is_only_noted(warning_state, monkeypatch):
+    slurm, record = warning_state
+    monkeypatch.setenv("WANDB_SWEEP_ID", "sweep1")
+    monkeypatch.setenv("WANDB_RUN_ID", "run1")
+    slurm.training(True)
+    slurm._handler(signal.SIGUSR1, None)  # the training callback stops at the next step boundary
+    assert slurm.signalled() and not record.exists()
+
+
+def _fake_agent(tmp_path: Path) -> tuple[Path, Path]:
+    """`wandb` on PATH doing for one trial what `wandb agent [--forward-signals] --count 1 SWEEP` does, through
+    wandb's own AgentProcess: WANDB_SWEEP_ID and the trial's WANDB_RUN_ID in the environment, the trial's command
+    (FAKE_TRIAL, JSON) in its own process group, the agent's signals forwarded to it when asked. Returns its folder
+    and its log (its arguments, then the trial's exit status)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "agent.log"
+    (bin_dir / "wandb").write_text(f"""#!{sys.executable}
+import json, os, sys, time
+from wandb.wandb_agent import AgentProcess
+with open({str(log)!r}, "a") as f:
+    f.write(" ".join(sys.argv[1:]) + "\\n")
+os.environ["WANDB_SWEEP_ID"] = sys.argv[-1].rsplit("/", 1)[-1]
+os.environ["WANDB_RUN_ID"] = "trialrun0001"
+trial = AgentProcess(command=json.loads(os.environ["FAKE_TRIAL"]), env=dict(os.environ),
+                     forward_signals="--forward-signals" in sys.argv)
+while trial.poll() is None:
+    time.sleep(0.1)
+with open({str(log)!r}, "a") as f:
+    f.write(f"trial exited {{trial.poll()}}\\n")
+""")
+    (bin_dir / "wandb").chmod(0o755)
+    return bin_dir, log
+
+
+@cluster
+def test_a_preempted_sweep_trial_is_handed_back_to_wandb_and_resumed(tiny_overrides, tiny_data, tmp_path):
+    """sweep_agent.sbatch as the batch shell runs it: SLURM's warning (to the shell: --signal=B:...) goes to the agent,
+    which forwards it to the trial; the trial stops at a step boundary with last.ckpt saved, marks its W&B run
+    preempting and ends it with a non-zero exit; the task then requeues itself. Started again (the requeued task, to
+    which W&B hands the same run id), the trial resumes from last.ckpt and finishes; no requeue is asked."""
+    from bprlab import slurm
+    from bprlab.cli.standin import slurm_environment
+
+    bin_dir, agent_log = _fake_agent(tmp_path)
+    _, requeues = _fake_scontrol(tmp_path)
+    one_epoch = tmp_path / "train-x10.json"
+    one_epoch.write_text(json.dumps(json.loads(Path(tiny_data["train"]).read_text()) * 10))
+    trial = [sys.executable, "-m", "bprlab.cli.main", "train", str(_experiment(tmp_path)), *tiny_overrides,
+             "name=trial", f"data.train_file={one_epoch}", "train.batch_size=1", "train.epochs=1",
+             "train.max_steps=40", "train.val_check_interval=null", "train.val_every_n_epochs=100000",
+             "--trial", "hash.gamma=0.5"]
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "WANDB_"))}
+    env = {**base, **slurm_environment(0, 1, job_id=60, job_name="bprlab-sweep", array=(2, 8)),
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1",
+           "FAKE_TRIAL": json.dumps(trial)}
+    script = ["bash", str(SLURM / "sweep_agent.sbatch"), "team/bprlab/sweep1"]
+    run = tmp_path / "runs" / "trial-gamma0.5"
+    with open(tmp_path / "task.log", "a") as out:
+        task = subprocess.Popen(script, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+        assert _when(lambda: (run / "checkpoints" / "last.ckpt").is_file(), 240), (tmp_path / "task.log").read_text()
+        task.send_signal(signal.SIGUSR1)  # to the batch shell only, as --signal=B:SIGUSR1@90 sends it
+        assert task.wait(timeout=240) == 0, (tmp_path / "task.log").read_text()
+    log = agent_log.read_text().splitlines()
+    assert log == ["agent --forward-signals --count 1 team/bprlab/sweep1", f"trial exited {slurm.PREEMPTED_EXIT}"]
+    assert requeues.read_text().split() == ["requeue", "60_2"]  # the array task, once the agent had exited
+    assert not (run / "train.json").exists()
+    stopped_at = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+    assert 0 < stopped_at < 40
+    first = sorted((run / "wandb").glob("offline-run-*"))
+    assert len(first) == 1 and first[0].name.endswith("trialrun0001")  # the agent's run id, not one of ours
+    assert _ending(first[0]) == (True, slurm.PREEMPTED_EXIT)
+    requeues.unlink()
+    again = subprocess.run(script, env={**env, "SLURM_RESTART_COUNT": "1"}, cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0 and agent_log.read_text().splitlines()[-1] == "trial exited 0", again.stdout[-3000:]
+    assert not requeues.exists()
+    summary = json.loads((run / "train.json").read_text())
+    assert summary["global_step"] == 40 and summary["resumes"] == [{"step": stopped_at, "epoch": 0, "world_size": 1}]
+    sessions = sorted((run / "wandb").glob("offline-run-*"))
+    assert len(sessions) == 2 and all(s.name.endswith("trialrun0001") for s in sessions)
+    second = next(s for s in sessions if s != first[0])
+    assert _ending(second) == (False, 0) and min(_history_steps(second)) > max(_history_steps(first[0]))
 
 
 @cluster

@@ -7,6 +7,11 @@ once (SIGTERM, then SIGKILL), so it is asked last, once the state to resume from
 - at any other moment (the stages after training, or before it starts) every stage resumes from what it has
   written, so the handler asks for the requeue at once.
 Rank 0 asks; the others only note it. Without SLURM nothing is installed.
+
+A W&B sweep trial (started by `wandb agent`, which sets WANDB_SWEEP_ID and the trial's WANDB_RUN_ID) is not requeued
+with scontrol: the agent and its batch script own the job (experiments/slurm/sweep_agent.sbatch). It stops as above,
+raising `Requeued` outside training too, and the CLI marks its W&B run preempting and exits with PREEMPTED_EXIT: W&B
+hands the same run to the next agent, whose trial resumes from what this one wrote.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ import os
 import signal
 import subprocess
 
+from bprlab.errors import Requeued
+
 log = logging.getLogger(__name__)
 
 _state = {"signalled": False, "training": False, "requeued": False}
+PREEMPTED_EXIT = 128 + signal.SIGUSR1  # a sweep trial stopped by the warning: non-zero, as a signal's death reads
 
 
 def job_id() -> str | None:
@@ -44,10 +52,24 @@ def install() -> None:
         signal.signal(signal.SIGUSR1, _handler)
 
 
+def sweep_trial() -> bool:
+    """A W&B sweep agent started this process: W&B, not scontrol, requeues it."""
+    return bool(os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"))
+
+
 def _handler(signum, frame) -> None:
+    first = not _state["signalled"]  # one answer: a second signal must not interrupt the first one's
     _state["signalled"] = True
-    if not _state["training"]:
-        requeue()
+    if not _state["training"] and first:  # outside training every stage resumes from what it has written
+        answer_warning("stopped by SLURM's warning before the time limit")
+
+
+def answer_warning(message: str) -> None:
+    """The warning came outside a training step: requeue this job now, or, in a sweep trial, stop it (`Requeued`;
+    the CLI then marks its W&B run preempting)."""
+    if sweep_trial():
+        raise Requeued(f"{message}; W&B hands this sweep trial to the next agent, which resumes it")
+    requeue()
 
 
 def signalled() -> bool:

@@ -19,7 +19,7 @@ from bprlab.config.enums import LoggerKind
 from bprlab.config.loader import to_dict
 from bprlab.config.schema import RunConfig
 from bprlab.eval.metrics import LOGGED_NAMES
-from bprlab.slurm import launch_rank
+from bprlab.slurm import PREEMPTED_EXIT, launch_rank
 
 RUN_ID_FILE = "wandb_run_id.txt"
 
@@ -80,6 +80,19 @@ def init_kwargs(cfg: RunConfig, run_dir: Path) -> dict:
         # the config's hash beside it: runs of one config group on the dashboard, and train.json records the same
         config={**to_dict(cfg), "config_hash": fingerprint(to_dict(cfg))},
     )
+
+
+def mark_preempted(cfg: RunConfig, run_dir: Path) -> None:
+    """A sweep trial stopped by SLURM's warning (bprlab.slurm): its W&B run (the training's, still open, or reopened)
+    is marked preempting and ends with PREEMPTED_EXIT, the two things W&B's sweep controller reads to hand the same
+    run id to the next agent rather than count the trial as failed. Rank 0 only: the other ranks log nothing."""
+    if cfg.logger is not LoggerKind.wandb or wandb_mode() == "disabled" or launch_rank() != 0:
+        return
+    import wandb
+
+    run = wandb.run if wandb.run is not None else wandb.init(**init_kwargs(cfg, run_dir), reinit="finish_previous")
+    run.mark_preempting()
+    wandb.finish(exit_code=PREEMPTED_EXIT)
 
 
 def lightning_logger(cfg: RunConfig, run_dir: Path):

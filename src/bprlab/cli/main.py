@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
     except Requeued as exc:  # training stopped and saved: SLURM runs the job again, and it resumes
         print(f"bprlab: {exc}", file=sys.stderr)
+        if slurm.sweep_trial():  # the agent sees a non-zero exit, and W&B requeues the run marked preempting
+            return slurm.PREEMPTED_EXIT
         slurm.requeue()
         return 0
     except BprlabError as exc:
@@ -197,7 +199,14 @@ def _stage(args: argparse.Namespace) -> None:
         cfg.logger = LoggerKind.wandb
         cfg.wandb.group = cfg.wandb.group or os.environ.get("WANDB_SWEEP_ID")
     with run_lock(RunPaths(cfg).root):
-        getattr(stages, args.command)(cfg, force=args.force)
+        try:
+            getattr(stages, args.command)(cfg, force=args.force)
+        except Requeued:
+            if slurm.sweep_trial():
+                from bprlab.tracking import mark_preempted
+
+                mark_preempted(cfg, RunPaths(cfg).root)
+            raise
 
 
 COMMANDS = {"reproduce": _reproduce, "report": _report, "config": _config, "sweep": _sweep, "bench": _bench,

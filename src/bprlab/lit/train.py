@@ -192,7 +192,7 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
     if not cfg.train.keep_resume_state:  # finished and recorded: a kill before this line leaves a resumable file
         trainer.save_checkpoint(paths.last_checkpoint, weights_only=True)
     if slurm.signalled():  # SLURM's warning came after the last step: training is done, the rest resumes
-        slurm.requeue()
+        slurm.answer_warning(f"{paths.root}: trained, then stopped by SLURM's warning before the time limit")
     return summary
 
 
@@ -270,8 +270,10 @@ def _set_aside_stale(paths: RunPaths, stamp: str, force: bool, format1: str | No
 
 
 def _finish_logger(trainer: pl.Trainer) -> None:
+    """The W&B run ended, except in a sweep trial stopped by SLURM's warning: the CLI marks it preempting first
+    (bprlab.tracking.mark_preempted), since a run ended as finished is not handed to another agent."""
     for logger in trainer.loggers:
-        if type(logger).__name__ == "WandbLogger":
+        if type(logger).__name__ == "WandbLogger" and not (slurm.signalled() and slurm.sweep_trial()):
             import wandb
 
             wandb.finish()

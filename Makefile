@@ -13,8 +13,9 @@ SWEEP ?= sweeps/beta_squad.yaml
 COUNT ?=
 SEEDS ?=
 ARGS ?=
-# The tests in one worker process per core (pytest-xdist, at most 4), each test file kept in one worker: the numba
-# kernels a file compiles are compiled once. TEST_WORKERS= runs them in this process.
+# The tests in one worker process per physical core this process may run on (pytest-xdist, at most 4; the count is
+# tests/conftest.py's), each test file kept in one worker: the numba kernels a file compiles are compiled once.
+# TEST_WORKERS= runs them in this process.
 TEST_WORKERS ?= -n auto --maxprocesses=4 --dist loadfile
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false

@@ -103,7 +103,7 @@ def test_the_sbatch_scripts_read_as_the_batch_shell_runs_them():
         text = script.read_text()
         assert "#SBATCH --signal=SIGUSR1@90" in text and "#SBATCH --requeue" in text
     agent = (SLURM / "sweep_agent.sbatch").read_text()  # the agent's shell gets the warning and passes it on
-    assert "#SBATCH --signal=B:SIGUSR1@90" in agent and "#SBATCH --requeue" in agent
+    assert "#SBATCH --signal=B:SIGUSR1@180" in agent and "#SBATCH --requeue" in agent
     assert "wandb agent --forward-signals --count 1" in agent
 
 
@@ -275,18 +275,25 @@ def test_a_requeued_job_continues_its_run_and_its_wandb_history(tiny_overrides, 
 
 # --- a W&B sweep trial on SLURM: preempted, handed to the next agent, resumed ---------------------------------------
 
+def _fresh_state() -> dict:
+    return {"signalled": False, "training": False, "requeued": False, "stoppable": False, "stopped": False}
+
+
 @pytest.fixture
 def warning_state(monkeypatch, tmp_path):
-    """bprlab.slurm's per-process state, fresh, with a fake scontrol and a SLURM job around the test."""
+    """bprlab.slurm's per-process state, fresh, with a fake scontrol and a SLURM job around the test; SIGUSR1's
+    handler in this process as it was before."""
     from bprlab import slurm
 
-    monkeypatch.setattr(slurm, "_state", {"signalled": False, "training": False, "requeued": False})
+    monkeypatch.setattr(slurm, "_state", _fresh_state())
     env, record = _fake_scontrol(tmp_path)
     monkeypatch.setenv("PATH", env["PATH"])
     monkeypatch.setenv("SLURM_JOB_ID", "321")
     for name in ("SLURM_ARRAY_JOB_ID", "SLURM_PROCID", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
-    return slurm, record
+    handler = signal.getsignal(signal.SIGUSR1)
+    yield slurm, record
+    signal.signal(signal.SIGUSR1, handler)
 
 
 def test_the_warning_outside_training_requeues_a_job_but_stops_a_sweep_trial(warning_state, monkeypatch):
@@ -300,12 +307,18 @@ def test_the_warning_outside_training_requeues_a_job_but_stops_a_sweep_trial(war
     slurm._handler(signal.SIGUSR1, None)
     assert record.read_text().split() == ["requeue", "321"]
     record.unlink()
-    monkeypatch.setattr(slurm, "_state", {"signalled": False, "training": False, "requeued": False})
+    monkeypatch.setattr(slurm, "_state", _fresh_state())
     monkeypatch.setenv("WANDB_SWEEP_ID", "sweep1")
     monkeypatch.setenv("WANDB_RUN_ID", "run1")
+    slurm._handler(signal.SIGUSR1, None)  # before any stage (the config being read): only noted
     with pytest.raises(Requeued, match="W&B hands this sweep trial to the next agent"):
-        slurm._handler(signal.SIGUSR1, None)
-    slurm._handler(signal.SIGUSR1, None)  # the same warning again, while the first is being answered: no raise
+        with slurm.stoppable():  # ... and the stage stops on entry
+            pytest.fail("the stage ran after the warning")
+    monkeypatch.setattr(slurm, "_state", _fresh_state())
+    with slurm.stoppable():
+        with pytest.raises(Requeued):
+            slurm._handler(signal.SIGUSR1, None)
+        slurm._handler(signal.SIGUSR1, None)  # the same warning again, while the first is being answered: no raise
     assert not record.exists() and slurm.signalled()
 
 
@@ -357,7 +370,7 @@ def test_a_preempted_sweep_trial_is_handed_back_to_wandb_and_resumed(tiny_overri
     _, requeues = _fake_scontrol(tmp_path)
     one_epoch = tmp_path / "train-x10.json"
     one_epoch.write_text(json.dumps(json.loads(Path(tiny_data["train"]).read_text()) * 10))
-    trial = [sys.executable, "-m", "bprlab.cli.main", "train", str(_experiment(tmp_path)), *tiny_overrides,
+    trial = [sys.executable, "-m", "bprlab.cli.main", "run", str(_experiment(tmp_path)), *tiny_overrides,
              "name=trial", f"data.train_file={one_epoch}", "train.batch_size=1", "train.epochs=1",
              "train.max_steps=40", "train.val_check_interval=null", "train.val_every_n_epochs=100000",
              "--trial", "hash.gamma=0.5"]
@@ -370,7 +383,7 @@ def test_a_preempted_sweep_trial_is_handed_back_to_wandb_and_resumed(tiny_overri
     with open(tmp_path / "task.log", "a") as out:
         task = subprocess.Popen(script, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
         assert _when(lambda: (run / "checkpoints" / "last.ckpt").is_file(), 240), (tmp_path / "task.log").read_text()
-        task.send_signal(signal.SIGUSR1)  # to the batch shell only, as --signal=B:SIGUSR1@90 sends it
+        task.send_signal(signal.SIGUSR1)  # to the batch shell only, as --signal=B:SIGUSR1@180 sends it
         assert task.wait(timeout=240) == 0, (tmp_path / "task.log").read_text()
     log = agent_log.read_text().splitlines()
     assert log == ["agent --forward-signals --count 1 team/bprlab/sweep1", f"trial exited {slurm.PREEMPTED_EXIT}"]
@@ -388,10 +401,59 @@ def test_a_preempted_sweep_trial_is_handed_back_to_wandb_and_resumed(tiny_overri
     assert not requeues.exists()
     summary = json.loads((run / "train.json").read_text())
     assert summary["global_step"] == 40 and summary["resumes"] == [{"step": stopped_at, "epoch": 0, "world_size": 1}]
-    sessions = sorted((run / "wandb").glob("offline-run-*"))
-    assert len(sessions) == 2 and all(s.name.endswith("trialrun0001") for s in sessions)
-    second = next(s for s in sessions if s != first[0])
-    assert _ending(second) == (False, 0) and min(_history_steps(second)) > max(_history_steps(first[0]))
+    assert json.loads(next(run.glob("eval/*/metrics.json")).read_text())["num_questions"] == 8
+    later = [s for s in sorted((run / "wandb").glob("offline-run-*")) if s != first[0]]
+    assert len(later) == 2 and all(s.name.endswith("trialrun0001") for s in later)  # training, then evaluation
+    assert [_ending(s) for s in later] == [(False, 0), (False, 0)]
+    assert min(_history_steps(later[0])) > max(_history_steps(first[0]))
+
+
+@pytest.mark.parametrize("when", ["before the stage", "within the stage", "during W&B's calls"])
+def test_the_warning_outside_training_ends_a_sweep_trial_as_preempted(warning_state, monkeypatch, tmp_path, when):
+    """bprlab's CLI in this process, as an agent starts a trial (`evaluate ... --trial`), with the stage replaced:
+    the warning before the stage, inside it, or while the evaluation writes to W&B stops the trial (the stage goes
+    no further than W&B's call of the moment) with exit status 138, and its one W&B session is marked preempting
+    and ends with 138; no scontrol is asked."""
+    from bprlab import tracking
+    from bprlab.cli import main as cli
+    from bprlab.cli import stages
+
+    slurm, record = warning_state
+    monkeypatch.setenv("WANDB_SWEEP_ID", "sweep1")
+    monkeypatch.setenv("WANDB_RUN_ID", "trialrun0002")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    reached = []
+
+    def stage(cfg, force=False):
+        reached.append("started")
+        if when == "within the stage":
+            os.kill(os.getpid(), signal.SIGUSR1)
+        elif when == "during W&B's calls":
+            with tracking.evaluation_run(cfg, tmp_path / "runs" / cfg.name) as run:
+                os.kill(os.getpid(), signal.SIGUSR1)
+                run.log({"test/top1": 50.0})
+                reached.append("logged")
+        reached.append("went on")
+
+    monkeypatch.setattr(stages, "evaluate", stage)
+    if when == "before the stage":  # the warning comes while the config is read
+        import bprlab.config
+
+        def load_config(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            return original(*args, **kwargs)
+
+        original = bprlab.config.load_config
+        monkeypatch.setattr(bprlab.config, "load_config", load_config)
+    argv = ["evaluate", str(_experiment(tmp_path)), f"runs_root={tmp_path / 'runs'}", "name=t", "logger=none",
+            "--trial", "hash.gamma=0.5"]
+    assert cli.main(argv) == slurm.PREEMPTED_EXIT
+    expected = {"before the stage": [], "within the stage": ["started"],
+                "during W&B's calls": ["started", "logged"]}[when]
+    assert reached == expected and not record.exists()
+    sessions = sorted((tmp_path / "runs" / "t-gamma0.5" / "wandb").glob("offline-run-*"))
+    assert len(sessions) == 1 and sessions[0].name.endswith("trialrun0002")
+    assert _ending(sessions[0]) == (True, slurm.PREEMPTED_EXIT)
 
 
 @cluster

@@ -30,8 +30,8 @@ class StageError(BprlabError):
 
 
 class Requeued(BprlabError):
-    """Training stopped for a SLURM requeue (bprlab.lit.requeue): the job runs again and resumes, so the CLI says
-    so and exits 0."""
+    """Stopped by SLURM's warning before the time limit (bprlab.slurm, bprlab.lit.requeue): the job is requeued and
+    resumes, so the CLI says so and exits 0; a W&B sweep trial exits with slurm.PREEMPTED_EXIT instead."""
 
 
 def bad_utf8(path) -> DataFormatError:

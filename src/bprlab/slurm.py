@@ -9,13 +9,16 @@ once (SIGTERM, then SIGKILL), so it is asked last, once the state to resume from
 Rank 0 asks; the others only note it. Without SLURM nothing is installed.
 
 A W&B sweep trial (started by `wandb agent`, which sets WANDB_SWEEP_ID and the trial's WANDB_RUN_ID) is not requeued
-with scontrol: the agent and its batch script own the job (experiments/slurm/sweep_agent.sbatch). It stops as above,
-raising `Requeued` outside training too, and the CLI marks its W&B run preempting and exits with PREEMPTED_EXIT: W&B
-hands the same run to the next agent, whose trial resumes from what this one wrote.
+with scontrol: the agent and its batch script own the job (experiments/slurm/sweep_agent.sbatch). It stops instead:
+during training as above; outside it, `Requeued` is raised at once inside the CLI's stage (`stoppable`), on entering
+the stage when the warning came before it, and after W&B's own calls return when it came during one (`deferred`).
+The CLI then marks its W&B run preempting and exits with PREEMPTED_EXIT: W&B hands the same run to the next agent,
+whose trial resumes from what this one wrote.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -25,7 +28,9 @@ from bprlab.errors import Requeued
 
 log = logging.getLogger(__name__)
 
-_state = {"signalled": False, "training": False, "requeued": False}
+# signalled: the warning came; training: a training step is running (the callback stops at its end); requeued:
+# scontrol asked; stoppable: a sweep trial's stage may be stopped here by raising; stopped: Requeued raised
+_state = {"signalled": False, "training": False, "requeued": False, "stoppable": False, "stopped": False}
 PREEMPTED_EXIT = 128 + signal.SIGUSR1  # a sweep trial stopped by the warning: non-zero, as a signal's death reads
 
 
@@ -58,18 +63,55 @@ def sweep_trial() -> bool:
 
 
 def _handler(signum, frame) -> None:
-    first = not _state["signalled"]  # one answer: a second signal must not interrupt the first one's
     _state["signalled"] = True
-    if not _state["training"] and first:  # outside training every stage resumes from what it has written
-        answer_warning("stopped by SLURM's warning before the time limit")
+    if _state["training"]:
+        return
+    if not sweep_trial():
+        requeue()  # every stage resumes from what it has written
+    elif _state["stoppable"]:
+        stop_if_warned()
+
+
+def stop_if_warned(message: str = "stopped by SLURM's warning before the time limit") -> None:
+    """In a sweep trial warned outside a training step, raise `Requeued` (once: the CLI then marks the W&B run
+    preempting). Nothing otherwise."""
+    if _state["signalled"] and sweep_trial() and not _state["training"] and not _state["stopped"]:
+        _state["stopped"] = True
+        raise Requeued(f"{message}; W&B hands this sweep trial to the next agent, which resumes it")
 
 
 def answer_warning(message: str) -> None:
-    """The warning came outside a training step: requeue this job now, or, in a sweep trial, stop it (`Requeued`;
-    the CLI then marks its W&B run preempting)."""
+    """The warning came outside a training step: requeue this job now, or stop this sweep trial."""
     if sweep_trial():
-        raise Requeued(f"{message}; W&B hands this sweep trial to the next agent, which resumes it")
-    requeue()
+        stop_if_warned(message)
+    else:
+        requeue()
+
+
+@contextlib.contextmanager
+def stoppable():
+    """A stage of a sweep trial, where the warning stops it at once (the stages resume from what they have written;
+    every write is atomic), or on entry when it came earlier (while the config was read, say)."""
+    _state["stoppable"] = True
+    try:
+        stop_if_warned()
+        yield
+    finally:
+        _state["stoppable"] = False
+
+
+@contextlib.contextmanager
+def deferred():
+    """W&B's own calls, which an exception raised part-way through could leave half done: the warning is noted
+    there, and the trial stops once they have returned."""
+    was = _state["stoppable"]
+    _state["stoppable"] = False
+    try:
+        yield
+    finally:
+        _state["stoppable"] = was
+    if was:
+        stop_if_warned()
 
 
 def signalled() -> bool:

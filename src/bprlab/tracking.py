@@ -8,19 +8,22 @@ later with `wandb sync <run_dir>/wandb/offline-run-*`), and off with `logger=non
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 import uuid
 from pathlib import Path
 from typing import Iterator
 
+from bprlab import slurm
 from bprlab.artifacts import fingerprint
 from bprlab.config.enums import LoggerKind
 from bprlab.config.loader import to_dict
 from bprlab.config.schema import RunConfig
 from bprlab.eval.metrics import LOGGED_NAMES
-from bprlab.slurm import PREEMPTED_EXIT, launch_rank
+from bprlab.slurm import launch_rank
 
+log = logging.getLogger(__name__)
 RUN_ID_FILE = "wandb_run_id.txt"
 
 
@@ -83,16 +86,32 @@ def init_kwargs(cfg: RunConfig, run_dir: Path) -> dict:
 
 
 def mark_preempted(cfg: RunConfig, run_dir: Path) -> None:
-    """A sweep trial stopped by SLURM's warning (bprlab.slurm): its W&B run (the training's, still open, or reopened)
-    is marked preempting and ends with PREEMPTED_EXIT, the two things W&B's sweep controller reads to hand the same
-    run id to the next agent rather than count the trial as failed. Rank 0 only: the other ranks log nothing."""
+    """A sweep trial stopped by SLURM's warning (bprlab.slurm): its W&B run (the training's or the evaluation's,
+    left open by `finish_run`, or reopened) is marked preempting and ends with PREEMPTED_EXIT, the two things W&B's
+    sweep controller reads to hand the same run id to the next agent rather than count the trial as failed. Rank 0
+    only: the other ranks log nothing. A W&B error here is logged: the trial still exits with PREEMPTED_EXIT."""
     if cfg.logger is not LoggerKind.wandb or wandb_mode() == "disabled" or launch_rank() != 0:
         return
     import wandb
 
-    run = wandb.run if wandb.run is not None else wandb.init(**init_kwargs(cfg, run_dir), reinit="finish_previous")
-    run.mark_preempting()
-    wandb.finish(exit_code=PREEMPTED_EXIT)
+    try:
+        run = wandb.run if wandb.run is not None else wandb.init(**init_kwargs(cfg, run_dir),
+                                                                 reinit="finish_previous")
+        run.mark_preempting()
+        wandb.finish(exit_code=slurm.PREEMPTED_EXIT)
+    except Exception as exc:  # noqa: BLE001 - whatever W&B raises, the trial must still stop as preempted
+        log.warning("%s: could not mark the W&B run preempting (%s); W&B may count the trial as failed", run_dir, exc)
+
+
+def finish_run() -> None:
+    """wandb.finish(), except in a sweep trial stopped by SLURM's warning: the run is left open for
+    `mark_preempted`, since a run ended as finished is not handed to another agent."""
+    if slurm.signalled() and slurm.sweep_trial():
+        return
+    import wandb
+
+    with slurm.deferred():
+        wandb.finish()
 
 
 def lightning_logger(cfg: RunConfig, run_dir: Path):
@@ -112,11 +131,12 @@ def evaluation_run(cfg: RunConfig, run_dir: Path) -> Iterator[object | None]:
         return
     import wandb
 
-    run = wandb.init(**init_kwargs(cfg, run_dir), reinit="finish_previous")
-    try:
-        yield run
-    finally:
-        wandb.finish()
+    with slurm.deferred():  # the warning stops a sweep trial once the run is logged and left open
+        run = wandb.init(**init_kwargs(cfg, run_dir), reinit="finish_previous")
+        try:
+            yield run
+        finally:
+            finish_run()
 
 
 def log_evaluation(cfg: RunConfig, run_dir: Path, metrics: dict, files: list[Path]) -> None:

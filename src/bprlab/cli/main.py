@@ -20,6 +20,7 @@ from bprlab.errors import BprlabError, ConfigError, Requeued, StageError
 
 
 def main(argv: list[str] | None = None) -> int:
+    slurm.install()  # first: under SLURM its warning before the time limit requeues the job (bprlab.slurm)
     argv, trial = split_trial(list(sys.argv[1:] if argv is None else argv))
     args = parse_args(build_parser(__doc__.splitlines()[0]), argv)
     args.trial, args.argv = trial, argv
@@ -27,7 +28,6 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _quiet_libraries()
-    slurm.install()  # under SLURM: its warning before the time limit requeues the job (bprlab.slurm)
     try:
         return _dispatch(args)
     except Requeued as exc:  # training stopped and saved: SLURM runs the job again, and it resumes
@@ -200,7 +200,8 @@ def _stage(args: argparse.Namespace) -> None:
         cfg.wandb.group = cfg.wandb.group or os.environ.get("WANDB_SWEEP_ID")
     with run_lock(RunPaths(cfg).root):
         try:
-            getattr(stages, args.command)(cfg, force=args.force)
+            with slurm.stoppable():
+                getattr(stages, args.command)(cfg, force=args.force)
         except Requeued:
             if slurm.sweep_trial():
                 from bprlab.tracking import mark_preempted

@@ -59,7 +59,7 @@ def run_on_wandb(spec: Sweep, count: int | None, create_only: bool = False) -> N
     sweep_id = wandb.sweep(sweep=spec.raw, project=base.wandb.project, entity=base.wandb.entity)
     target = "/".join(p for p in (base.wandb.entity, base.wandb.project, sweep_id) if p)
     print(f"\nW&B sweep {target} created. Add agents on other nodes with:\n  wandb agent {target}\n"
-          f"(SLURM: see the README, `sbatch --array=0-7 ... --wrap 'wandb agent --count 1 {target}'`)\n")
+          f"(SLURM: `sbatch --array=0-7 experiments/slurm/sweep_agent.sbatch {target}`, one trial per task)\n")
     if create_only:
         return
     executable = shutil.which("wandb") or "wandb"

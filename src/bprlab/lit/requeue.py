@@ -6,8 +6,9 @@ gradients' all-reduce, and a state saved between a step's forward and its optimi
 Here the handler (bprlab.slurm) only notes the signal; after each optimizer step the ranks agree whether any of them
 was signalled (a max-reduce of one number), and if so, all at the same step, last.ckpt is saved (the state that
 resumes bit for bit) and every rank raises `Requeued` at the same point: training ends there (no validation, no
-other checkpoint written after it, no train.json), and the CLI asks SLURM to requeue the job as it exits. The
-requeued job (same run folder, same W&B run id) resumes from last.ckpt at the next step.
+other checkpoint written after it, no train.json), and the CLI asks SLURM to requeue the job as it exits (a W&B
+sweep trial is handed back to W&B instead: bprlab.slurm). The requeued job (same run folder, same W&B run id)
+resumes from last.ckpt at the next step.
 """
 
 from __future__ import annotations

@@ -270,10 +270,8 @@ def _set_aside_stale(paths: RunPaths, stamp: str, force: bool, format1: str | No
 
 
 def _finish_logger(trainer: pl.Trainer) -> None:
-    """The W&B run ended, except in a sweep trial stopped by SLURM's warning: the CLI marks it preempting first
-    (bprlab.tracking.mark_preempted), since a run ended as finished is not handed to another agent."""
-    for logger in trainer.loggers:
-        if type(logger).__name__ == "WandbLogger" and not (slurm.signalled() and slurm.sweep_trial()):
-            import wandb
+    """The training's W&B run ended (left open in a sweep trial stopped by SLURM's warning: bprlab.tracking)."""
+    if any(type(logger).__name__ == "WandbLogger" for logger in trainer.loggers):
+        from bprlab.tracking import finish_run
 
-            wandb.finish()
+        finish_run()

@@ -24,27 +24,33 @@ REPO = Path(__file__).resolve().parents[1]
 SYSFS_CPUS = Path("/sys/devices/system/cpu")
 
 
-def physical_cores(cpus: set[int], sysfs: Path = SYSFS_CPUS) -> int:
-    """The physical cores among these logical CPUs (Linux's topology files: a core is a (package, core id) pair);
-    the number of CPUs where the files are not there."""
+def physical_cores(cpus: set[int], sysfs: Path | None = None) -> int:
+    """The physical cores among these logical CPUs: a core is the set of CPUs that share it (Linux's topology files,
+    core_cpus_list, or thread_siblings_list before Linux 5.3); the number of CPUs where the files are not there."""
     cores = set()
     for cpu in cpus:
-        topology = sysfs / f"cpu{cpu}" / "topology"
-        try:
-            cores.add(((topology / "physical_package_id").read_text().strip(),
-                       (topology / "core_id").read_text().strip()))
-        except OSError:
+        topology = (sysfs or SYSFS_CPUS) / f"cpu{cpu}" / "topology"
+        for name in ("core_cpus_list", "thread_siblings_list"):
+            if (topology / name).is_file():
+                cores.add((topology / name).read_text().strip())
+                break
+        else:
             return len(cpus)
     return max(1, len(cores))
 
 
 def pytest_xdist_auto_num_workers(config) -> int | None:
-    """`-n auto` (make test): one worker per physical core this process may run on. xdist's own count is every
-    physical core of the machine, so a SLURM job or a container given 2 of a node's 64 cores would start 64 workers
-    (then `--maxprocesses`' cap) on 2. PYTEST_XDIST_AUTO_NUM_WORKERS still decides where it is set."""
+    """`-n auto` (make test): one worker per physical core this process may run on (`-n logical`: per CPU). xdist's
+    own count is every core of the machine, so a SLURM job or a container given 2 of a node's 64 cores would start
+    64 workers (then `--maxprocesses`' cap) on 2. PYTEST_XDIST_AUTO_NUM_WORKERS still decides where it is set."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS") or not hasattr(os, "sched_getaffinity"):
         return None  # xdist's own answer
-    return physical_cores(os.sched_getaffinity(0))
+    cpus = os.sched_getaffinity(0)
+    if getattr(config.option, "numprocesses", None) == "logical":
+        return len(cpus)
+    return physical_cores(cpus)
+
+
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 

@@ -322,6 +322,27 @@ def test_the_warning_outside_training_requeues_a_job_but_stops_a_sweep_trial(war
     assert not record.exists() and slurm.signalled()
 
 
+def test_inside_a_stage_a_job_still_requeues_and_an_error_during_wandbs_call_stands(warning_state, monkeypatch):
+    from bprlab.errors import Requeued
+
+    slurm, record = warning_state
+    monkeypatch.delenv("WANDB_SWEEP_ID", raising=False)
+    with slurm.stoppable():  # a plain job: scontrol at once, as outside any stage; nothing raised
+        slurm._handler(signal.SIGUSR1, None)
+    assert record.read_text().split() == ["requeue", "321"]
+    monkeypatch.setattr(slurm, "_state", _fresh_state())
+    monkeypatch.setenv("WANDB_SWEEP_ID", "sweep1")
+    monkeypatch.setenv("WANDB_RUN_ID", "run1")
+    with pytest.raises(ValueError, match="the stage.s own error"):
+        with slurm.stoppable():
+            with slurm.deferred():
+                slurm._handler(signal.SIGUSR1, None)  # inside W&B's call: only noted
+                raise ValueError("the stage's own error")  # ... and the stop does not replace it
+    with pytest.raises(Requeued):  # the warning is still pending for the next stage of this trial
+        with slurm.stoppable():
+            pass
+
+
 def test_during_training_the_warning_is_only_noted(warning_state, monkeypatch):
     slurm, record = warning_state
     monkeypatch.setenv("WANDB_SWEEP_ID", "sweep1")
@@ -408,15 +429,18 @@ def test_a_preempted_sweep_trial_is_handed_back_to_wandb_and_resumed(tiny_overri
     assert min(_history_steps(later[0])) > max(_history_steps(first[0]))
 
 
-@pytest.mark.parametrize("when", ["before the stage", "within the stage", "during W&B's calls"])
+@pytest.mark.parametrize("when", ["before the stage", "within the stage", "during W&B's calls",
+                                  "before an error"])
 def test_the_warning_outside_training_ends_a_sweep_trial_as_preempted(warning_state, monkeypatch, tmp_path, when):
     """bprlab's CLI in this process, as an agent starts a trial (`evaluate ... --trial`), with the stage replaced:
     the warning before the stage, inside it, or while the evaluation writes to W&B stops the trial (the stage goes
     no further than W&B's call of the moment) with exit status 138, and its one W&B session is marked preempting
-    and ends with 138; no scontrol is asked."""
+    and ends with 138; no scontrol is asked. An error the stage raises after the warning stands: exit status 2,
+    the W&B session ended as failed (exit code 1), not preempted."""
     from bprlab import tracking
     from bprlab.cli import main as cli
     from bprlab.cli import stages
+    from bprlab.errors import StageError
 
     slurm, record = warning_state
     monkeypatch.setenv("WANDB_SWEEP_ID", "sweep1")
@@ -424,15 +448,17 @@ def test_the_warning_outside_training_ends_a_sweep_trial_as_preempted(warning_st
     monkeypatch.setenv("WANDB_MODE", "offline")
     reached = []
 
-    def stage(cfg, force=False):
+    def stage(cfg, force=False):  # raise_signal: to this thread, so the handler runs before the next line does
         reached.append("started")
         if when == "within the stage":
-            os.kill(os.getpid(), signal.SIGUSR1)
-        elif when == "during W&B's calls":
+            signal.raise_signal(signal.SIGUSR1)
+        elif when in ("during W&B's calls", "before an error"):
             with tracking.evaluation_run(cfg, tmp_path / "runs" / cfg.name) as run:
-                os.kill(os.getpid(), signal.SIGUSR1)
+                signal.raise_signal(signal.SIGUSR1)
                 run.log({"test/top1": 50.0})
                 reached.append("logged")
+                if when == "before an error":
+                    raise StageError("the stage's own error")
         reached.append("went on")
 
     monkeypatch.setattr(stages, "evaluate", stage)
@@ -440,20 +466,21 @@ def test_the_warning_outside_training_ends_a_sweep_trial_as_preempted(warning_st
         import bprlab.config
 
         def load_config(*args, **kwargs):
-            os.kill(os.getpid(), signal.SIGUSR1)
+            signal.raise_signal(signal.SIGUSR1)
             return original(*args, **kwargs)
 
         original = bprlab.config.load_config
         monkeypatch.setattr(bprlab.config, "load_config", load_config)
     argv = ["evaluate", str(_experiment(tmp_path)), f"runs_root={tmp_path / 'runs'}", "name=t", "logger=none",
             "--trial", "hash.gamma=0.5"]
-    assert cli.main(argv) == slurm.PREEMPTED_EXIT
+    failing = when == "before an error"
+    assert cli.main(argv) == (2 if failing else slurm.PREEMPTED_EXIT)
     expected = {"before the stage": [], "within the stage": ["started"],
-                "during W&B's calls": ["started", "logged"]}[when]
+                "during W&B's calls": ["started", "logged"], "before an error": ["started", "logged"]}[when]
     assert reached == expected and not record.exists()
     sessions = sorted((tmp_path / "runs" / "t-gamma0.5" / "wandb").glob("offline-run-*"))
     assert len(sessions) == 1 and sessions[0].name.endswith("trialrun0002")
-    assert _ending(sessions[0]) == (True, slurm.PREEMPTED_EXIT)
+    assert _ending(sessions[0]) == ((False, 1) if failing else (True, slurm.PREEMPTED_EXIT))
 
 
 @cluster

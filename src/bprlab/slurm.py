@@ -72,12 +72,17 @@ def _handler(signum, frame) -> None:
         stop_if_warned()
 
 
+def stopping(message: str) -> Requeued:
+    """The `Requeued` that ends this process's work for the warning: raise it; no other is raised after it."""
+    _state["stopped"] = True
+    return Requeued(message)
+
+
 def stop_if_warned(message: str = "stopped by SLURM's warning before the time limit") -> None:
     """In a sweep trial warned outside a training step, raise `Requeued` (once: the CLI then marks the W&B run
     preempting). Nothing otherwise."""
     if _state["signalled"] and sweep_trial() and not _state["training"] and not _state["stopped"]:
-        _state["stopped"] = True
-        raise Requeued(f"{message}; W&B hands this sweep trial to the next agent, which resumes it")
+        raise stopping(f"{message}; W&B hands this sweep trial to the next agent, which resumes it")
 
 
 def answer_warning(message: str) -> None:
@@ -101,16 +106,16 @@ def stoppable():
 
 
 @contextlib.contextmanager
-def deferred():
+def deferred(then_stop: bool = True):
     """W&B's own calls, which an exception raised part-way through could leave half done: the warning is noted
-    there, and the trial stops once they have returned."""
+    there, and the trial stops once they have returned (`then_stop`; not when the body raised: its error stands)."""
     was = _state["stoppable"]
     _state["stoppable"] = False
     try:
         yield
     finally:
         _state["stoppable"] = was
-    if was:
+    if was and then_stop:
         stop_if_warned()
 
 

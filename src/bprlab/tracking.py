@@ -103,15 +103,18 @@ def mark_preempted(cfg: RunConfig, run_dir: Path) -> None:
         log.warning("%s: could not mark the W&B run preempting (%s); W&B may count the trial as failed", run_dir, exc)
 
 
-def finish_run() -> None:
-    """wandb.finish(), except in a sweep trial stopped by SLURM's warning: the run is left open for
-    `mark_preempted`, since a run ended as finished is not handed to another agent."""
-    if slurm.signalled() and slurm.sweep_trial():
-        return
+def finish_run(failed: bool = False) -> None:
+    """wandb.finish() of the open run: with exit code 1 when an error stops the stage (a crashed run is not shown
+    as finished), left open in a sweep trial stopped by SLURM's warning (for `mark_preempted`: a run ended as
+    finished is not handed to another agent), else with exit code 0. The warning waits for the call."""
     import wandb
 
-    with slurm.deferred():
-        wandb.finish()
+    if failed:
+        with slurm.deferred(then_stop=False):  # the error stands: the warning does not replace it
+            wandb.finish(exit_code=1)
+    elif not (slurm.signalled() and slurm.sweep_trial()):
+        with slurm.deferred():
+            wandb.finish()
 
 
 def lightning_logger(cfg: RunConfig, run_dir: Path):
@@ -135,8 +138,10 @@ def evaluation_run(cfg: RunConfig, run_dir: Path) -> Iterator[object | None]:
         run = wandb.init(**init_kwargs(cfg, run_dir), reinit="finish_previous")
         try:
             yield run
-        finally:
-            finish_run()
+        except BaseException:
+            finish_run(failed=True)
+            raise
+        finish_run()
 
 
 def log_evaluation(cfg: RunConfig, run_dir: Path, metrics: dict, files: list[Path]) -> None:

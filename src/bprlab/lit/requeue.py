@@ -19,7 +19,6 @@ import pytorch_lightning as pl
 import torch
 
 from bprlab import slurm
-from bprlab.errors import Requeued
 
 
 class RequeueOnSignal(pl.Callback):
@@ -35,6 +34,9 @@ class RequeueOnSignal(pl.Callback):
         if stage == "fit":
             slurm.training(False)
 
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        slurm.training(False)  # Lightning calls no teardown when fit raises (as it does for a requeue)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         accumulating = getattr(trainer.fit_loop.epoch_loop, "_should_accumulate", None)
         if accumulating is not None and accumulating():  # mid-accumulation: the gradients so far are in no checkpoint
@@ -45,5 +47,5 @@ class RequeueOnSignal(pl.Callback):
         if float(flag) == 0.0:
             return
         trainer.save_checkpoint(self.checkpoint, weights_only=False)  # all ranks call; rank 0 writes
-        raise Requeued(f"{self.checkpoint.parent.parent}: stopped at step {trainer.global_step} for a requeue "
-                       f"(SLURM's warning before the time limit); the job resumes from {self.checkpoint}")
+        raise slurm.stopping(f"{self.checkpoint.parent.parent}: stopped at step {trainer.global_step} for a requeue "
+                             f"(SLURM's warning before the time limit); the job resumes from {self.checkpoint}")

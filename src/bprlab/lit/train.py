@@ -17,7 +17,7 @@ from bprlab.config.enums import Method
 from bprlab.config.loader import to_dict
 from bprlab.config.schema import RunConfig
 from bprlab.data.collate import Collator
-from bprlab.errors import ConfigError, StageError
+from bprlab.errors import ConfigError, Requeued, StageError
 from bprlab.lit.callbacks import (
     RandomState,
     ResumeCheckpoint,
@@ -171,8 +171,10 @@ def train(cfg: RunConfig, force: bool = False, extra_callbacks: list | None = No
         _fit(trainer, module, datamodule, resume, cfg)
         # last.ckpt is the final state whatever the step-based saving cadence was (all ranks call; rank 0 writes)
         trainer.save_checkpoint(paths.last_checkpoint, weights_only=False)  # full state: resumable
-    finally:
-        _finish_logger(trainer)
+    except BaseException as exc:
+        _finish_logger(trainer, failed=not isinstance(exc, Requeued))
+        raise
+    _finish_logger(trainer)
     summary = {
         "last_checkpoint": paths.last_checkpoint.name,  # names inside checkpoints/: the run dir may move
         "best_checkpoint": Path(best.best_model_path).name if best.best_model_path else None,
@@ -269,9 +271,9 @@ def _set_aside_stale(paths: RunPaths, stamp: str, force: bool, format1: str | No
     write_text(stamp_file, stamp)
 
 
-def _finish_logger(trainer: pl.Trainer) -> None:
-    """The training's W&B run ended (left open in a sweep trial stopped by SLURM's warning: bprlab.tracking)."""
+def _finish_logger(trainer: pl.Trainer, failed: bool = False) -> None:
+    """The training's W&B run ended, as failed when an error stopped it (bprlab.tracking.finish_run)."""
     if any(type(logger).__name__ == "WandbLogger" for logger in trainer.loggers):
         from bprlab.tracking import finish_run
 
-        finish_run()
+        finish_run(failed)

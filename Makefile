@@ -52,7 +52,7 @@ test: $(STAMP) ## Lint (ruff), the layering contract (import-linter), then the f
 test-slow: $(STAMP) ## The slow tier as well (end-to-end CLI runs, the cluster rehearsal)
 	$(BIN)/python -m pytest -q -m "not gpu" $(TEST_WORKERS)
 
-cluster-check: $(STAMP) ## The SLURM path rehearsed on this CPU: srun-started ranks, requeue, a dead rank, the sbatch scripts (~5 min)
+cluster-check: $(STAMP) ## The SLURM path rehearsed on this CPU: srun-started ranks, requeue, a dead rank, the sbatch scripts, a preempted sweep trial (~8 min on 2 cores)
 	$(BIN)/python -m pytest -v -m "not gpu" tests/test_cluster.py
 
 prepare: $(STAMP) ## Build a dataset's derived files (DATASET=squad builds the embedded default)
